@@ -1,0 +1,1 @@
+"""The database layer: settings, the pool wrapper, migrations, the embedded server and retries."""

@@ -1,0 +1,252 @@
+"""``Database``: the asyncpg pool, opened with its codecs and migrations, closed with everything it holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import asyncpg
+
+from chem_persistence_async.db.embedded import start_embedded
+from chem_persistence_async.db.migrations import migrate
+from chem_persistence_async.db.retry import BackoffPolicy, RetryMetrics, call_with_retry
+from chem_persistence_async.db.settings import DatabaseSettings, redact_url, scrub
+from chem_persistence_async.domain.errors import (
+    DatabaseClosedError,
+    DatabaseError,
+    MigrationError,
+    PoolTimeoutError,
+)
+
+T = TypeVar("T")
+
+
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without ``RESET ALL`` and friends.
+
+    The stores leave no session state behind (no ``SET``, ``LISTEN``, cursors or advisory locks
+    outside a transaction), so asyncpg's reset round trip on every release is pure cost.
+    Code that borrows a connection through ``Database.acquire`` must keep to the same rule.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # JSONB passes through as canonical JSON bytes: the stores encode and decode it in bulk.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+def _encode_jsonb(value: bytes | str) -> bytes:
+    return b"\x01" + (value.encode("utf-8") if isinstance(value, str) else value)
+
+
+def _decode_jsonb(data: bytes) -> bytes:
+    return data[1:]
+
+
+class Database:
+    """A connection pool with the schema applied. Build it with ``connect``, ``from_env`` or ``open``.
+
+    ``async with Database.connect(url) as db:`` for a scope, ``db = await Database.open(url)`` and
+    ``await db.close()`` for a long-lived service. With no URL anywhere, an embedded PostgreSQL is
+    started in the user's data directory.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings, url: str, embedded: bool) -> None:
+        self._pool: asyncpg.Pool | None = pool
+        self._settings = settings
+        self._url = url
+        self._embedded = embedded
+        self._backoff = BackoffPolicy.from_milliseconds(settings.retry_delays_ms)
+        self.metrics = RetryMetrics()
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, url: str | None = None, **overrides: Any) -> DatabaseOpener:
+        """``async with Database.connect(url) as db`` (or ``await``); settings not given come from the env."""
+        return DatabaseOpener(lambda: cls.open(url, **overrides))
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> DatabaseOpener:
+        """``async with Database.from_env() as db``: everything from the environment."""
+        return DatabaseOpener(lambda: cls.open(None, **overrides))
+
+    @classmethod
+    async def open(
+        cls, url: str | None = None, *, settings: DatabaseSettings | None = None, **overrides: Any
+    ) -> Database:
+        if settings is None:
+            settings = DatabaseSettings.load(url=url, **overrides)
+        elif url is not None or overrides:
+            settings = DatabaseSettings.load(**{**settings.model_dump(), "url": url, **overrides})
+        dsn = settings.url_value
+        embedded = dsn is None
+        if dsn is None:
+            dsn = await anyio.to_thread.run_sync(start_embedded, settings.data_dir)
+        server_settings = {"application_name": settings.application_name}
+        try:
+            if settings.auto_migrate:
+                await _migrate(dsn, settings)
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=settings.min_connections,
+                max_size=settings.max_connections,
+                max_inactive_connection_lifetime=settings.max_inactive_connection_lifetime,
+                command_timeout=settings.command_timeout,
+                statement_cache_size=settings.statement_cache_size,
+                timeout=settings.connect_timeout,
+                init=_init_connection,
+                connection_class=PooledConnection,
+                server_settings=server_settings,
+            )
+        except MigrationError:
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise DatabaseError(
+                f"cannot open {redact_url(dsn)}: {type(exc).__name__}: {scrub(str(exc), dsn)}"
+            ) from None
+        return cls(pool, settings, dsn, embedded)
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations now (what opening does unless ``auto_migrate`` is off)."""
+        self._require_open()
+        return await _migrate(self._url, self._settings)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close every connection (waiting up to ``timeout`` for borrowed ones, then terminating)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout)
+        except TimeoutError:
+            pool.terminate()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- using it ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    @property
+    def settings(self) -> DatabaseSettings:
+        return self._settings
+
+    @property
+    def url(self) -> str:
+        """The URL with its password redacted."""
+        return redact_url(self._url)
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._require_open()
+
+    def _require_open(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is None or pool.is_closing():
+            raise DatabaseClosedError(f"Database {self.url} is closed")
+        return pool
+
+    @asynccontextmanager
+    async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow a connection; ``PoolTimeoutError`` if none frees up within the acquire timeout."""
+        pool = self._require_open()
+        wait = self._settings.acquire_timeout if timeout is None else timeout
+        try:
+            conn = await pool.acquire(timeout=wait)
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no connection free within {wait:g}s (pool max {self._settings.max_connections})"
+            ) from None
+        except asyncpg.InterfaceError:
+            if self.closed or pool.is_closing():
+                raise DatabaseClosedError(f"Database {self.url} is closed") from None
+            raise
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, operation: str = "query") -> T:
+        """Run ``fn`` on a pooled connection, retrying transient failures on a fresh connection."""
+
+        async def attempt() -> T:
+            async with self.acquire() as conn:
+                return await fn(conn)
+
+        return await call_with_retry(
+            attempt,
+            policy=self._backoff,
+            metrics=self.metrics,
+            on_lost_connection=self._expire_connections,
+            operation=operation,
+        )
+
+    async def _expire_connections(self) -> None:
+        # After a lost connection the idle ones are likely dead too (server restart): replace them.
+        pool = self._pool
+        if pool is not None:
+            await pool.expire_connections()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Database {self.url} {state}{' embedded' if self._embedded else ''}>"
+
+
+async def _migrate(dsn: str, settings: DatabaseSettings) -> list[str]:
+    # A connection of its own: the advisory lock must not outlive the migration on a pooled one.
+    conn = await asyncpg.connect(
+        dsn,
+        timeout=settings.connect_timeout,
+        server_settings={"application_name": f"{settings.application_name}:migrate"[:63]},
+    )
+    try:
+        return await migrate(conn, dsn)
+    finally:
+        await conn.close()
+
+
+class DatabaseOpener:
+    """What ``Database.connect``/``from_env`` return: an async context manager, also awaitable."""
+
+    def __init__(self, factory: Callable[[], Awaitable[Database]]) -> None:
+        self._factory = factory
+        self._db: Database | None = None
+
+    async def __aenter__(self) -> Database:
+        self._db = await self._factory()
+        return self._db
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._db is not None:
+            await self._db.close()
+
+    def __await__(self) -> Generator[Any, None, Database]:
+        return self._factory().__await__()

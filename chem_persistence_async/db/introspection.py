@@ -1,0 +1,68 @@
+"""A stable text description of the schema the migrations build (kept as ``docs/schema.sql``).
+
+Built from the catalogs rather than ``pg_dump`` so it does not depend on the client's version and
+lists only what the migrations own, in a fixed order.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+OWNED_TABLES = ("event_log", "workflow_step_artifacts", "step_execution_errors")
+
+_COLUMNS = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relname = ANY($1::text[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum
+"""
+
+_CONSTRAINTS = """
+SELECT c.relname, k.conname, pg_get_constraintdef(k.oid)
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+WHERE c.relname = ANY($1::text[])
+ORDER BY c.relname, k.conname
+"""
+
+_INDEXES = """
+SELECT tablename, indexname, indexdef FROM pg_indexes
+WHERE schemaname = current_schema() AND tablename = ANY($1::text[])
+ORDER BY tablename, indexname
+"""
+
+_TRIGGERS = """
+SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid)
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+WHERE c.relname = ANY($1::text[]) AND NOT t.tgisinternal
+ORDER BY c.relname, t.tgname
+"""
+
+
+async def describe_schema(conn: asyncpg.Connection) -> str:
+    tables = list(OWNED_TABLES)
+    lines = ["-- Schema built by migrations/ (generated; compare with tests/db/test_schema_snapshot.py)", ""]
+    columns = await conn.fetch(_COLUMNS, tables)
+    constraints = await conn.fetch(_CONSTRAINTS, tables)
+    indexes = await conn.fetch(_INDEXES, tables)
+    triggers = await conn.fetch(_TRIGGERS, tables)
+    for table in tables:
+        lines.append(f"TABLE {table}")
+        for _, name, type_, notnull, default in (r for r in columns if r[0] == table):
+            extra = (" NOT NULL" if notnull else "") + (f" DEFAULT {default}" if default else "")
+            lines.append(f"    COLUMN {name} {type_}{extra}")
+        for _, name, definition in (r for r in constraints if r[0] == table):
+            lines.append(f"    CONSTRAINT {name} {definition}")
+        for _, name, definition in (r for r in indexes if r[0] == table):
+            lines.append(f"    INDEX {name}: {definition}")
+        for _, name, definition in (r for r in triggers if r[0] == table):
+            lines.append(f"    TRIGGER {name}: {definition}")
+        lines.append("")
+    return "\n".join(lines)

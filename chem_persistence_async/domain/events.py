@@ -1,0 +1,175 @@
+"""Flow events: the ``FlowEventKind`` discriminated union and the ``FlowEvent`` record.
+
+Variants are frozen pydantic models (validated once, on the way in); ``FlowEvent`` is a slotted
+dataclass because reading is a hot path and the kind inside it is already validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    NonNegativeInt,
+    PositiveInt,
+    StringConstraints,
+    TypeAdapter,
+)
+
+from chem_persistence_async.domain.canonical import canonical_json
+from chem_persistence_async.domain.failures import StepErrorInfo
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+StepId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _Kind(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: ClassVar[str]
+
+
+class FlowInitialized(_Kind):
+    code: ClassVar[str] = "I"
+    event_type: Literal["flowinitialized"] = "flowinitialized"
+    definition_name: str
+    definition_hash: Sha256Hex
+    step_count: NonNegativeInt
+
+
+class StepStarted(_Kind):
+    code: ClassVar[str] = "S"
+    event_type: Literal["stepstarted"] = "stepstarted"
+    step_index: NonNegativeInt
+    step_id: StepId
+    attempt: PositiveInt
+
+
+class StepFinished(_Kind):
+    code: ClassVar[str] = "F"
+    event_type: Literal["stepfinished"] = "stepfinished"
+    step_index: NonNegativeInt
+    step_id: StepId
+    outputs: tuple[Sha256Hex, ...] = ()
+    fingerprint: Sha256Hex
+
+
+class StepFailed(_Kind):
+    code: ClassVar[str] = "X"
+    event_type: Literal["stepfailed"] = "stepfailed"
+    step_index: NonNegativeInt
+    step_id: StepId
+    attempt: PositiveInt
+    error: StepErrorInfo
+    retry_count: NonNegativeInt
+    max_retries: NonNegativeInt
+    fingerprint: Sha256Hex
+
+
+class StepSignal(_Kind):
+    code: ClassVar[str] = "G"
+    event_type: Literal["stepsignal"] = "stepsignal"
+    step_index: NonNegativeInt
+    step_id: StepId
+    signal: str
+    data: JsonValue = None
+
+
+class PropertyPreferenceAssigned(_Kind):
+    code: ClassVar[str] = "P"
+    event_type: Literal["propertypreferenceassigned"] = "propertypreferenceassigned"
+    property_key: str
+    policy_id: str
+    params_hash: str
+    rationale: str | None = None
+
+
+class RetryScheduled(_Kind):
+    code: ClassVar[str] = "R"
+    event_type: Literal["retryscheduled"] = "retryscheduled"
+    step_index: NonNegativeInt
+    step_id: StepId
+    retry_index: PositiveInt
+    reason: str
+    not_before: AwareDatetime | None = None
+
+
+class FlowCompleted(_Kind):
+    code: ClassVar[str] = "C"
+    event_type: Literal["flowcompleted"] = "flowcompleted"
+    flow_fingerprint: Sha256Hex
+
+
+FlowEventKind = Annotated[
+    FlowInitialized
+    | StepStarted
+    | StepFinished
+    | StepFailed
+    | StepSignal
+    | PropertyPreferenceAssigned
+    | RetryScheduled
+    | FlowCompleted,
+    Field(discriminator="event_type"),
+]
+
+KIND_CLASSES: tuple[type[_Kind], ...] = (
+    FlowInitialized,
+    StepStarted,
+    StepFinished,
+    StepFailed,
+    StepSignal,
+    PropertyPreferenceAssigned,
+    RetryScheduled,
+    FlowCompleted,
+)
+EVENT_TYPES: frozenset[str] = frozenset(
+    cls.model_fields["event_type"].default for cls in KIND_CLASSES
+)
+
+_KIND_ADAPTER: TypeAdapter[FlowEventKind] = TypeAdapter(FlowEventKind)
+_KIND_LIST_ADAPTER: TypeAdapter[list[FlowEventKind]] = TypeAdapter(list[FlowEventKind])
+
+
+def is_event_kind(value: object) -> bool:
+    return isinstance(value, KIND_CLASSES)
+
+
+def kind_to_json(kind: _Kind) -> bytes:
+    """Canonical JSON of a kind: what is stored as the payload and what replay reads back."""
+    return canonical_json(kind.model_dump(mode="json"))
+
+
+def kind_from_json(data: bytes | str) -> FlowEventKind:
+    return _KIND_ADAPTER.validate_json(data)
+
+
+def kinds_from_json(payloads: Sequence[bytes]) -> list[FlowEventKind]:
+    """Decode many payloads with one validator call (much faster than one call per row)."""
+    return _KIND_LIST_ADAPTER.validate_json(b"[" + b",".join(payloads) + b"]")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEvent:
+    """One stored event. ``seq`` is global; ``flow_version`` counts 1, 2, 3... within the flow."""
+
+    seq: int
+    flow_id: UUID
+    flow_version: int
+    ts: datetime
+    kind: FlowEventKind
+    event_id: UUID
+
+    @property
+    def code(self) -> str:
+        return self.kind.code
+
+    @property
+    def event_type(self) -> str:
+        return self.kind.event_type

@@ -1,0 +1,27 @@
+"""Fingerprints: hashes of what a flow produced, never of when or where.
+
+Timestamps, ``seq``, flow and event ids, ``not_before`` and stack traces never enter them, so two
+runs of one definition on the same inputs share every fingerprint, on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chem_persistence_async.domain.canonical import content_hash
+
+
+def step_fingerprint(previous: str, step_id: str, outputs: Sequence[str]) -> str:
+    """Chain the previous step's fingerprint (the definition hash for the first) with this step."""
+    return content_hash({"previous": previous, "step_id": step_id, "outputs": list(outputs)})
+
+
+def failure_fingerprint(previous: str, step_id: str, attempt: int, error_class: str) -> str:
+    """A failed attempt's fingerprint: which attempt failed and how, not the message or trace."""
+    return content_hash(
+        {"previous": previous, "step_id": step_id, "attempt": attempt, "error_class": error_class}
+    )
+
+
+def flow_fingerprint(definition_hash: str, step_fingerprints: Sequence[str]) -> str:
+    return content_hash({"definition_hash": definition_hash, "steps": list(step_fingerprints)})

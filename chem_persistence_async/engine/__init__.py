@@ -1,0 +1,1 @@
+"""The engine: steps, retry policy, repositories, ``FlowEngine`` and the demo flow."""

@@ -1,0 +1,81 @@
+"""What a step is, what it receives and returns, and how its failures are classified."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.failures import ErrorClass
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything an attempt may depend on. ``inputs`` are the previous step's output artifacts."""
+
+    flow_id: UUID
+    step_index: int
+    step_id: str
+    attempt: int
+    inputs: tuple[Artifact, ...]
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """What a successful attempt produced. ``signal`` (with ``signal_data``) emits a ``StepSignal``."""
+
+    artifacts: tuple[Artifact, ...] = ()
+    signal: str | None = None
+    signal_data: Any = None
+
+
+@runtime_checkable
+class Step(Protocol):
+    """A step: a stable ``id`` (and optional ``params``, part of the definition hash) and ``run``."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def run(self, ctx: StepContext) -> StepOutput: ...
+
+
+class StepError(Exception):
+    """Base of the exceptions a step raises to say how it failed."""
+
+    error_class: ErrorClass = ErrorClass.RUNTIME
+
+    def __init__(self, message: str = "", *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = dict(details) if details else {}
+
+
+class TransientStepError(StepError):
+    """Worth another attempt (a flaky dependency, a timeout)."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+class PermanentStepError(StepError):
+    """Will fail the same way again; the flow stops at this step."""
+
+    error_class = ErrorClass.PERMANENT
+
+
+class StepValidationError(StepError):
+    """The step's inputs or outputs are invalid; never retried."""
+
+    error_class = ErrorClass.VALIDATION
+
+
+def classify_error(exc: BaseException) -> ErrorClass:
+    """Step exceptions carry their class; pydantic validation errors are VALIDATION; all else RUNTIME."""
+    if isinstance(exc, StepError):
+        return exc.error_class
+    if isinstance(exc, ValidationError):
+        return ErrorClass.VALIDATION
+    return ErrorClass.RUNTIME

@@ -1,0 +1,148 @@
+"""Replay: the one pure function that turns a flow's events into its ``FlowInstance``.
+
+Every repository and every backend calls this, so a flow read from PostgreSQL equals the same flow
+read from memory by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from chem_persistence_async.domain.errors import DefinitionMismatchError, ReplayError
+from chem_persistence_async.domain.events import (
+    FlowCompleted,
+    FlowEvent,
+    FlowInitialized,
+    PropertyPreferenceAssigned,
+    RetryScheduled,
+    StepFailed,
+    StepFinished,
+    StepSignal,
+    StepStarted,
+)
+from chem_persistence_async.domain.failures import StepExecutionError
+from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+
+
+class _SlotState:
+    __slots__ = ("attempts", "errors", "fingerprint", "not_before", "outputs", "retry_count", "status")
+
+    def __init__(self) -> None:
+        self.status = StepStatus.PENDING
+        self.outputs: tuple[str, ...] = ()
+        self.fingerprint: str | None = None
+        self.retry_count = 0
+        self.errors: list[StepExecutionError] = []
+        self.attempts = 0
+        self.not_before: datetime | None = None
+
+
+def replay(flow_id: UUID, events: Iterable[FlowEvent], definition: FlowDefinition) -> FlowInstance:
+    """Rebuild a flow from its events (in ``seq`` order) for ``definition``.
+
+    Raises ``DefinitionMismatchError`` when the flow was started with another definition and
+    ``ReplayError`` when the events cannot be a run of it.
+    """
+    step_ids = definition.step_ids
+    slots = [_SlotState() for _ in step_ids]
+    signals: list[tuple[str, str, Any]] = []
+    completed = False
+    flow_fp: str | None = None
+    version = 0
+    initialized = False
+
+    for event in events:
+        kind = event.kind
+        version = event.flow_version
+        if not initialized:
+            if not isinstance(kind, FlowInitialized):
+                raise ReplayError(
+                    f"flow {flow_id}: first event is {kind.event_type}, not flowinitialized"
+                )
+            if kind.definition_hash != definition.hash or kind.definition_name != definition.name:
+                raise DefinitionMismatchError(
+                    f"flow {flow_id} was started with definition {kind.definition_name!r} "
+                    f"({kind.definition_hash[:12]}…), not {definition.name!r} ({definition.hash[:12]}…)"
+                )
+            initialized = True
+            continue
+        if isinstance(kind, FlowInitialized):
+            raise ReplayError(f"flow {flow_id}: flowinitialized again at version {version}")
+        if completed:
+            raise ReplayError(f"flow {flow_id}: {kind.event_type} after flowcompleted")
+        if isinstance(kind, FlowCompleted):
+            completed = True
+            flow_fp = kind.flow_fingerprint
+            continue
+        if isinstance(kind, PropertyPreferenceAssigned):
+            continue
+
+        index = kind.step_index
+        if index >= len(step_ids) or step_ids[index] != kind.step_id:
+            raise ReplayError(
+                f"flow {flow_id}: event at version {version} names step {kind.step_id!r} "
+                f"at index {index}, which the definition does not have"
+            )
+        slot = slots[index]
+        if isinstance(kind, StepStarted):
+            slot.status = StepStatus.RUNNING
+            slot.attempts += 1
+            slot.not_before = None
+        elif isinstance(kind, StepFinished):
+            slot.status = StepStatus.FINISHED
+            slot.outputs = kind.outputs
+            slot.fingerprint = kind.fingerprint
+        elif isinstance(kind, StepFailed):
+            slot.status = StepStatus.FAILED
+            slot.errors.append(
+                StepExecutionError(
+                    flow_id=flow_id,
+                    step_id=kind.step_id,
+                    attempt_number=kind.attempt,
+                    error_class=kind.error.error_class,
+                    error_message=kind.error.message,
+                    details=kind.error.details,
+                    retry_count=kind.retry_count,
+                    max_retries=kind.max_retries,
+                    ts=event.ts,
+                    event_seq=event.seq,
+                )
+            )
+        elif isinstance(kind, RetryScheduled):
+            slot.status = StepStatus.PENDING
+            slot.retry_count = kind.retry_index
+            slot.not_before = kind.not_before
+        elif isinstance(kind, StepSignal):
+            signals.append((kind.step_id, kind.signal, kind.data))
+
+    if completed and any(s.status is not StepStatus.FINISHED for s in slots):
+        raise ReplayError(f"flow {flow_id}: flowcompleted with unfinished steps")
+
+    cursor = next(
+        (i for i, s in enumerate(slots) if s.status is not StepStatus.FINISHED), len(slots)
+    )
+    return FlowInstance(
+        flow_id=flow_id,
+        definition_hash=definition.hash,
+        completed=completed,
+        cursor=cursor,
+        steps=tuple(
+            StepSlot(
+                step_id=step_id,
+                status=s.status,
+                outputs=s.outputs,
+                fingerprint=s.fingerprint,
+                retry_count=s.retry_count,
+                errors=tuple(s.errors),
+                attempts=s.attempts,
+                not_before=s.not_before,
+            )
+            for step_id, s in zip(step_ids, slots, strict=True)
+        ),
+        fingerprint=flow_fp,
+        version=version,
+        signals=tuple(signals),
+    )

@@ -1,0 +1,1 @@
+"""Event stores: the contract, the in-memory reference and the PostgreSQL backend."""

@@ -1,0 +1,190 @@
+"""``InMemoryEventStore``: the reference semantics of the contract, with no database.
+
+It keeps the same encoded payloads the PostgreSQL store keeps and decodes them the same way, so
+what PostgreSQL's JSONB would change is changed here too, and the two stay observably identical.
+Every method finishes its state change without awaiting in between, so concurrent tasks see each
+append as atomic, as they would a PostgreSQL transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.errors import (
+    ConcurrencyConflict,
+    InvalidInputError,
+    MissingArtifactError,
+)
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
+from chem_persistence_async.stores.batch import (
+    AppendBatch,
+    EventRow,
+    StoreLimits,
+    count_by_step_and_class,
+    decode_events,
+    prepare_append,
+    timeline_order,
+    to_flow_id,
+)
+
+
+class InMemoryEventStore:
+    """The ``AsyncEventStore`` in a process's memory (tests, notebooks, the reference for parity)."""
+
+    def __init__(self, *, store_artifacts: bool = True, max_payload_bytes: int | None = None) -> None:
+        self._limits = StoreLimits(
+            store_artifacts=store_artifacts,
+            **({} if max_payload_bytes is None else {"max_payload_bytes": max_payload_bytes}),
+        )
+        self._seq = 0
+        self._flows: dict[UUID, list[EventRow]] = {}
+        self._by_event_id: dict[UUID, tuple[UUID, int]] = {}
+        self._artifacts: dict[str, tuple[Artifact, int]] = {}
+        self._errors: list[StepExecutionError] = []
+
+    async def append_kind(
+        self,
+        flow_id: UUID | str,
+        kind: FlowEventKind,
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_id: UUID | None = None,
+    ) -> FlowEvent:
+        batch = prepare_append(
+            flow_id,
+            [kind],
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=None if event_id is None else [event_id],
+            limits=self._limits,
+        )
+        return self._append(batch)[0]
+
+    async def append_many(
+        self,
+        flow_id: UUID | str,
+        kinds: Sequence[FlowEventKind],
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> list[FlowEvent]:
+        batch = prepare_append(
+            flow_id,
+            kinds,
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=event_ids,
+            limits=self._limits,
+        )
+        if not batch.events:
+            return []
+        return self._append(batch)
+
+    def _append(self, batch: AppendBatch) -> list[FlowEvent]:
+        missing = [h for h in batch.unpassed_outputs if h not in self._artifacts]
+        if missing:
+            raise MissingArtifactError(
+                "outputs listed with no artifact passed and none stored: "
+                + ", ".join(h[:16] + "…" for h in missing)
+            )
+        known = [self._by_event_id[e.event_id] for e in batch.events if e.event_id in self._by_event_id]
+        if known:
+            return self._replayed_append(batch, known)
+
+        rows = self._flows.get(batch.flow_id, [])
+        current = rows[-1][2] if rows else 0
+        if batch.expected_version is not None and batch.expected_version != current:
+            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, current)
+
+        ts = datetime.now(UTC)
+        stored: list[tuple[UUID, int, int, datetime]] = []
+        seq_of_ordinal: dict[int, int] = {}
+        for ordinal, event in enumerate(batch.events, start=1):
+            self._seq += 1
+            version = current + ordinal
+            rows.append((self._seq, event.event_id, version, ts, event.payload))
+            self._by_event_id[event.event_id] = (batch.flow_id, len(rows) - 1)
+            seq_of_ordinal[ordinal] = self._seq
+            stored.append((event.event_id, self._seq, version, ts))
+            if event.error is not None:
+                err = event.error
+                self._errors.append(
+                    StepExecutionError(
+                        flow_id=batch.flow_id,
+                        step_id=err.step_id,
+                        attempt_number=err.attempt_number,
+                        error_class=ErrorClass(err.error_class),
+                        error_message=err.error_message,
+                        details=None if err.details is None else json.loads(err.details),
+                        retry_count=err.retry_count,
+                        max_retries=err.max_retries,
+                        ts=ts,
+                        event_seq=self._seq,
+                    )
+                )
+        self._flows[batch.flow_id] = rows
+        for prepared in batch.artifacts:
+            if prepared.artifact.hash not in self._artifacts:
+                stored_artifact = Artifact(
+                    hash=prepared.artifact.hash,
+                    kind=prepared.artifact.kind,
+                    payload=json.loads(prepared.payload),
+                    metadata=None if prepared.metadata is None else json.loads(prepared.metadata),
+                )
+                self._artifacts[prepared.artifact.hash] = (stored_artifact, seq_of_ordinal[prepared.ordinal])
+        return batch.events_for(stored)
+
+    def _replayed_append(self, batch: AppendBatch, known: list[tuple[UUID, int]]) -> list[FlowEvent]:
+        if len(known) != len(batch.events) or any(fid != batch.flow_id for fid, _ in known):
+            raise InvalidInputError(
+                f"some of these event ids are already stored with other events ({len(known)} of "
+                f"{len(batch.events)} found): event ids must not be reused"
+            )
+        rows = self._flows[batch.flow_id]
+        return batch.events_for(
+            (rows[i][1], rows[i][0], rows[i][2], rows[i][3]) for _, i in known
+        )
+
+    async def list(self, flow_id: UUID | str) -> list[FlowEvent]:
+        fid = to_flow_id(flow_id)
+        return decode_events(fid, list(self._flows.get(fid, ())))
+
+    async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
+        fid = to_flow_id(flow_id)
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        rows = self._flows.get(fid, [])
+        for start in range(0, len(rows), batch_size):
+            for event in decode_events(fid, rows[start : start + batch_size]):
+                yield event
+
+    async def flow_version(self, flow_id: UUID | str) -> int:
+        rows = self._flows.get(to_flow_id(flow_id))
+        return rows[-1][2] if rows else 0
+
+    async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
+        return {h: self._artifacts[h][0] for h in dict.fromkeys(hashes) if h in self._artifacts}
+
+    async def list_errors(
+        self, flow_id: UUID | str, step_id: str | None = None
+    ) -> list[StepExecutionError]:
+        fid = to_flow_id(flow_id)
+        return [e for e in self._errors if e.flow_id == fid and (step_id is None or e.step_id == step_id)]
+
+    async def get_error_timeline(
+        self, flow_id: UUID | str, step_id: str | None = None
+    ) -> list[StepExecutionError]:
+        return timeline_order(await self.list_errors(flow_id, step_id))
+
+    async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:
+        return count_by_step_and_class(await self.list_errors(flow_id))
+
+    def __repr__(self) -> str:
+        return f"<InMemoryEventStore flows={len(self._flows)} events={self._seq}>"

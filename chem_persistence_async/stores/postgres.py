@@ -1,0 +1,249 @@
+"""``PgEventStore``: the event store on PostgreSQL, through asyncpg, one statement per append."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from chem_persistence_async.db.database import Database
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.errors import (
+    ConcurrencyConflict,
+    InvalidInputError,
+    MissingArtifactError,
+)
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.failures import StepExecutionError
+from chem_persistence_async.stores import postgres_sql as sql
+from chem_persistence_async.stores.batch import (
+    AppendBatch,
+    StoreLimits,
+    decode_error,
+    decode_events,
+    prepare_append,
+    to_flow_id,
+)
+
+_MAX_CONFLICT_ROUNDS = 100
+
+
+class PgEventStore:
+    """The ``AsyncEventStore`` on PostgreSQL. Every operation goes through ``Database.run``
+    (retried on transient failures); appends are idempotent by their client-made ``event_id``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        store_artifacts: bool | None = None,
+        max_payload_bytes: int | None = None,
+    ) -> None:
+        self._db = db
+        self._limits = StoreLimits(
+            max_payload_bytes=db.settings.max_payload_bytes if max_payload_bytes is None else max_payload_bytes,
+            store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
+        )
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def append_kind(
+        self,
+        flow_id: UUID | str,
+        kind: FlowEventKind,
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_id: UUID | None = None,
+    ) -> FlowEvent:
+        batch = prepare_append(
+            flow_id,
+            [kind],
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=None if event_id is None else [event_id],
+            limits=self._limits,
+        )
+        return (await self._append(batch))[0]
+
+    async def append_many(
+        self,
+        flow_id: UUID | str,
+        kinds: Sequence[FlowEventKind],
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> list[FlowEvent]:
+        batch = prepare_append(
+            flow_id,
+            kinds,
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=event_ids,
+            limits=self._limits,
+        )
+        if not batch.events:
+            return []
+        return await self._append(batch)
+
+    async def _append(self, batch: AppendBatch) -> list[FlowEvent]:
+        self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
+        args = _append_args(batch)
+
+        async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
+            if batch.unpassed_outputs:
+                missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
+                if missing:
+                    raise MissingArtifactError(
+                        "outputs listed with no artifact passed and none stored: "
+                        + ", ".join(row[0][:16] + "…" for row in missing)
+                    )
+            for _ in range(_MAX_CONFLICT_ROUNDS):
+                try:
+                    rows = await conn.fetch(sql.APPEND, *args)
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name == "event_log_event_id_key":
+                        continue  # a concurrent attempt with these ids committed: read it back
+                    if exc.constraint_name == "event_log_flow_version_key":
+                        if batch.expected_version is not None:
+                            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
+                        continue  # appending at the end raced another writer: take the next version
+                    raise
+                return _interpret(batch, rows)
+            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
+
+        return await self._db.run(attempt, operation="append")
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def list(self, flow_id: UUID | str) -> list[FlowEvent]:
+        fid = to_flow_id(flow_id)
+
+        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+            return list(await conn.fetch(sql.LIST_EVENTS, fid))
+
+        return decode_events(fid, await self._db.run(fetch, operation="list"))
+
+    async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
+        """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
+        no connection or transaction is held between batches)."""
+        fid = to_flow_id(flow_id)
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        after = 0
+        while True:
+            position = after
+
+            async def fetch(conn: asyncpg.Connection, position: int = position) -> list[Any]:
+                return list(await conn.fetch(sql.LIST_EVENTS_AFTER, fid, position, batch_size))
+
+            rows = await self._db.run(fetch, operation="stream")
+            for event in decode_events(fid, rows):
+                yield event
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def flow_version(self, flow_id: UUID | str) -> int:
+        fid = to_flow_id(flow_id)
+
+        async def fetch(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(sql.FLOW_VERSION, fid))
+
+        return await self._db.run(fetch, operation="flow_version")
+
+    async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
+        wanted = list(dict.fromkeys(hashes))
+        if not wanted:
+            return {}
+
+        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+            return list(await conn.fetch(sql.GET_ARTIFACTS, wanted))
+
+        rows = await self._db.run(fetch, operation="get_artifacts")
+        return {
+            row[0]: Artifact(
+                hash=row[0],
+                kind=row[1],
+                payload=json.loads(row[2]),
+                metadata=None if row[3] is None else json.loads(row[3]),
+            )
+            for row in rows
+        }
+
+    async def list_errors(
+        self, flow_id: UUID | str, step_id: str | None = None
+    ) -> list[StepExecutionError]:
+        return await self._errors(sql.LIST_ERRORS, flow_id, step_id)
+
+    async def get_error_timeline(
+        self, flow_id: UUID | str, step_id: str | None = None
+    ) -> list[StepExecutionError]:
+        return await self._errors(sql.ERROR_TIMELINE, flow_id, step_id)
+
+    async def _errors(self, query: str, flow_id: UUID | str, step_id: str | None) -> list[StepExecutionError]:
+        fid = to_flow_id(flow_id)
+
+        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+            return list(await conn.fetch(query, fid, step_id))
+
+        return [decode_error(row) for row in await self._db.run(fetch, operation="errors")]
+
+    async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:
+        fid = to_flow_id(flow_id)
+
+        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+            return list(await conn.fetch(sql.COUNT_ERRORS, fid))
+
+        counts: dict[str, dict[str, int]] = {}
+        for step_id, error_class, count in await self._db.run(fetch, operation="count_errors"):
+            counts.setdefault(step_id, {})[error_class] = count
+        return counts
+
+    def __repr__(self) -> str:
+        return f"<PgEventStore {self._db!r}>"
+
+
+def _append_args(batch: AppendBatch) -> tuple[Any, ...]:
+    events = batch.events
+    failed = [(i + 1, e.error) for i, e in enumerate(events) if e.error is not None]
+    return (
+        [e.event_id for e in events],
+        batch.flow_id,
+        batch.expected_version,
+        [e.event_type for e in events],
+        [e.payload for e in events],
+        [a.ordinal for a in batch.artifacts],
+        [a.artifact.hash for a in batch.artifacts],
+        [a.artifact.kind for a in batch.artifacts],
+        [a.payload for a in batch.artifacts],
+        [a.metadata for a in batch.artifacts],
+        [ordinal for ordinal, _ in failed],
+        [err.step_id for _, err in failed if err],
+        [err.attempt_number for _, err in failed if err],
+        [err.error_class for _, err in failed if err],
+        [err.error_message for _, err in failed if err],
+        [err.details for _, err in failed if err],
+        [err.retry_count for _, err in failed if err],
+        [err.max_retries for _, err in failed if err],
+    )
+
+
+def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> list[FlowEvent]:
+    if len(rows) == 1 and rows[0][1] is None:
+        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, rows[0][2])
+    if len(rows) != len(batch.events) or any(row[4] != batch.flow_id for row in rows):
+        raise InvalidInputError(
+            f"some of these event ids are already stored with other events ({len(rows)} of "
+            f"{len(batch.events)} found): event ids must not be reused"
+        )
+    return batch.events_for((row[0], row[1], row[2], row[3]) for row in rows)

@@ -1,0 +1,124 @@
+"""Database fixtures: one server per session, one migrated template, a fresh clone per test.
+
+Cloning a template (``CREATE DATABASE ... TEMPLATE``) is far faster than migrating each time, and
+every test gets a database nobody else writes to.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import Database, InMemoryEventStore, PgEventStore
+from tests.support import TestServer, url_with_database
+
+TEMPLATE = f"chem_tmpl_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+    server = TestServer(tmp_path_factory.mktemp("pgserver"))
+    yield server
+    server.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    source = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "testcontainers or embedded"
+    return f"chem-persistence-async test database: {source}"
+
+
+async def _admin(server: TestServer) -> asyncpg.Connection:
+    return await asyncpg.connect(server.url)
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_server: TestServer) -> AsyncIterator[str]:
+    admin = await _admin(pg_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        url = url_with_database(pg_server.url, TEMPLATE)
+        db = await Database.open(url, min_connections=0)
+        await db.close()
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def create_database(server: TestServer, template: str | None) -> str:
+    name = f"chem_t_{uuid.uuid4().hex[:12]}"
+    admin = await _admin(server)
+    try:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_database(server: TestServer, name: str) -> None:
+    admin = await _admin(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_server: TestServer, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = await create_database(pg_server, TEMPLATE)
+    yield url_with_database(pg_server.url, name)
+    await drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def empty_db_url(pg_server: TestServer) -> AsyncIterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = await create_database(pg_server, None)
+    yield url_with_database(pg_server.url, name)
+    await drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = await Database.open(db_url, min_connections=1, max_connections=8)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw asyncpg connection to the test's database (for checking what was really written)."""
+    connection = await asyncpg.connect(db_url)
+    yield connection
+    await connection.close()
+
+
+BACKENDS = ["memory", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend: str, request: pytest.FixtureRequest) -> Any:
+    """The same contract, run once per backend."""
+    if backend == "memory":
+        return InMemoryEventStore()
+    database: Database = request.getfixturevalue("db")
+    return PgEventStore(database)
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path) -> Path:
+    return tmp_path
