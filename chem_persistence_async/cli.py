@@ -81,7 +81,11 @@ async def _timeline(args: argparse.Namespace) -> int:
         print(_table(("time", "step", "attempt", "class", "retries", "message"), rows))
         counts = await store.count_errors_by_flow(flow_id)
         print()
-        print(_table(("step", "class", "count"), [(s, c, n) for s, per in counts.items() for c, n in per.items()]))
+        print(
+            _table(
+                ("step", "class", "count"), [(s, c, n) for s, per in counts.items() for c, n in per.items()]
+            )
+        )
     return 0
 
 
@@ -93,11 +97,15 @@ async def _replay(args: argparse.Namespace) -> int:
         if not events:
             print(f"flow {flow_id}: no events", file=sys.stderr)
             return 1
-        print(_table(
-            ("seq", "version", "time", "code", "event"),
-            [(e.seq, e.flow_version, e.ts.isoformat(timespec="milliseconds"), e.code, e.event_type)
-             for e in events],
-        ))
+        print(
+            _table(
+                ("seq", "version", "time", "code", "event"),
+                [
+                    (e.seq, e.flow_version, e.ts.isoformat(timespec="milliseconds"), e.code, e.event_type)
+                    for e in events
+                ],
+            )
+        )
         if args.demo:
             instance: FlowInstance = replay(flow_id, events, demo_definition(count=args.count))
             print()
@@ -113,8 +121,14 @@ def _instance_summary(instance: FlowInstance) -> dict[str, Any]:
         "version": instance.version,
         "fingerprint": instance.fingerprint,
         "steps": [
-            {"step_id": s.step_id, "status": s.status.value, "attempts": s.attempts,
-             "retry_count": s.retry_count, "errors": len(s.errors), "outputs": len(s.outputs)}
+            {
+                "step_id": s.step_id,
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "retry_count": s.retry_count,
+                "errors": len(s.errors),
+                "outputs": len(s.outputs),
+            }
             for s in instance.steps
         ],
     }
@@ -123,7 +137,7 @@ def _instance_summary(instance: FlowInstance) -> dict[str, Any]:
 async def _bench(args: argparse.Namespace) -> int:
     from chem_persistence_async.benchmarking import cli_main
 
-    return await cli_main(args)
+    return int(await cli_main(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(args.handler(args))
+        return int(asyncio.run(args.handler(args)))
     except ChemPersistError as exc:
         print(f"chem-persist: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -59,9 +59,7 @@ def replay(flow_id: UUID, events: Iterable[FlowEvent], definition: FlowDefinitio
         version = event.flow_version
         if not initialized:
             if not isinstance(kind, FlowInitialized):
-                raise ReplayError(
-                    f"flow {flow_id}: first event is {kind.event_type}, not flowinitialized"
-                )
+                raise ReplayError(f"flow {flow_id}: first event is {kind.event_type}, not flowinitialized")
             if kind.definition_hash != definition.hash or kind.definition_name != definition.name:
                 raise DefinitionMismatchError(
                     f"flow {flow_id} was started with definition {kind.definition_name!r} "
@@ -121,9 +119,7 @@ def replay(flow_id: UUID, events: Iterable[FlowEvent], definition: FlowDefinitio
     if completed and any(s.status is not StepStatus.FINISHED for s in slots):
         raise ReplayError(f"flow {flow_id}: flowcompleted with unfinished steps")
 
-    cursor = next(
-        (i for i, s in enumerate(slots) if s.status is not StepStatus.FINISHED), len(slots)
-    )
+    cursor = next((i for i, s in enumerate(slots) if s.status is not StepStatus.FINISHED), len(slots))
     return FlowInstance(
         flow_id=flow_id,
         definition_hash=definition.hash,

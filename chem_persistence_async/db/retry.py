@@ -28,15 +28,20 @@ logger = logging.getLogger("chem_persistence_async.retry")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-TRANSIENT_SQLSTATES = frozenset(
-    {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
-)
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"})
 _LOST_CONNECTION_MESSAGES = (
     "connection is closed",
     "connection was closed",
     "connection has been released",
     "underlying connection is closed",
     "protocol is not in a state",
+)
+# asyncpg's internal protocol-state errors: seen when the server dropped the connection in the middle of
+# an operation (e.g. a FATAL during a prepare leaves the protocol waiting for a sync that never comes).
+_BROKEN_PROTOCOL_MESSAGES = (
+    "cannot switch to state",
+    "protocol is in an unexpected state",
+    "unknown error in protocol implementation",
 )
 
 
@@ -56,12 +61,17 @@ def transient_reason(exc: BaseException) -> str | None:
         if any(fragment in message for fragment in _LOST_CONNECTION_MESSAGES):
             return "connection_lost"
         return None
+    if isinstance(exc, asyncpg.InternalClientError):
+        message = str(exc)
+        if any(fragment in message for fragment in _BROKEN_PROTOCOL_MESSAGES):
+            return "connection_lost"
+        return None
+    if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one since Python 3.10
+        return "timeout"
     if isinstance(exc, ConnectionError | EOFError):
         return "connection_lost"
     if isinstance(exc, OSError):
         return "connection_refused"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
     return None
 
 

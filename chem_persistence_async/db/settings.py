@@ -5,18 +5,34 @@ The URL is held as a secret: reprs, logs and error messages only ever show ``red
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from chem_persistence_async.domain.errors import ConfigurationError
 
 
 def _env(name: str, env: str) -> Any:
     return AliasChoices(name, env)
+
+
+class _DocumentedEnvSource(EnvSettingsSource):
+    """Reads only the documented variables (``DATABASE_URL``...), never a bare field name (``URL``)."""
+
+    def _extract_field_info(self, field: Any, field_name: str, model_config: Any = None) -> Any:
+        infos = super()._extract_field_info(field, field_name, model_config)
+        return [info for info in infos if info[1].upper().startswith(("DATABASE_", "CHEM_PERSIST_"))]
 
 
 class DatabaseSettings(BaseSettings):
@@ -75,10 +91,21 @@ class DatabaseSettings(BaseSettings):
         ge=1024,
         validation_alias=_env("max_payload_bytes", "CHEM_PERSIST_MAX_PAYLOAD_BYTES"),
     )
-    retry_delays_ms: tuple[float, ...] = Field(
+    retry_delays_ms: Annotated[tuple[float, ...], NoDecode] = Field(
         default=(15.0, 30.0, 45.0),
         validation_alias=_env("retry_delays_ms", "CHEM_PERSIST_RETRY_DELAYS_MS"),
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _DocumentedEnvSource(settings_cls))
 
     @field_validator("url")
     @classmethod
@@ -94,6 +121,8 @@ class DatabaseSettings(BaseSettings):
     @classmethod
     def _split_delays(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return tuple(float(part) for part in value.replace(",", " ").split())
         return value
 
@@ -104,14 +133,16 @@ class DatabaseSettings(BaseSettings):
             raise ValueError("delays must not be negative")
         return value
 
-    @model_validator(mode="after")
-    def _check_pool_size(self) -> DatabaseSettings:
-        if self.min_connections > self.max_connections:
+    @field_validator("max_connections")
+    @classmethod
+    def _check_pool_size(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (not a model validator) so it is reported alongside other bad fields.
+        minimum = info.data.get("min_connections")
+        if minimum is not None and minimum > value:
             raise ValueError(
-                f"DATABASE_MIN_CONNECTIONS ({self.min_connections}) exceeds "
-                f"DATABASE_MAX_CONNECTIONS ({self.max_connections})"
+                f"DATABASE_MIN_CONNECTIONS ({minimum}) exceeds DATABASE_MAX_CONNECTIONS ({value})"
             )
-        return self
+        return value
 
     @classmethod
     def load(cls, **overrides: Any) -> DatabaseSettings:
@@ -120,6 +151,8 @@ class DatabaseSettings(BaseSettings):
             return cls(**{k: v for k, v in overrides.items() if v is not None})
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc)) from None
+        except SettingsError as exc:
+            raise ConfigurationError(f"invalid database settings: {exc}") from None
 
     @property
     def url_value(self) -> str | None:
@@ -150,24 +183,42 @@ def _describe(exc: ValidationError) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (user, host and database kept for diagnosis)."""
+    """The URL with its password replaced by ``***`` (user, host and database kept for diagnosis).
+
+    Both places a libpq URL can carry a password are covered: ``user:password@`` and ``?password=``.
+    """
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    if parts.query:
+        query = [
+            (key, "***" if key.lower() == "password" else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    return urlunsplit(parts)
+
+
+def _passwords(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() == "password"]
+    found += [unquote(p) for p in found]
+    return sorted({p for p in found if p}, key=len, reverse=True)
 
 
 def scrub(text: str, url: str | None) -> str:
-    """Remove the URL's password from ``text`` (for messages built from driver errors)."""
+    """Remove the URL's password (as written or decoded) from ``text`` (messages built from driver errors)."""
     if not url:
         return text
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text
-    return text.replace(password, "***") if password else text
+    for password in _passwords(url):
+        text = text.replace(password, "***")
+    return text

@@ -66,9 +66,7 @@ class ConcurrencyConflict(ChemPersistError):
         self.flow_id = flow_id
         self.expected_version = expected_version
         self.actual_version = actual_version
-        super().__init__(
-            f"flow {flow_id}: expected version {expected_version}, found {actual_version}"
-        )
+        super().__init__(f"flow {flow_id}: expected version {expected_version}, found {actual_version}")
 
 
 # --- stored data ---------------------------------------------------------------------------------

@@ -129,9 +129,7 @@ KIND_CLASSES: tuple[type[_Kind], ...] = (
     RetryScheduled,
     FlowCompleted,
 )
-EVENT_TYPES: frozenset[str] = frozenset(
-    cls.model_fields["event_type"].default for cls in KIND_CLASSES
-)
+EVENT_TYPES: frozenset[str] = frozenset(cls.model_fields["event_type"].default for cls in KIND_CLASSES)
 
 _KIND_ADAPTER: TypeAdapter[FlowEventKind] = TypeAdapter(FlowEventKind)
 _KIND_LIST_ADAPTER: TypeAdapter[list[FlowEventKind]] = TypeAdapter(list[FlowEventKind])

@@ -34,7 +34,7 @@ class SplitStep:
     id: str = "split"
 
     async def run(self, ctx: StepContext) -> StepOutput:
-        values = [v for artifact in ctx.inputs for v in artifact.payload["values"]]  # type: ignore[index]
+        values = _values(ctx.inputs)
         return StepOutput(
             artifacts=(
                 Artifact.of("numbers", {"parity": "even", "values": [v for v in values if v % 2 == 0]}),
@@ -60,10 +60,20 @@ class PrintAndCountStep:
     id: str = "print_and_count"
 
     async def run(self, ctx: StepContext) -> StepOutput:
-        values = [v for artifact in ctx.inputs for v in artifact.payload["values"]]  # type: ignore[index]
+        values = _values(ctx.inputs)
         summary = {"count": len(values), "sum": sum(values)}
         logger.info("flow %s: %d values, sum %d", ctx.flow_id, summary["count"], summary["sum"])
         return StepOutput(artifacts=(Artifact.of("summary", summary),))
+
+
+def _values(inputs: tuple[Artifact, ...]) -> list[int]:
+    values: list[int] = []
+    for artifact in inputs:
+        payload = artifact.payload
+        if not isinstance(payload, dict) or not isinstance(payload.get("values"), list):
+            raise StepValidationError(f"input {artifact.hash[:12]}… holds no list of values")
+        values.extend(int(v) for v in payload["values"])  # type: ignore[union-attr, arg-type]
+    return values
 
 
 def demo_definition(*, start: int = 1, count: int = 10) -> FlowDefinition:

@@ -185,7 +185,12 @@ class FlowEngine:
         params = self._definition.params_of(index)
         inputs = await self._inputs(instance.steps[index - 1] if index else None)
         ctx = StepContext(
-            flow_id=flow_id, step_index=index, step_id=slot.step_id, attempt=attempt, inputs=inputs, params=params
+            flow_id=flow_id,
+            step_index=index,
+            step_id=slot.step_id,
+            attempt=attempt,
+            inputs=inputs,
+            params=params,
         )
         try:
             output = _check_output(await step.run(ctx))
@@ -196,7 +201,9 @@ class FlowEngine:
             kinds: list[Any] = []
             if output.signal is not None:
                 kinds.append(
-                    StepSignal(step_index=index, step_id=slot.step_id, signal=output.signal, data=output.signal_data)
+                    StepSignal(
+                        step_index=index, step_id=slot.step_id, signal=output.signal, data=output.signal_data
+                    )
                 )
             kinds.append(
                 StepFinished(
@@ -291,4 +298,3 @@ def _jsonable(value: Mapping[str, Any]) -> Any:
         return normalize_json(dict(value))
     except UnstorableValueError:
         return {key: repr(item) for key, item in value.items()}
-

@@ -6,6 +6,7 @@ from typing import Protocol
 from uuid import UUID
 
 from chem_persistence_async.domain.errors import ErrorRecordMismatchError
+from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.replay import replay
 from chem_persistence_async.stores.batch import to_flow_id
@@ -40,13 +41,12 @@ class PgFlowRepository:
     ) -> FlowInstance:
         fid = to_flow_id(flow_id)
         instance = replay(fid, await store.list(fid), definition)
-        rows = tuple(await store.list_errors(fid))
+        rows: tuple[StepExecutionError, ...] = tuple(await store.list_errors(fid))
         from_events = instance.errors
         if rows != from_events:
             raise ErrorRecordMismatchError(
                 f"flow {fid}: {len(rows)} step_execution_errors rows disagree with "
-                f"{len(from_events)} stepfailed events"
-                + _first_difference(rows, from_events)
+                f"{len(from_events)} stepfailed events" + _first_difference(rows, from_events)
             )
         return instance
 

@@ -90,7 +90,9 @@ class AppendBatch:
         """Pair stored ``(event_id, seq, flow_version, ts)`` rows with this batch's kinds."""
         kinds = {event.event_id: event.kind for event in self.events}
         events = [
-            FlowEvent(seq=seq, flow_id=self.flow_id, flow_version=version, ts=ts, kind=kinds[eid], event_id=eid)
+            FlowEvent(
+                seq=seq, flow_id=self.flow_id, flow_version=version, ts=ts, kind=kinds[eid], event_id=eid
+            )
             for eid, seq, version, ts in rows
         ]
         events.sort(key=lambda e: e.flow_version)
@@ -112,9 +114,7 @@ def check_expected_version(value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidExpectedVersionError(
-            f"expected_version must be None or an int >= 0, got {value!r:.40}"
-        )
+        raise InvalidExpectedVersionError(f"expected_version must be None or an int >= 0, got {value!r:.40}")
     return value
 
 
@@ -140,6 +140,7 @@ def prepare_append(
 
     events: list[PreparedEvent] = []
     listed: dict[str, int] = {}
+    payloads: list[bytes] = []
     for index, kind in enumerate(kinds):
         if not is_event_kind(kind):
             raise InvalidEventError(
@@ -147,6 +148,9 @@ def prepare_append(
             )
         payload = kind_to_json(kind)  # type: ignore[arg-type]
         _check_size(payload, f"event {index} ({kind.event_type})", limits)  # type: ignore[attr-defined]
+        payloads.append(payload)
+    _check_decodable(payloads)
+    for index, (kind, payload) in enumerate(zip(kinds, payloads, strict=True)):
         error = None
         if isinstance(kind, StepFailed):
             error = ErrorRow(
@@ -198,6 +202,19 @@ def prepare_append(
         unpassed_outputs=unpassed,
         expected_version=expected,
     )
+
+
+def _check_decodable(payloads: list[bytes]) -> None:
+    """Validate what would be stored, in one call: ``model_construct`` and subclasses skip validation,
+    and a row that cannot be read back must never be written."""
+    if not payloads:
+        return
+    try:
+        kinds_from_json(payloads)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        index = error["loc"][0] if error["loc"] else "?"
+        raise InvalidEventError(f"event {index} is malformed: {error['msg']}") from None
 
 
 def _check_size(payload: bytes, what: str, limits: StoreLimits, extra: int = 0) -> None:

@@ -8,6 +8,7 @@ append as atomic, as they would a PostgreSQL transaction.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
@@ -148,11 +149,9 @@ class InMemoryEventStore:
                 f"{len(batch.events)} found): event ids must not be reused"
             )
         rows = self._flows[batch.flow_id]
-        return batch.events_for(
-            (rows[i][1], rows[i][0], rows[i][2], rows[i][3]) for _, i in known
-        )
+        return batch.events_for((rows[i][1], rows[i][0], rows[i][2], rows[i][3]) for _, i in known)
 
-    async def list(self, flow_id: UUID | str) -> list[FlowEvent]:
+    async def list(self, flow_id: UUID | str) -> builtins.list[FlowEvent]:
         fid = to_flow_id(flow_id)
         return decode_events(fid, list(self._flows.get(fid, ())))
 
@@ -174,13 +173,13 @@ class InMemoryEventStore:
 
     async def list_errors(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]:
+    ) -> builtins.list[StepExecutionError]:
         fid = to_flow_id(flow_id)
         return [e for e in self._errors if e.flow_id == fid and (step_id is None or e.step_id == step_id)]
 
     async def get_error_timeline(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]:
+    ) -> builtins.list[StepExecutionError]:
         return timeline_order(await self.list_errors(flow_id, step_id))
 
     async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:

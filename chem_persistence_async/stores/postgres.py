@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -45,7 +46,9 @@ class PgEventStore:
     ) -> None:
         self._db = db
         self._limits = StoreLimits(
-            max_payload_bytes=db.settings.max_payload_bytes if max_payload_bytes is None else max_payload_bytes,
+            max_payload_bytes=db.settings.max_payload_bytes
+            if max_payload_bytes is None
+            else max_payload_bytes,
             store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
         )
 
@@ -125,10 +128,10 @@ class PgEventStore:
 
     # --- reading ----------------------------------------------------------------------------
 
-    async def list(self, flow_id: UUID | str) -> list[FlowEvent]:
+    async def list(self, flow_id: UUID | str) -> builtins.list[FlowEvent]:
         fid = to_flow_id(flow_id)
 
-        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(sql.LIST_EVENTS, fid))
 
         return decode_events(fid, await self._db.run(fetch, operation="list"))
@@ -143,7 +146,7 @@ class PgEventStore:
         while True:
             position = after
 
-            async def fetch(conn: asyncpg.Connection, position: int = position) -> list[Any]:
+            async def fetch(conn: asyncpg.Connection, position: int = position) -> builtins.list[Any]:
                 return list(await conn.fetch(sql.LIST_EVENTS_AFTER, fid, position, batch_size))
 
             rows = await self._db.run(fetch, operation="stream")
@@ -166,7 +169,7 @@ class PgEventStore:
         if not wanted:
             return {}
 
-        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(sql.GET_ARTIFACTS, wanted))
 
         rows = await self._db.run(fetch, operation="get_artifacts")
@@ -182,18 +185,20 @@ class PgEventStore:
 
     async def list_errors(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]:
+    ) -> builtins.list[StepExecutionError]:
         return await self._errors(sql.LIST_ERRORS, flow_id, step_id)
 
     async def get_error_timeline(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]:
+    ) -> builtins.list[StepExecutionError]:
         return await self._errors(sql.ERROR_TIMELINE, flow_id, step_id)
 
-    async def _errors(self, query: str, flow_id: UUID | str, step_id: str | None) -> list[StepExecutionError]:
+    async def _errors(
+        self, query: str, flow_id: UUID | str, step_id: str | None
+    ) -> builtins.list[StepExecutionError]:
         fid = to_flow_id(flow_id)
 
-        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(query, fid, step_id))
 
         return [decode_error(row) for row in await self._db.run(fetch, operation="errors")]
@@ -201,7 +206,7 @@ class PgEventStore:
     async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:
         fid = to_flow_id(flow_id)
 
-        async def fetch(conn: asyncpg.Connection) -> list[Any]:
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(sql.COUNT_ERRORS, fid))
 
         counts: dict[str, dict[str, int]] = {}
@@ -238,7 +243,7 @@ def _append_args(batch: AppendBatch) -> tuple[Any, ...]:
     )
 
 
-def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> list[FlowEvent]:
+def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> builtins.list[FlowEvent]:
     if len(rows) == 1 and rows[0][1] is None:
         raise ConcurrencyConflict(batch.flow_id, batch.expected_version, rows[0][2])
     if len(rows) != len(batch.events) or any(row[4] != batch.flow_id for row in rows):

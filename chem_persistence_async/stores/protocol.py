@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -33,7 +34,7 @@ class AsyncEventStore(Protocol):
         event_ids: Sequence[UUID] | None = None,
     ) -> list[FlowEvent]: ...
 
-    async def list(self, flow_id: UUID | str) -> list[FlowEvent]: ...
+    async def list(self, flow_id: UUID | str) -> builtins.list[FlowEvent]: ...
 
     def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]: ...
 
@@ -43,10 +44,10 @@ class AsyncEventStore(Protocol):
 
     async def list_errors(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]: ...
+    ) -> builtins.list[StepExecutionError]: ...
 
     async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]: ...
 
     async def get_error_timeline(
         self, flow_id: UUID | str, step_id: str | None = None
-    ) -> list[StepExecutionError]: ...
+    ) -> builtins.list[StepExecutionError]: ...

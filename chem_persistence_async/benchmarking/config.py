@@ -1,0 +1,114 @@
+"""How big each benchmark is: the full suite and the quick smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Sizes of one run. Every figure is a throughput over one *sample* (this many items, timed)."""
+
+    quick: bool
+    repetitions: int
+    """Timed rounds; every operation and baseline runs once per round, interleaved."""
+    warmup: bool
+    """One untimed round first (statement caches, pools, buffers)."""
+    single_appends: int
+    """Events per sample of ``single_append`` (one event per commit, one after the other)."""
+    artifact_appends: int
+    """Events (each with 2 new artifacts) per sample of ``append_with_artifacts``."""
+    batch_size: int
+    """Events per ``append_many`` call (one transaction)."""
+    batches: int
+    """``append_many`` calls per sample."""
+    read_events: int
+    """Events in the flow that ``list``, ``stream`` and ``replay`` read."""
+    stream_batch_size: int
+    concurrency: tuple[int, ...]
+    """Concurrent tasks for the pool benchmarks."""
+    concurrent_events: int
+    """Events per sample of each concurrent benchmark (split evenly over the tasks)."""
+    pool_size: int
+    """``max_connections`` of the library's pool and ``max_size`` of the raw asyncpg pool."""
+    demo_flows: int
+    """Whole demo flows per sample."""
+    rss_events: int
+    """Events in the large flow streamed in a subprocess to measure peak RSS."""
+    memory: bool = True
+    """Measure peak RSS (seeds the large flow: the slowest part of a full run)."""
+    synchronous_commit: str | None = None
+    """``None``: the server's setting (durable commits, the default). ``"off"`` sets it on the
+    dedicated database, so write figures show the client's cost rather than the disk's flush."""
+
+    @classmethod
+    def full(cls) -> SuiteConfig:
+        return cls(
+            quick=False,
+            repetitions=3,
+            warmup=True,
+            single_appends=600,
+            artifact_appends=400,
+            batch_size=1000,
+            batches=20,
+            read_events=100_000,
+            stream_batch_size=1000,
+            concurrency=(8, 32),
+            concurrent_events=2048,
+            pool_size=16,
+            demo_flows=30,
+            rss_events=1_000_000,
+        )
+
+    @classmethod
+    def quick_run(cls) -> SuiteConfig:
+        """A smoke run of a few hundred events: checks that every benchmark still works."""
+        return cls(
+            quick=True,
+            repetitions=2,
+            warmup=False,
+            single_appends=20,
+            artifact_appends=10,
+            batch_size=100,
+            batches=1,
+            read_events=300,
+            stream_batch_size=100,
+            concurrency=(8, 32),
+            concurrent_events=64,
+            pool_size=8,
+            demo_flows=1,
+            rss_events=2000,
+        )
+
+    def with_options(
+        self,
+        *,
+        repetitions: int | None = None,
+        memory: bool | None = None,
+        synchronous_commit: str | None = None,
+    ) -> SuiteConfig:
+        config = self
+        if repetitions is not None:
+            if repetitions < 1:
+                raise ValueError("repetitions must be >= 1")
+            config = replace(config, repetitions=repetitions)
+        if memory is not None:
+            config = replace(config, memory=memory)
+        if synchronous_commit is not None:
+            if synchronous_commit not in ("on", "off"):
+                raise ValueError("synchronous_commit must be 'on' or 'off'")
+            config = replace(config, synchronous_commit=synchronous_commit)
+        return config
+
+    @property
+    def stem(self) -> str:
+        """File name stem of the results: ``latest`` (full run), ``quick``; ``-sync-off`` appended
+        when commits were not waited for."""
+        stem = "quick" if self.quick else "latest"
+        return stem + ("-sync-off" if self.synchronous_commit == "off" else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["concurrency"] = list(self.concurrency)
+        return data

@@ -1,0 +1,151 @@
+"""Results as JSON, as a Markdown table and as a PNG chart (when matplotlib is installed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:,.1f}"
+    return f"{value:,.2f}"
+
+
+def _spread(stats: dict[str, float]) -> str:
+    return f"{_num(stats['median'])} ({_num(stats['min'])}-{_num(stats['max'])})"
+
+
+def _ratio(stats: dict[str, float]) -> str:
+    return f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})"
+
+
+def table_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for op in results["operations"]:
+        for index, base in enumerate(op["baselines"]):
+            goal = ""
+            if index == 0 and op["goal"] is not None:
+                goal = f"≥ {op['goal']:.2f} {'met' if op['meets_goal'] else 'MISSED'}"
+            rows.append(
+                [
+                    op["name"] if index == 0 else "",
+                    f"{_spread(op['library']['throughput'])} {op['unit']}" if index == 0 else "",
+                    base["label"],
+                    _spread(base["throughput"]),
+                    _ratio(base["ratio"]),
+                    goal,
+                ]
+            )
+    return rows
+
+
+HEADERS = [
+    "operation",
+    "library: median (min-max)",
+    "raw baseline",
+    "raw: median (min-max)",
+    "ratio lib/raw",
+    "goal",
+]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    memory = results.get("memory") or []
+    if memory:
+        lines += [
+            "",
+            "| read (subprocess) | events | peak RSS MiB | RSS before MiB | growth MiB | events/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in memory:
+            what = f"{m['mode']}" + (f" (batch {m['batch_size']})" if m.get("batch_size") else "")
+            lines.append(
+                f"| {what} | {m['events']:,} | {m['peak_rss_mib']:.1f} | {m['rss_before_mib']:.1f} "
+                f"| {m['growth_mib']:.1f} | {_num(m['events_per_s'] or 0.0)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def console(results: dict[str, Any]) -> str:
+    cells = [HEADERS, *table_rows(results)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_chart(results: dict[str, Any], path: Path) -> Path | None:
+    """A PNG: ratios library/raw (primary baseline, with min-max and the goal) and throughputs.
+    Returns ``None`` when matplotlib is not installed (the ``bench`` extra)."""
+    try:
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+
+    ops = results["operations"]
+    names = [op["name"] for op in ops]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 0.55 * len(ops) + 2.2))
+
+    ys = list(range(len(ops)))
+    medians = [op["ratio"]["median"] for op in ops]
+    low = [op["ratio"]["median"] - op["ratio"]["min"] for op in ops]
+    high = [op["ratio"]["max"] - op["ratio"]["median"] for op in ops]
+    colors = [
+        "#999999" if op["goal"] is None else ("#2a9d3a" if op["meets_goal"] else "#d1495b") for op in ops
+    ]
+    left.barh(ys, medians, xerr=[low, high], color=colors, capsize=3)
+    for y, op in zip(ys, ops, strict=True):
+        if op["goal"] is not None:
+            left.plot([op["goal"], op["goal"]], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        left.text(op["ratio"]["max"] + 0.02, y, f"{op['ratio']['median']:.2f}", va="center", fontsize=8)
+    left.axvline(1.0, color="#444444", linestyle="--", linewidth=1)
+    left.set_yticks(ys, [f"{op['name']}\nvs {op['baselines'][0]['label']}" for op in ops], fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("throughput ratio library / raw asyncpg (>1: library faster); black tick = goal")
+    left.set_title("ratio to the primary raw baseline (median, min-max)")
+
+    series = [("library", [op["library"]["throughput"] for op in ops])]
+    max_baselines = max(len(op["baselines"]) for op in ops)
+    for index in range(max_baselines):
+        stats = [op["baselines"][index]["throughput"] if index < len(op["baselines"]) else None for op in ops]
+        series.append((f"raw baseline {index + 1}", stats))
+    height = 0.8 / len(series)
+    for offset, (label, stats) in enumerate(series):
+        positions = [y + (offset - (len(series) - 1) / 2) * height for y in ys]
+        values = [s["median"] if s else 0.0 for s in stats]
+        right.barh(positions, values, height=height, label=label)
+    right.set_xscale("log")
+    right.set_yticks(ys, [f"{n} ({op['unit']})" for n, op in zip(names, ops, strict=True)], fontsize=7)
+    right.invert_yaxis()
+    right.set_xlabel("throughput, median (log scale); baselines in the order of the table")
+    right.legend(fontsize=7, loc="lower right")
+    right.set_title("throughput")
+
+    env = results.get("environment", {})
+    fig.suptitle(
+        f"chem-persistence-async vs raw asyncpg — {results['started_at'][:19]} — "
+        f"{'QUICK smoke run' if results['quick'] else 'full run'}, "
+        f"{results['config']['repetitions']} rounds, "
+        f"PostgreSQL {env.get('server_version', '?')}, {env.get('cpu_count', '?')} CPUs",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

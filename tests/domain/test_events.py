@@ -1,0 +1,338 @@
+"""The ``FlowEventKind`` union (SPEC section 2) and its agreement with the schema (section 4)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+import chem_persistence_async as package
+from chem_persistence_async.domain.events import (
+    EVENT_TYPES,
+    KIND_CLASSES,
+    FlowCompleted,
+    FlowEvent,
+    FlowInitialized,
+    PropertyPreferenceAssigned,
+    RetryScheduled,
+    StepFailed,
+    StepFinished,
+    StepSignal,
+    StepStarted,
+    is_event_kind,
+    kind_from_json,
+    kind_to_json,
+    kinds_from_json,
+)
+from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+H1 = "a" * 64
+H2 = "0123456789abcdef" * 4
+H3 = "f" * 64
+
+# One example per variant, built with the SPEC's keyword names: (class, kwargs, event_type, code).
+EXAMPLES: list[tuple[type, dict[str, Any], str, str]] = [
+    (
+        FlowInitialized,
+        {"definition_name": "demo", "definition_hash": H1, "step_count": 4},
+        "flowinitialized",
+        "I",
+    ),
+    (StepStarted, {"step_index": 0, "step_id": "seed", "attempt": 1}, "stepstarted", "S"),
+    (
+        StepFinished,
+        {"step_index": 1, "step_id": "split", "outputs": (H1, H2), "fingerprint": H3},
+        "stepfinished",
+        "F",
+    ),
+    (
+        StepFailed,
+        {
+            "step_index": 2,
+            "step_id": "forward",
+            "attempt": 2,
+            "error": StepErrorInfo(
+                error_class=ErrorClass.TRANSIENT,
+                message="flaky ünïcode",
+                details={"stack_trace": "Traceback…", "input_hash": H1, "params": {"n": 3}},
+            ),
+            "retry_count": 1,
+            "max_retries": 3,
+            "fingerprint": H2,
+        },
+        "stepfailed",
+        "X",
+    ),
+    (
+        StepSignal,
+        {"step_index": 3, "step_id": "count", "signal": "progress", "data": {"done": 3, "of": [1, 2.5]}},
+        "stepsignal",
+        "G",
+    ),
+    (
+        PropertyPreferenceAssigned,
+        {"property_key": "logP", "policy_id": "p-1", "params_hash": H1, "rationale": "because"},
+        "propertypreferenceassigned",
+        "P",
+    ),
+    (
+        RetryScheduled,
+        {
+            "step_index": 2,
+            "step_id": "forward",
+            "retry_index": 1,
+            "reason": "transient",
+            "not_before": datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        },
+        "retryscheduled",
+        "R",
+    ),
+    (FlowCompleted, {"flow_fingerprint": H3}, "flowcompleted", "C"),
+]
+IDS = [cls.__name__ for cls, *_ in EXAMPLES]
+
+
+def _build(cls: type, kwargs: dict[str, Any]) -> Any:
+    return cls(**kwargs)
+
+
+def test_there_are_exactly_eight_variants() -> None:
+    assert {cls for cls, *_ in EXAMPLES} == set(KIND_CLASSES)
+    assert len(KIND_CLASSES) == 8
+    assert sorted(code for *_, code in EXAMPLES) == sorted("ISFXGPRC")
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "event_type", "code"), EXAMPLES, ids=IDS)
+def test_variant_is_constructible_with_spec_keywords(
+    cls: type, kwargs: dict[str, Any], event_type: str, code: str
+) -> None:
+    kind = _build(cls, kwargs)
+    for name, value in kwargs.items():
+        assert getattr(kind, name) == value
+    assert kind.event_type == event_type
+    assert kind.event_type == kind.event_type.lower()
+    assert kind.code == code
+    assert cls.code == code
+    assert is_event_kind(kind)
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "event_type", "code"), EXAMPLES, ids=IDS)
+def test_variant_is_importable_from_the_package_root(
+    cls: type, kwargs: dict[str, Any], event_type: str, code: str
+) -> None:
+    assert getattr(package, cls.__name__) is cls
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "event_type", "code"), EXAMPLES, ids=IDS)
+def test_round_trip_through_json(cls: type, kwargs: dict[str, Any], event_type: str, code: str) -> None:
+    kind = _build(cls, kwargs)
+    payload = kind_to_json(kind)
+    assert isinstance(payload, bytes)
+    assert json.loads(payload)["event_type"] == event_type
+    back = kind_from_json(payload)
+    assert type(back) is cls
+    assert back == kind
+    # str input works too, and re-encoding is byte-identical (canonical).
+    assert kind_from_json(payload.decode("utf-8")) == kind
+    assert kind_to_json(back) == payload
+
+
+def test_kind_to_json_is_canonical() -> None:
+    kind = FlowInitialized(definition_name="démo", definition_hash=H1, step_count=2)
+    payload = kind_to_json(kind)
+    decoded = json.loads(payload)
+    assert list(decoded) == sorted(decoded)
+    assert payload == json.dumps(decoded, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_bulk_round_trip_preserves_order_and_values() -> None:
+    kinds = [_build(cls, kwargs) for cls, kwargs, *_ in EXAMPLES]
+    kinds = kinds + list(reversed(kinds))
+    decoded = kinds_from_json([kind_to_json(k) for k in kinds])
+    assert decoded == kinds
+    assert [type(k) for k in decoded] == [type(k) for k in kinds]
+
+
+def test_bulk_decode_of_nothing_is_empty() -> None:
+    assert kinds_from_json([]) == []
+
+
+def test_bulk_decode_rejects_a_bad_payload() -> None:
+    good = kind_to_json(FlowCompleted(flow_fingerprint=H1))
+    with pytest.raises(ValidationError):
+        kinds_from_json([good, b'{"event_type":"nosuchevent"}'])
+
+
+def test_not_before_keeps_its_instant_through_json() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    kind = RetryScheduled(
+        step_index=0,
+        step_id="s",
+        retry_index=1,
+        reason="r",
+        not_before=datetime(2024, 1, 1, 14, tzinfo=plus_two),
+    )
+    back = kind_from_json(kind_to_json(kind))
+    assert isinstance(back, RetryScheduled)
+    assert back.not_before == datetime(2024, 1, 1, 12, tzinfo=UTC)
+    assert back.not_before is not None
+    assert back.not_before.utcoffset() is not None
+
+
+def test_optional_fields_have_defaults() -> None:
+    assert StepFinished(step_index=0, step_id="s", fingerprint=H1).outputs == ()
+    assert StepSignal(step_index=0, step_id="s", signal="x").data is None
+    assert PropertyPreferenceAssigned(property_key="k", policy_id="p", params_hash="h").rationale is None
+    assert RetryScheduled(step_index=0, step_id="s", retry_index=1, reason="r").not_before is None
+
+
+def test_kinds_are_frozen() -> None:
+    kind = StepStarted(step_index=0, step_id="s", attempt=1)
+    with pytest.raises(ValidationError):
+        kind.attempt = 2  # type: ignore[misc]
+
+
+def test_flow_event_exposes_code_and_event_type() -> None:
+    kind = StepStarted(step_index=0, step_id="s", attempt=1)
+    event = FlowEvent(
+        seq=10, flow_id=uuid.uuid4(), flow_version=2, ts=datetime.now(UTC), kind=kind, event_id=uuid.uuid4()
+    )
+    assert event.code == "S"
+    assert event.event_type == "stepstarted"
+    with pytest.raises(AttributeError):
+        event.seq = 11  # type: ignore[misc]
+
+
+# --- invalid values ------------------------------------------------------------------------------------
+
+_ERR = StepErrorInfo(error_class=ErrorClass.RUNTIME, message="m")
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (StepStarted, {"step_index": -1, "step_id": "s", "attempt": 1}),
+        (StepStarted, {"step_index": 0, "step_id": "s", "attempt": 0}),
+        (StepStarted, {"step_index": 0, "step_id": "", "attempt": 1}),
+        (StepStarted, {"step_index": 0, "step_id": "s", "attempt": 1, "extra": 1}),
+        (StepFinished, {"step_index": -1, "step_id": "s", "fingerprint": H1}),
+        (StepFinished, {"step_index": 0, "step_id": "s", "fingerprint": "abc"}),
+        (StepFinished, {"step_index": 0, "step_id": "s", "fingerprint": H1.upper()}),
+        (StepFinished, {"step_index": 0, "step_id": "s", "fingerprint": H1, "outputs": ("g" * 64,)}),
+        (FlowInitialized, {"definition_name": "d", "definition_hash": "z" * 64, "step_count": 1}),
+        (FlowInitialized, {"definition_name": "d", "definition_hash": H1, "step_count": -1}),
+        (FlowInitialized, {"definition_name": "d", "definition_hash": H1, "step_count": 1, "x": 0}),
+        (
+            StepFailed,
+            {
+                "step_index": 0,
+                "step_id": "s",
+                "attempt": 0,
+                "error": _ERR,
+                "retry_count": 0,
+                "max_retries": 3,
+                "fingerprint": H1,
+            },
+        ),
+        (
+            StepFailed,
+            {
+                "step_index": 0,
+                "step_id": "s",
+                "attempt": 1,
+                "error": {"error_class": "nosuchclass", "message": "m"},
+                "retry_count": 0,
+                "max_retries": 3,
+                "fingerprint": H1,
+            },
+        ),
+        (
+            RetryScheduled,
+            {
+                "step_index": 0,
+                "step_id": "s",
+                "retry_index": 1,
+                "reason": "r",
+                "not_before": datetime(2024, 1, 1),
+            },
+        ),
+        (RetryScheduled, {"step_index": 0, "step_id": "s", "retry_index": 0, "reason": "r"}),
+        (FlowCompleted, {"flow_fingerprint": H1[:-1]}),
+        (FlowCompleted, {"flow_fingerprint": H1, "seq": 1}),
+        (FlowCompleted, {"flow_fingerprint": H1, "event_type": "stepstarted"}),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)
+def test_invalid_values_raise_validation_error(cls: type, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        cls(**kwargs)
+
+
+def test_naive_not_before_is_rejected_from_json_too() -> None:
+    payload = json.dumps(
+        {
+            "event_type": "retryscheduled",
+            "step_index": 0,
+            "step_id": "s",
+            "retry_index": 1,
+            "reason": "r",
+            "not_before": "2024-01-01T00:00:00",
+        }
+    )
+    with pytest.raises(ValidationError):
+        kind_from_json(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"event_type":"StepStarted","step_index":0,"step_id":"s","attempt":1}',
+        b'{"event_type":"nosuchevent"}',
+        b'{"step_index":0,"step_id":"s","attempt":1}',
+        b'{"event_type":"stepstarted","step_index":0,"step_id":"s","attempt":1,"extra":true}',
+        b'{"event_type":"stepstarted","step_index":-3,"step_id":"s","attempt":1}',
+        b"[]",
+        b"not json",
+    ],
+)
+def test_kind_from_json_rejects_bad_payloads(payload: bytes) -> None:
+    with pytest.raises(ValidationError):
+        kind_from_json(payload)
+
+
+def test_is_event_kind_rejects_other_things() -> None:
+    assert not is_event_kind({"event_type": "flowcompleted", "flow_fingerprint": H1})
+    assert not is_event_kind(_ERR)
+    assert not is_event_kind(None)
+
+
+# --- model and schema agree ----------------------------------------------------------------------------
+
+
+def _schema_event_types() -> set[str]:
+    sql = (REPO_ROOT / "migrations" / "0001_event_log.sql").read_text(encoding="utf-8")
+    check = re.search(r"event_log_event_type_check\s+CHECK\s*\((.*?)\)\s*,", sql, re.DOTALL)
+    assert check is not None, "the event_type CHECK constraint was not found"
+    in_list = re.search(r"event_type\s+IN\s*\((.*?)\)", check.group(1), re.DOTALL)
+    assert in_list is not None, "the CHECK has no IN (...) list"
+    return set(re.findall(r"'([^']*)'", in_list.group(1)))
+
+
+def test_event_types_match_the_schema_check() -> None:
+    schema = _schema_event_types()
+    assert len(schema) == 8
+    assert schema == set(EVENT_TYPES)
+    assert {event_type for _, _, event_type, _ in EXAMPLES} == schema
+
+
+def test_schema_check_requires_lower_case() -> None:
+    sql = (REPO_ROOT / "migrations" / "0001_event_log.sql").read_text(encoding="utf-8")
+    assert re.search(r"event_type\s*=\s*lower\(event_type\)", sql)
+    assert all(t == t.lower() for t in EVENT_TYPES)

@@ -1,0 +1,423 @@
+"""Bad input, on both backends: a clear exception from the package's hierarchy, and nothing written.
+
+"Nothing written" is checked through the store (``list``, ``flow_version``, ``list_errors``,
+``get_artifacts``) and, on PostgreSQL, by counting the rows of all three tables with a raw connection.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import (
+    Artifact,
+    ArtifactHashMismatchError,
+    ChemPersistError,
+    CorruptEventError,
+    Database,
+    DatabaseClosedError,
+    ErrorClass,
+    InMemoryEventStore,
+    InvalidEventError,
+    InvalidExpectedVersionError,
+    InvalidFlowIdError,
+    InvalidInputError,
+    MissingArtifactError,
+    PayloadTooLargeError,
+    PgEventStore,
+    StepErrorInfo,
+    StepFailed,
+    StepFinished,
+    StepSignal,
+    StepStarted,
+    UnlistedArtifactError,
+    UnstorableValueError,
+    artifact_hash,
+    content_hash,
+)
+
+FP = content_hash("fingerprint")
+
+Counts = Callable[[], Awaitable[tuple[int, int, int]]]
+
+
+@pytest.fixture
+def counts(backend: str, store: Any, request: pytest.FixtureRequest) -> Counts:
+    """``(events, artifacts, error rows)`` held by the whole backend."""
+    if backend == "postgres":
+        conn: asyncpg.Connection = request.getfixturevalue("conn")
+
+        async def pg() -> tuple[int, int, int]:
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM event_log), (SELECT count(*) FROM workflow_step_artifacts),"
+                " (SELECT count(*) FROM step_execution_errors)"
+            )
+            return (row[0], row[1], row[2])
+
+        return pg
+
+    async def memory() -> tuple[int, int, int]:
+        # The reference store has no "count everything" API: read its state directly.
+        assert isinstance(store, InMemoryEventStore)
+        return (store._seq, len(store._artifacts), len(store._errors))
+
+    return memory
+
+
+def _started(index: int = 0) -> StepStarted:
+    return StepStarted(step_index=index, step_id="s", attempt=1)
+
+
+def _finished(*artifacts: Artifact, outputs: tuple[str, ...] | None = None) -> StepFinished:
+    hashes = tuple(a.hash for a in artifacts) if outputs is None else outputs
+    return StepFinished(step_index=0, step_id="s", outputs=hashes, fingerprint=FP)
+
+
+def _failed(message: str = "boom", details: dict[str, Any] | None = None) -> StepFailed:
+    return StepFailed(
+        step_index=0,
+        step_id="s",
+        attempt=1,
+        error=StepErrorInfo(error_class=ErrorClass.RUNTIME, message=message, details=details),
+        retry_count=0,
+        max_retries=3,
+        fingerprint=FP,
+    )
+
+
+async def _assert_nothing_written(
+    store: Any, counts: Counts, flow: uuid.UUID, before: Any = (0, 0, 0)
+) -> None:
+    assert await store.list(flow) == []
+    assert await store.flow_version(flow) == 0
+    assert await store.list_errors(flow) == []
+    assert await counts() == before
+
+
+# --- flow ids, kinds, expected versions ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1234", 1234, None, b"0" * 16, 1.5])
+async def test_flow_id_that_is_not_a_uuid(store: Any, counts: Counts, bad_id: Any) -> None:
+    with pytest.raises(InvalidFlowIdError, match="flow id must be a UUID"):
+        await store.append_kind(bad_id, _started())
+    with pytest.raises(InvalidFlowIdError):
+        await store.append_many(bad_id, [_started()])
+    with pytest.raises(InvalidFlowIdError):
+        await store.list(bad_id)
+    with pytest.raises(InvalidFlowIdError):
+        await store.flow_version(bad_id)
+    with pytest.raises(InvalidFlowIdError):
+        await store.list_errors(bad_id)
+    assert await counts() == (0, 0, 0)
+
+
+async def test_a_uuid_string_is_accepted_as_a_flow_id(store: Any) -> None:
+    flow = uuid.uuid4()
+    event = await store.append_kind(str(flow), _started())
+    assert event.flow_id == flow
+    assert [e.event_id for e in await store.list(str(flow).upper())] == [event.event_id]
+
+
+class NotAKind:
+    event_type = "stepstarted"
+
+
+@pytest.mark.parametrize(
+    "bad_kind",
+    [
+        {"event_type": "stepstarted", "step_index": 0, "step_id": "s", "attempt": 1},
+        '{"event_type": "stepstarted"}',
+        None,
+        42,
+        NotAKind(),
+        StepErrorInfo(error_class=ErrorClass.RUNTIME, message="a model, but not an event"),
+    ],
+    ids=["dict", "json-text", "none", "int", "lookalike-object", "other-pydantic-model"],
+)
+async def test_object_that_is_not_a_flow_event_kind(store: Any, counts: Counts, bad_kind: Any) -> None:
+    flow = uuid.uuid4()
+    with pytest.raises(InvalidEventError, match="expected a FlowEventKind") as info:
+        await store.append_kind(flow, bad_kind)
+    assert isinstance(info.value, TypeError | ChemPersistError)
+    with pytest.raises(InvalidEventError):
+        await store.append_many(flow, [_started(), bad_kind])
+    await _assert_nothing_written(store, counts, flow)
+
+
+async def test_kinds_that_are_not_a_sequence(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    with pytest.raises(InvalidEventError, match="sequence"):
+        await store.append_many(flow, _started())
+    with pytest.raises(InvalidEventError, match="sequence"):
+        await store.append_many(flow, "stepstarted")
+    await _assert_nothing_written(store, counts, flow)
+
+
+async def test_malformed_kind_built_without_validation(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    malformed = StepStarted.model_construct(step_index=-1, step_id="", attempt=0)
+    with pytest.raises(InvalidEventError):
+        await store.append_kind(flow, malformed)
+    await _assert_nothing_written(store, counts, flow)
+
+
+@pytest.mark.parametrize("bad_version", [-1, -100, True, False, 1.0, "0", "3"])
+async def test_negative_bool_or_non_int_expected_version(
+    store: Any, counts: Counts, bad_version: Any
+) -> None:
+    flow = uuid.uuid4()
+    with pytest.raises(InvalidExpectedVersionError, match="expected_version must be None or an int >= 0"):
+        await store.append_kind(flow, _started(), expected_version=bad_version)
+    with pytest.raises(InvalidExpectedVersionError):
+        await store.append_many(flow, [_started()], expected_version=bad_version)
+    await _assert_nothing_written(store, counts, flow)
+
+
+# --- payloads PostgreSQL cannot store, and payloads too large ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_kind",
+    [
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data={"text": "a\u0000b"}),
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data={"a\u0000": 1}),
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data={"v": float("nan")}),
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data=[1.0, float("inf")]),
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data={"v": float("-inf")}),
+        lambda: StepSignal(step_index=0, step_id="s", signal="x", data="lone \ud800 surrogate"),
+        lambda: StepStarted(step_index=0, step_id="s\u0000", attempt=1),
+        lambda: _failed(message="nul \u0000 in a message"),
+        lambda: _failed(details={"stack_trace": "x", "params": {"p": float("nan")}}),
+    ],
+    ids=[
+        "nul-value",
+        "nul-key",
+        "nan",
+        "inf",
+        "-inf",
+        "surrogate",
+        "nul-step-id",
+        "nul-message",
+        "nan-details",
+    ],
+)
+async def test_payload_postgres_cannot_store(store: Any, counts: Counts, make_kind: Any) -> None:
+    flow = uuid.uuid4()
+    kind = make_kind()
+    with pytest.raises(UnstorableValueError):
+        await store.append_kind(flow, kind)
+    with pytest.raises(UnstorableValueError):
+        await store.append_many(flow, [_started(), kind])
+    await _assert_nothing_written(store, counts, flow)
+
+
+async def test_artifact_payload_postgres_cannot_store(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    bad = Artifact(hash="0" * 64, kind="numbers", payload={"v": float("nan")})
+    with pytest.raises(UnstorableValueError):
+        await store.append_kind(flow, _finished(bad), artifacts=[bad])
+    await _assert_nothing_written(store, counts, flow)
+
+
+@pytest.fixture
+def small_store(backend: str, request: pytest.FixtureRequest) -> Any:
+    """A store of this backend with a 2 KiB payload limit."""
+    if backend == "memory":
+        return InMemoryEventStore(max_payload_bytes=2048)
+    return PgEventStore(request.getfixturevalue("db"), max_payload_bytes=2048)
+
+
+async def test_payload_over_the_size_limit(
+    small_store: Any, counts: Counts, store: Any, backend: str
+) -> None:
+    if backend == "memory":  # ``counts`` reads the fixture store's state: look at this one's instead
+        small_counts: Counts = _memory_counts(small_store)
+    else:
+        small_counts = counts
+    flow = uuid.uuid4()
+    big = StepSignal(step_index=0, step_id="s", signal="x", data={"blob": "x" * 4000})
+    with pytest.raises(PayloadTooLargeError, match=r"is \d+ bytes; the limit is 2048"):
+        await small_store.append_kind(flow, big)
+    with pytest.raises(PayloadTooLargeError):
+        await small_store.append_many(flow, [_started(), big])
+    big_artifact = Artifact.of("blob", {"data": "y" * 4000})
+    with pytest.raises(PayloadTooLargeError, match="artifact"):
+        await small_store.append_kind(flow, _finished(big_artifact), artifacts=[big_artifact])
+    await _assert_nothing_written(small_store, small_counts, flow)
+    assert await small_store.get_artifacts([big_artifact.hash]) == {}
+    # Just under the limit is fine.
+    ok = StepSignal(step_index=0, step_id="s", signal="x", data={"blob": "x" * 1500})
+    assert (await small_store.append_kind(flow, ok)).flow_version == 1
+
+
+def _memory_counts(store: InMemoryEventStore) -> Counts:
+    async def counts() -> tuple[int, int, int]:
+        return (store._seq, len(store._artifacts), len(store._errors))
+
+    return counts
+
+
+# --- artifacts -----------------------------------------------------------------------------------
+
+
+async def test_artifact_whose_hash_does_not_match_its_content(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    forged = Artifact(hash=artifact_hash("numbers", {"values": [1]}), kind="numbers", payload={"values": [2]})
+    with pytest.raises(ArtifactHashMismatchError, match="does not match its content"):
+        await store.append_kind(flow, _finished(forged), artifacts=[forged])
+    relabelled = Artifact(
+        hash=artifact_hash("numbers", {"values": [1]}), kind="other", payload={"values": [1]}
+    )
+    with pytest.raises(ArtifactHashMismatchError):
+        await store.append_many(flow, [_started(), _finished(relabelled)], artifacts=[relabelled])
+    not_hex = Artifact(hash="not-a-hash", kind="numbers", payload={})
+    with pytest.raises(ArtifactHashMismatchError):
+        await store.append_kind(flow, _finished(outputs=()), artifacts=[not_hex])
+    await _assert_nothing_written(store, counts, flow)
+    assert await store.get_artifacts([forged.hash]) == {}
+
+
+async def test_artifact_the_event_does_not_list(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    listed, unlisted = Artifact.of("numbers", {"n": 1}), Artifact.of("numbers", {"n": 2})
+    with pytest.raises(UnlistedArtifactError, match="not listed in the outputs"):
+        await store.append_kind(flow, _finished(listed), artifacts=[listed, unlisted])
+    with pytest.raises(UnlistedArtifactError):
+        await store.append_kind(flow, _started(), artifacts=[listed])  # not a StepFinished at all
+    with pytest.raises(InvalidInputError, match="Artifact objects"):
+        await store.append_kind(flow, _finished(listed), artifacts=[{"hash": listed.hash}])
+    await _assert_nothing_written(store, counts, flow)
+    assert await store.get_artifacts([listed.hash, unlisted.hash]) == {}
+
+
+async def test_outputs_hash_with_no_artifact_passed_and_none_stored(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    absent = Artifact.of("numbers", {"never": "stored"})
+    with pytest.raises(MissingArtifactError, match="no artifact passed and none stored"):
+        await store.append_kind(flow, _finished(absent))
+    with pytest.raises(MissingArtifactError):
+        await store.append_many(flow, [_started(), _finished(absent)])
+    await _assert_nothing_written(store, counts, flow)
+
+    # Once stored by an earlier event, the same hash may be listed without passing it again.
+    first = await store.append_kind(flow, _finished(absent), artifacts=[absent])
+    again = await store.append_kind(flow, _finished(absent))
+    assert (first.flow_version, again.flow_version) == (1, 2)
+    assert await counts() == (2, 1, 0)
+
+
+# --- a whole batch is refused when any part of it is bad ------------------------------------------
+
+
+async def test_batch_with_an_invalid_kind_last_writes_nothing(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    art = Artifact.of("numbers", {"batch": 1})
+    good = [_started(), _finished(art), _failed()]
+    with pytest.raises(InvalidEventError):
+        await store.append_many(flow, [*good, {"event_type": "flowcompleted"}], artifacts=[art])
+    with pytest.raises(UnstorableValueError):
+        await store.append_many(
+            flow,
+            [*good, StepSignal(step_index=0, step_id="s", signal="x", data=float("nan"))],
+            artifacts=[art],
+        )
+    await _assert_nothing_written(store, counts, flow)
+    assert await store.get_artifacts([art.hash]) == {}
+    written = await store.append_many(flow, good, artifacts=[art])  # the same batch, minus the bad kind
+    assert [e.flow_version for e in written] == [1, 2, 3]
+    assert await counts() == (3, 1, 1)
+
+
+async def test_reused_event_ids_with_other_events_are_refused(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    event_id = uuid.uuid4()
+    await store.append_kind(flow, _started(), event_id=event_id)
+    with pytest.raises(InvalidInputError, match="event ids must not be reused"):
+        await store.append_kind(uuid.uuid4(), _started(), event_id=event_id)
+    with pytest.raises(InvalidInputError, match="distinct"):
+        await store.append_many(flow, [_started(), _started()], event_ids=[event_id, event_id])
+    assert await counts() == (1, 0, 0)
+
+
+# --- PostgreSQL only: a closed Database, a row that no longer decodes ------------------------------
+
+
+async def test_closed_database(backend: str, db_url: str) -> None:
+    if backend != "postgres":
+        pytest.skip("a Database exists only on the postgres backend")
+    db = await Database.open(db_url, min_connections=1, max_connections=2)
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    await store.append_kind(flow, _started())
+    await db.close()
+    await db.close()  # closing twice is harmless
+    assert db.closed
+    calls = [
+        lambda: store.append_kind(flow, _started(1)),
+        lambda: store.append_many(flow, [_started(1)]),
+        lambda: store.list(flow),
+        lambda: store.flow_version(flow),
+        lambda: store.list_errors(flow),
+        lambda: store.get_artifacts(["0" * 64]),
+        lambda: store.count_errors_by_flow(flow),
+        lambda: db.run(lambda c: c.fetchval("SELECT 1")),
+        lambda: db.migrate(),
+    ]
+    for call in calls:
+        with pytest.raises(DatabaseClosedError, match=r"Database postgresql://\S+ is closed"):
+            await call()
+    with pytest.raises(DatabaseClosedError, match="is closed"):
+        async with db.acquire():
+            pass
+    with pytest.raises(DatabaseClosedError):
+        db.pool  # noqa: B018
+    check = await asyncpg.connect(db_url)
+    try:
+        assert await check.fetchval("SELECT count(*) FROM event_log") == 1
+    finally:
+        await check.close()
+
+
+async def test_row_that_no_longer_decodes_names_its_seq(
+    backend: str, store: Any, counts: Counts, request: pytest.FixtureRequest
+) -> None:
+    if backend != "postgres":
+        pytest.skip("only PostgreSQL can hold a row written behind the library's back")
+    conn: asyncpg.Connection = request.getfixturevalue("conn")
+    flow = uuid.uuid4()
+    good = await store.append_kind(flow, _started())
+    # Passes the table's CHECKs (an object whose event_type matches) but not the model (step_index < 0).
+    payload = {"event_type": "stepstarted", "step_index": -1, "step_id": "s", "attempt": 1}
+    bad_seq = await conn.fetchval(
+        "INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)"
+        " VALUES ($1, $2, 2, 'stepstarted', $3::jsonb) RETURNING seq",
+        uuid.uuid4(),
+        flow,
+        json.dumps(payload),
+    )
+    with pytest.raises(CorruptEventError, match=rf"event_log row seq={bad_seq} does not decode") as info:
+        await store.list(flow)
+    assert info.value.seq == bad_seq != good.seq
+    with pytest.raises(CorruptEventError) as streamed:
+        async for _ in store.stream(flow):
+            pass
+    assert streamed.value.seq == bad_seq
+    # A payload with a field the model does not know fails the same way.
+    extra = {"event_type": "stepstarted", "step_index": 0, "step_id": "s", "attempt": 1, "surprise": True}
+    other_flow = uuid.uuid4()
+    extra_seq = await conn.fetchval(
+        "INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)"
+        " VALUES ($1, $2, 1, 'stepstarted', $3::jsonb) RETURNING seq",
+        uuid.uuid4(),
+        other_flow,
+        json.dumps(extra),
+    )
+    with pytest.raises(CorruptEventError, match=f"seq={extra_seq}"):
+        await store.list(other_flow)
+    assert await counts() == (3, 0, 0)

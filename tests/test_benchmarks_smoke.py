@@ -1,0 +1,86 @@
+"""The quick benchmark suite runs end to end, so it cannot rot. Never asserts on timing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from chem_persistence_async.benchmarking import SuiteConfig, run_suite
+
+EXPECTED = {
+    "single_append": {"autocommit_insert", "begin_insert_commit"},
+    "append_with_artifacts": {"cte_statement", "two_statements_tx"},
+    "append_many": {"copy", "executemany"},
+    "list": {"fetch_json_loads", "fetch_only"},
+    "stream": {"fetch_json_loads", "pages_json_loads", "fetch_only"},
+    "replay": {"fetch_json_loads"},
+    "concurrent_8": {"raw_pool"},
+    "concurrent_32": {"raw_pool"},
+    "demo_flow": {"raw_writes_and_reads", "raw_writes_only"},
+}
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value) and value > 0
+
+
+def _check_spread(stats: dict[str, object], samples: int) -> None:
+    assert all(_positive(stats[key]) for key in ("median", "min", "max"))
+    values = stats["samples"]
+    assert isinstance(values, list)
+    assert len(values) == samples
+    assert all(_positive(v) for v in values)
+
+
+async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path) -> None:
+    config = SuiteConfig.quick_run()
+    result = await run_suite(db_url, config=config, output=tmp_path, dedicated_database=False)
+    results = result.results
+
+    assert result.json_path == tmp_path / "quick.json"
+    assert json.loads(result.json_path.read_text()) == json.loads(json.dumps(results))
+    assert result.markdown_path is not None
+    assert result.markdown_path.exists()
+    assert results["quick"] is True
+    assert results["config"]["repetitions"] == config.repetitions
+
+    operations = {op["name"]: op for op in results["operations"]}
+    assert set(operations) == set(EXPECTED)
+    expected_items = {
+        "single_append": config.single_appends,
+        "append_with_artifacts": config.artifact_appends,
+        "append_many": config.batch_size * config.batches,
+        "list": config.read_events,
+        "stream": config.read_events,
+        "replay": config.read_events,
+        "concurrent_8": config.concurrent_events,
+        "concurrent_32": config.concurrent_events,
+        "demo_flow": config.demo_flows,
+    }
+    for name, op in operations.items():
+        assert op["items_per_sample"] == expected_items[name], name
+        assert op["repetitions"] == config.repetitions
+        _check_spread(op["library"]["throughput"], config.repetitions)
+        keys = {base["key"] for base in op["baselines"]}
+        assert EXPECTED[name] <= keys, name
+        assert op["primary_baseline"] == op["baselines"][0]["key"]
+        for base in op["baselines"]:
+            _check_spread(base["throughput"], config.repetitions)
+            _check_spread(base["ratio"], config.repetitions)
+        assert _positive(op["ratio"]["median"])
+        assert (op["meets_goal"] is None) == (op["goal"] is None)
+
+    assert _positive(operations["replay"]["extras"]["replay_only_events_per_s"]["median"])
+
+    memory = results["memory"]
+    assert [(m["mode"], m["events"]) for m in memory] == [
+        ("stream", config.read_events),
+        ("stream", config.rss_events),
+        ("list", config.read_events),
+    ]
+    assert all(_positive(m["peak_rss_mib"]) for m in memory)
+
+    counts = results["counts"]
+    assert counts["read_flow_rows"] == config.read_events
+    assert counts["big_flow_rows"] == config.rss_events

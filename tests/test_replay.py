@@ -1,0 +1,454 @@
+"""Replay (SPEC section 5): one pure function, events (+ definition) -> FlowInstance."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chem_persistence_async.domain.errors import DefinitionMismatchError, ReplayError
+from chem_persistence_async.domain.events import (
+    FlowCompleted,
+    FlowEvent,
+    FlowInitialized,
+    PropertyPreferenceAssigned,
+    RetryScheduled,
+    StepFailed,
+    StepFinished,
+    StepSignal,
+    StepStarted,
+)
+from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
+from chem_persistence_async.domain.fingerprints import (
+    failure_fingerprint,
+    flow_fingerprint,
+    step_fingerprint,
+)
+from chem_persistence_async.domain.flow import FlowDefinition, StepStatus
+from chem_persistence_async.replay import replay
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+OUT_A = "a" * 64
+OUT_B = "b" * 64
+
+
+@dataclass(frozen=True)
+class S:
+    id: str
+
+
+DEFINITION = FlowDefinition("three", [S("seed"), S("split"), S("count")])
+OTHER = FlowDefinition("three", [S("seed"), S("split"), S("other")])
+
+
+class Log:
+    """Builds a flow's events by hand: gap-free versions, increasing seq and ts."""
+
+    def __init__(self, definition: FlowDefinition = DEFINITION, seq_start: int = 100) -> None:
+        self.definition = definition
+        self.flow_id = uuid.uuid4()
+        self.events: list[FlowEvent] = []
+        self._seq = seq_start
+        self.fps: list[str] = []
+
+    def add(self, kind: Any) -> Log:
+        version = len(self.events) + 1
+        self._seq += 7  # seq is global: gaps between one flow's events are normal
+        self.events.append(
+            FlowEvent(
+                seq=self._seq,
+                flow_id=self.flow_id,
+                flow_version=version,
+                ts=T0 + timedelta(seconds=version),
+                kind=kind,
+                event_id=uuid.uuid4(),
+            )
+        )
+        return self
+
+    def init(self, definition: FlowDefinition | None = None) -> Log:
+        d = definition or self.definition
+        return self.add(
+            FlowInitialized(definition_name=d.name, definition_hash=d.hash, step_count=len(d.steps))
+        )
+
+    def started(self, index: int, attempt: int = 1, step_id: str | None = None) -> Log:
+        sid = step_id or self.definition.step_ids[index]
+        return self.add(StepStarted(step_index=index, step_id=sid, attempt=attempt))
+
+    def finished(self, index: int, outputs: tuple[str, ...] = (), step_id: str | None = None) -> Log:
+        sid = step_id or self.definition.step_ids[index]
+        previous = self.fps[-1] if self.fps else self.definition.hash
+        fp = step_fingerprint(previous, sid, outputs)
+        self.fps.append(fp)
+        return self.add(StepFinished(step_index=index, step_id=sid, outputs=outputs, fingerprint=fp))
+
+    def failed(
+        self,
+        index: int,
+        attempt: int,
+        retry_count: int,
+        error_class: ErrorClass = ErrorClass.TRANSIENT,
+        message: str | None = None,
+        max_retries: int = 3,
+    ) -> Log:
+        sid = self.definition.step_ids[index]
+        return self.add(
+            StepFailed(
+                step_index=index,
+                step_id=sid,
+                attempt=attempt,
+                error=StepErrorInfo(
+                    error_class=error_class,
+                    message=message or f"attempt {attempt} failed",
+                    details={"stack_trace": "tb", "input_hash": OUT_A, "params": {}},
+                ),
+                retry_count=retry_count,
+                max_retries=max_retries,
+                fingerprint=failure_fingerprint(self.definition.hash, sid, attempt, error_class.value),
+            )
+        )
+
+    def retry(self, index: int, retry_index: int, not_before: datetime | None = None) -> Log:
+        sid = self.definition.step_ids[index]
+        return self.add(
+            RetryScheduled(
+                step_index=index,
+                step_id=sid,
+                retry_index=retry_index,
+                reason="transient",
+                not_before=not_before,
+            )
+        )
+
+    def completed(self) -> Log:
+        return self.add(FlowCompleted(flow_fingerprint=flow_fingerprint(self.definition.hash, self.fps)))
+
+    def replay(self, definition: FlowDefinition | None = None) -> Any:
+        return replay(self.flow_id, self.events, definition or self.definition)
+
+
+def full_run() -> Log:
+    log = Log().init()
+    log.started(0).finished(0, (OUT_A,))
+    log.started(1).finished(1, (OUT_A, OUT_B))
+    log.started(2).finished(2, ())
+    return log.completed()
+
+
+# --- statuses -----------------------------------------------------------------------------------------
+
+
+def test_no_events_is_an_untouched_flow() -> None:
+    flow_id = uuid.uuid4()
+    instance = replay(flow_id, [], DEFINITION)
+    assert instance.flow_id == flow_id
+    assert instance.version == 0
+    assert instance.cursor == 0
+    assert not instance.completed
+    assert instance.fingerprint is None
+    assert [s.status for s in instance.steps] == [StepStatus.PENDING] * 3
+
+
+def test_initialized_flow_is_all_pending() -> None:
+    log = Log().init()
+    instance = log.replay()
+    assert instance.flow_id == log.flow_id
+    assert instance.definition_hash == DEFINITION.hash
+    assert [s.step_id for s in instance.steps] == ["seed", "split", "count"]
+    assert all(s.status is StepStatus.PENDING for s in instance.steps)
+    assert instance.cursor == 0
+    assert instance.version == 1
+    assert not instance.completed
+    assert not instance.failed
+
+
+def test_started_step_is_running() -> None:
+    instance = Log().init().started(0).replay()
+    assert instance.steps[0].status is StepStatus.RUNNING
+    assert instance.steps[0].attempts == 1
+    assert instance.steps[1].status is StepStatus.PENDING
+    assert instance.cursor == 0
+    assert instance.version == 2
+
+
+def test_finished_step_has_outputs_and_fingerprint_and_moves_the_cursor() -> None:
+    log = Log().init().started(0).finished(0, (OUT_A, OUT_B))
+    instance = log.replay()
+    slot = instance.steps[0]
+    assert slot.status is StepStatus.FINISHED
+    assert slot.outputs == (OUT_A, OUT_B)
+    assert slot.fingerprint == log.fps[0]
+    assert slot.errors == ()
+    assert slot.retry_count == 0
+    assert instance.cursor == 1
+    assert instance.version == 3
+    assert not instance.completed
+
+
+def test_cursor_is_the_first_unfinished_step() -> None:
+    log = Log().init().started(0).finished(0).started(1).finished(1)
+    assert log.replay().cursor == 2
+    log.started(2)
+    assert log.replay().cursor == 2
+
+
+def test_completed_flow() -> None:
+    log = full_run()
+    instance = log.replay()
+    assert instance.completed
+    assert not instance.failed
+    assert instance.cursor == 3
+    assert instance.version == len(log.events) == 8
+    assert instance.fingerprint == flow_fingerprint(DEFINITION.hash, log.fps)
+    assert [s.status for s in instance.steps] == [StepStatus.FINISHED] * 3
+    assert [s.fingerprint for s in instance.steps] == log.fps
+    assert [s.outputs for s in instance.steps] == [(OUT_A,), (OUT_A, OUT_B), ()]
+
+
+def test_fingerprint_is_none_until_completed() -> None:
+    log = Log().init().started(0).finished(0).started(1).finished(1).started(2).finished(2)
+    instance = log.replay()
+    assert instance.cursor == 3
+    assert not instance.completed
+    assert instance.fingerprint is None
+
+
+# --- failures and retries ----------------------------------------------------------------------------
+
+
+def test_failure_followed_by_retry_is_pending() -> None:
+    not_before = T0 + timedelta(minutes=5)
+    log = Log().init().started(0).finished(0).started(1).failed(1, attempt=1, retry_count=0)
+    log.retry(1, retry_index=1, not_before=not_before)
+    instance = log.replay()
+    slot = instance.steps[1]
+    assert slot.status is StepStatus.PENDING
+    assert slot.retry_count == 1
+    assert slot.not_before == not_before
+    assert len(slot.errors) == 1
+    assert slot.errors[0].attempt_number == 1
+    assert not instance.failed
+    assert instance.cursor == 1
+
+
+def test_failure_without_retry_fails_the_slot_and_the_flow() -> None:
+    log = Log().init().started(0).failed(0, attempt=1, retry_count=0, error_class=ErrorClass.PERMANENT)
+    instance = log.replay()
+    slot = instance.steps[0]
+    assert slot.status is StepStatus.FAILED
+    assert instance.failed
+    assert not instance.completed
+    assert instance.cursor == 0
+    assert slot.retry_count == 0
+    assert [e.error_class for e in slot.errors] == [ErrorClass.PERMANENT]
+
+
+def test_retries_then_success_keep_errors_in_attempt_order() -> None:
+    log = Log().init().started(0)
+    log.failed(0, attempt=1, retry_count=0, message="first").retry(0, 1)
+    log.started(0, attempt=2).failed(
+        0, attempt=2, retry_count=1, error_class=ErrorClass.RUNTIME, message="second"
+    )
+    log.retry(0, 2)
+    log.started(0, attempt=3).finished(0, (OUT_A,))
+    instance = log.replay()
+    slot = instance.steps[0]
+    assert slot.status is StepStatus.FINISHED
+    assert slot.retry_count == 2
+    assert slot.attempts == 3
+    assert slot.not_before is None
+    assert [e.attempt_number for e in slot.errors] == [1, 2]
+    assert [e.error_message for e in slot.errors] == ["first", "second"]
+    assert [e.error_class for e in slot.errors] == [ErrorClass.TRANSIENT, ErrorClass.RUNTIME]
+    assert [e.retry_count for e in slot.errors] == [0, 1]
+    assert instance.cursor == 1
+    assert not instance.failed
+
+
+def test_error_records_copy_the_event() -> None:
+    log = Log().init().started(0).failed(0, attempt=1, retry_count=0, max_retries=5, message="boom")
+    failed_event = log.events[-1]
+    (error,) = log.replay().steps[0].errors
+    assert error.flow_id == log.flow_id
+    assert error.step_id == "seed"
+    assert error.attempt_number == 1
+    assert error.error_class is ErrorClass.TRANSIENT
+    assert error.error_message == "boom"
+    assert error.details == {"stack_trace": "tb", "input_hash": OUT_A, "params": {}}
+    assert error.retry_count == 0
+    assert error.max_retries == 5
+    assert error.ts == failed_event.ts
+    assert error.event_seq == failed_event.seq
+
+
+def test_retries_exhausted_leave_the_slot_failed() -> None:
+    log = Log().init().started(0)
+    for attempt in (1, 2, 3):
+        log.failed(0, attempt=attempt, retry_count=attempt - 1).retry(0, attempt).started(
+            0, attempt=attempt + 1
+        )
+    log.failed(0, attempt=4, retry_count=3)
+    instance = log.replay()
+    slot = instance.steps[0]
+    assert slot.status is StepStatus.FAILED
+    assert slot.retry_count == 3
+    assert slot.attempts == 4
+    assert [e.attempt_number for e in slot.errors] == [1, 2, 3, 4]
+    assert instance.failed
+    assert [e.attempt_number for e in instance.errors] == [1, 2, 3, 4]
+
+
+def test_flow_errors_are_in_event_order_across_steps() -> None:
+    log = Log().init().started(0).failed(0, 1, 0).retry(0, 1).started(0, 2).finished(0)
+    log.started(1).failed(1, 1, 0).retry(1, 1).started(1, 2).finished(1)
+    errors = log.replay().errors
+    assert [(e.step_id, e.attempt_number) for e in errors] == [("seed", 1), ("split", 1)]
+    assert errors[0].event_seq is not None
+    assert errors[1].event_seq is not None
+    assert errors[0].event_seq < errors[1].event_seq
+
+
+# --- other kinds ---------------------------------------------------------------------------------------
+
+
+def test_signals_and_preferences_do_not_change_statuses() -> None:
+    log = Log().init().started(0)
+    log.add(StepSignal(step_index=0, step_id="seed", signal="progress", data={"n": 1}))
+    log.add(PropertyPreferenceAssigned(property_key="logP", policy_id="p", params_hash="h"))
+    log.finished(0)
+    instance = log.replay()
+    assert instance.steps[0].status is StepStatus.FINISHED
+    assert instance.signals == (("seed", "progress", {"n": 1}),)
+    assert instance.version == 5
+    assert instance.cursor == 1
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def test_another_definition_is_a_mismatch() -> None:
+    log = Log().init()
+    with pytest.raises(DefinitionMismatchError):
+        log.replay(OTHER)
+    with pytest.raises(ReplayError):  # DefinitionMismatchError is a ReplayError
+        log.replay(OTHER)
+
+
+def test_a_definition_hash_from_elsewhere_is_a_mismatch() -> None:
+    log = Log().add(FlowInitialized(definition_name=DEFINITION.name, definition_hash="0" * 64, step_count=3))
+    with pytest.raises(DefinitionMismatchError):
+        log.replay()
+
+
+def test_same_hash_but_another_name_is_a_mismatch() -> None:
+    log = Log().add(FlowInitialized(definition_name="renamed", definition_hash=DEFINITION.hash, step_count=3))
+    with pytest.raises(DefinitionMismatchError):
+        log.replay()
+
+
+def test_unknown_step_index_is_a_replay_error() -> None:
+    log = Log().init().add(StepStarted(step_index=3, step_id="seed", attempt=1))
+    with pytest.raises(ReplayError, match="does not have"):
+        log.replay()
+
+
+def test_step_id_not_at_that_index_is_a_replay_error() -> None:
+    log = Log().init().add(StepStarted(step_index=0, step_id="split", attempt=1))
+    with pytest.raises(ReplayError):
+        log.replay()
+    log = Log().init().add(StepStarted(step_index=1, step_id="nosuchstep", attempt=1))
+    with pytest.raises(ReplayError):
+        log.replay()
+
+
+def test_unknown_step_in_a_retry_is_a_replay_error() -> None:
+    log = Log().init().add(RetryScheduled(step_index=9, step_id="x", retry_index=1, reason="r"))
+    with pytest.raises(ReplayError):
+        log.replay()
+
+
+def test_events_before_flow_initialized_are_a_replay_error() -> None:
+    log = Log().started(0).init()
+    with pytest.raises(ReplayError, match="first event"):
+        log.replay()
+    with pytest.raises(ReplayError):
+        Log().add(FlowCompleted(flow_fingerprint="c" * 64)).replay()
+
+
+def test_a_second_flow_initialized_is_a_replay_error() -> None:
+    log = Log().init().init()
+    with pytest.raises(ReplayError):
+        log.replay()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        StepStarted(step_index=0, step_id="seed", attempt=2),
+        StepSignal(step_index=0, step_id="seed", signal="late"),
+        PropertyPreferenceAssigned(property_key="k", policy_id="p", params_hash="h"),
+        FlowCompleted(flow_fingerprint="c" * 64),
+    ],
+    ids=lambda kind: kind.event_type,
+)
+def test_events_after_flow_completed_are_a_replay_error(kind: Any) -> None:
+    log = full_run().add(kind)
+    with pytest.raises(ReplayError, match="after flowcompleted"):
+        log.replay()
+
+
+def test_completed_with_unfinished_steps_is_a_replay_error() -> None:
+    log = Log().init().started(0).finished(0).completed()
+    with pytest.raises(ReplayError):
+        log.replay()
+
+
+# --- purity --------------------------------------------------------------------------------------
+
+
+def test_replay_is_pure() -> None:
+    log = Log().init().started(0).failed(0, 1, 0).retry(0, 1, T0).started(0, 2).finished(0, (OUT_A,))
+    log.started(1).add(StepSignal(step_index=1, step_id="split", signal="s", data=[1, {"a": 2}]))
+    before = list(log.events)
+    snapshot = copy.deepcopy(log.events)
+    first = log.replay()
+    second = log.replay()
+    assert first == second
+    assert first is not second
+    assert log.events == before
+    assert all(a is b for a, b in zip(log.events, before, strict=True))
+    assert log.events == snapshot
+
+
+def test_replay_accepts_any_iterable_once() -> None:
+    log = full_run()
+
+    def generate() -> Iterator[FlowEvent]:
+        yield from log.events
+
+    assert replay(log.flow_id, generate(), DEFINITION) == log.replay()
+    assert replay(log.flow_id, tuple(log.events), DEFINITION) == log.replay()
+
+
+def test_same_kinds_with_other_ids_seqs_and_times_replay_to_equal_state() -> None:
+    one = full_run()
+    two = Log(seq_start=10_000)
+    two.flow_id = one.flow_id
+    for event in one.events:
+        two.add(event.kind)
+        two.events[-1] = FlowEvent(
+            seq=two.events[-1].seq,
+            flow_id=one.flow_id,
+            flow_version=event.flow_version,
+            ts=event.ts + timedelta(days=365),
+            kind=event.kind,
+            event_id=uuid.uuid4(),
+        )
+    assert [e.seq for e in one.events] != [e.seq for e in two.events]
+    assert one.replay() == two.replay()
