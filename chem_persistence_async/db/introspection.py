@@ -26,7 +26,7 @@ SELECT c.relname, k.conname, pg_get_constraintdef(k.oid)
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
-WHERE c.relname = ANY($1::text[])
+WHERE c.relname = ANY($1::text[]) AND k.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL here too
 ORDER BY c.relname, k.conname
 """
 

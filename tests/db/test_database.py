@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -95,7 +96,7 @@ async def test_from_env_reads_database_url(db_url: str, monkeypatch: pytest.Monk
         assert db.settings.max_connections == 3
         assert not db.embedded
         async with db.acquire() as conn:
-            assert await conn.fetchval("SELECT current_database()") == db_url.rsplit("/", 1)[1].split("?")[0]
+            assert await conn.fetchval("SELECT current_database()") == urlsplit(db_url).path.lstrip("/")
 
 
 async def test_bad_settings_fail_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
