@@ -25,8 +25,54 @@ JsonValue = Any
 _BIG_FLOAT = 1e16
 
 
+class _Unusual(Exception):
+    """Raised by the fast walk for anything it does not handle itself: the full walk decides."""
+
+
 def normalize_json(value: JsonValue, _path: str = "$") -> JsonValue:
     """Return ``value`` as PostgreSQL will give it back, or raise ``UnstorableValueError``."""
+    try:
+        return _fast_normalize(value)
+    except _Unusual:
+        return _normalize(value, _path)
+
+
+def _fast_normalize(value: JsonValue) -> JsonValue:
+    # Exact built-in types only, no paths built: the common case at a fraction of the cost. Every
+    # error and every other type (subclasses, other mappings) goes to ``_normalize``, which gives
+    # the same result and the error message with its path.
+    t = type(value)
+    if t is str:
+        if "\x00" in value or not (value.isascii() or _utf8_ok(value)):
+            raise _Unusual
+        return value
+    if t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if not math.isfinite(value):
+            raise _Unusual
+        return int(value) if abs(value) >= _BIG_FLOAT else value
+    if t is dict:
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if type(key) is not str or "\x00" in key or not (key.isascii() or _utf8_ok(key)):
+                raise _Unusual
+            out[key] = _fast_normalize(item)
+        return out
+    if t is list or t is tuple:
+        return [_fast_normalize(item) for item in value]
+    raise _Unusual
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _normalize(value: JsonValue, _path: str = "$") -> JsonValue:
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
@@ -44,10 +90,10 @@ def normalize_json(value: JsonValue, _path: str = "$") -> JsonValue:
             if not isinstance(key, str):
                 raise UnstorableValueError(f"{_path}: object key {key!r} is not a string")
             _check_string(key, _path)
-            out[key] = normalize_json(item, f"{_path}.{key}")
+            out[key] = _normalize(item, f"{_path}.{key}")
         return out
     if isinstance(value, list | tuple):
-        return [normalize_json(item, f"{_path}[{i}]") for i, item in enumerate(value)]
+        return [_normalize(item, f"{_path}[{i}]") for i, item in enumerate(value)]
     raise UnstorableValueError(f"{_path}: {type(value).__name__} is not a JSON value")
 
 
@@ -65,10 +111,17 @@ def canonical_json(value: JsonValue) -> bytes:
     return _dumps(normalize_json(value))
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Built once: ``json.dumps`` with options builds a new encoder on every call."""
+
+
 def _dumps(normalized: JsonValue) -> bytes:
-    return json.dumps(
-        normalized, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _ENCODER.encode(normalized).encode("utf-8")
+
+
+def dumps_normalized(normalized: JsonValue) -> bytes:
+    """Canonical bytes of a value already in normal form (what ``normalize_json`` returns)."""
+    return _dumps(normalized)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -23,8 +23,9 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
 )
+from pydantic_core import PydanticSerializationError
 
-from chem_persistence_async.domain.canonical import canonical_json
+from chem_persistence_async.domain.canonical import canonical_json, dumps_normalized
 from chem_persistence_async.domain.failures import StepErrorInfo
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -139,9 +140,71 @@ def is_event_kind(value: object) -> bool:
     return isinstance(value, KIND_CLASSES)
 
 
+_PLAIN_KINDS: frozenset[type[_Kind]] = frozenset(
+    {FlowInitialized, StepStarted, StepFinished, PropertyPreferenceAssigned, RetryScheduled, FlowCompleted}
+)
+"""Kinds with no free-form JSON (and no float) field: pydantic's own serialiser gives their stored form."""
+
+_ESCAPED_NUL = b"\\u0000"
+
+
 def kind_to_json(kind: _Kind) -> bytes:
-    """Canonical JSON of a kind: what is stored as the payload and what replay reads back."""
+    """The JSON of a kind: what is stored as the payload and what replay reads back.
+
+    Kinds without free-form JSON are dumped from pydantic's serialiser directly; free-form JSON
+    (``StepSignal.data``, ``StepFailed.error.details``) goes through ``canonical_json`` so both
+    backends normalise it as PostgreSQL would. Either way the bytes are canonical (sorted keys,
+    compact separators, UTF-8). Anything PostgreSQL cannot store (``\\u0000``, a lone surrogate)
+    takes the canonical path, which rejects it.
+    """
+    cls = type(kind)
+    if (
+        cls in _PLAIN_KINDS
+        or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
+        or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
+    ):
+        try:
+            data = _serialize(kind)
+        except (PydanticSerializationError, ValueError):  # UnicodeEncodeError is a ValueError
+            pass
+        else:
+            if _ESCAPED_NUL not in data:
+                return data
     return canonical_json(kind.model_dump(mode="json"))
+
+
+def kind_to_payload(kind: _Kind) -> bytes:
+    """What the stores write for a kind: ``kind_to_json`` up to key order, several times cheaper.
+
+    A payload is never hashed and both backends store these same bytes (PostgreSQL's JSONB orders
+    keys its own way anyway), so the sorting is skipped for kinds without free-form JSON; those
+    with free-form JSON, and anything unusual, get ``kind_to_json``'s canonical form and checks.
+    """
+    cls = type(kind)
+    if (
+        cls in _PLAIN_KINDS
+        or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
+        or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
+    ):
+        try:
+            data = kind.__pydantic_serializer__.to_json(kind, warnings=False)
+        except PydanticSerializationError:  # a lone surrogate, say: the canonical path says why
+            pass
+        else:
+            if _ESCAPED_NUL not in data:
+                return data
+    return kind_to_json(kind)
+
+
+def _serialize(kind: _Kind) -> bytes:
+    # Canonical (sorted keys, compact), without ``normalize_json``'s walk: these kinds hold only
+    # validated strings, ints, datetimes and hashes. A NUL or a lone surrogate raises or is seen
+    # by the caller, and the canonical path then rejects it with its clear message.
+    return dumps_normalized(kind.__pydantic_serializer__.to_python(kind, mode="json", warnings=False))
+
+
+def _plain_scalar(value: object) -> bool:
+    return value is None or type(value) in (str, int, bool)
 
 
 def kind_from_json(data: bytes | str) -> FlowEventKind:

@@ -30,6 +30,8 @@ from chem_persistence_async.stores.batch import (
 )
 
 _MAX_CONFLICT_ROUNDS = 100
+_VERSION_CACHE_SIZE = 10_000
+"""How many flows' last versions a store remembers (a guess for the lean append, never trusted)."""
 
 
 class PgEventStore:
@@ -51,6 +53,18 @@ class PgEventStore:
             else max_payload_bytes,
             store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
         )
+        self._versions: dict[UUID, int] = {}
+
+    def _remember(self, flow_id: UUID, version: int) -> None:
+        """Note a version this store saw stored for the flow: the next lean append's guess."""
+        versions = self._versions
+        known = versions.get(flow_id)
+        if known is None:
+            if len(versions) >= _VERSION_CACHE_SIZE:
+                del versions[next(iter(versions))]  # the oldest entry
+            versions[flow_id] = version
+        elif version > known:
+            versions[flow_id] = version
 
     @property
     def database(self) -> Database:
@@ -100,7 +114,9 @@ class PgEventStore:
 
     async def _append(self, batch: AppendBatch) -> list[FlowEvent]:
         self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
-        args = _append_args(batch)
+        lean_sql, lean_args = _lean_append(batch)
+        full_args: tuple[Any, ...] | None = None
+        flow_id, count = batch.flow_id, len(batch.events)
 
         async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
             if batch.unpassed_outputs:
@@ -110,9 +126,25 @@ class PgEventStore:
                         "outputs listed with no artifact passed and none stored: "
                         + ", ".join(row[0][:16] + "…" for row in missing)
                     )
+            base = batch.expected_version
+            if base is None:
+                base = self._versions.get(flow_id)
+            if base is not None:
+                # The obvious case in one plain INSERT; anything else goes to the full statement,
+                # which alone decides conflicts and finds events a lost acknowledgement left stored.
+                try:
+                    rows = await conn.fetch(lean_sql, lean_args[0], flow_id, base, *lean_args[1:])
+                except asyncpg.UniqueViolationError:
+                    rows = None
+                if rows is not None and len(rows) == count:
+                    self._remember(flow_id, base + count)
+                    return batch.events_for(rows)
+            nonlocal full_args
+            if full_args is None:
+                full_args = _append_args(batch)
             for _ in range(_MAX_CONFLICT_ROUNDS):
                 try:
-                    rows = await conn.fetch(sql.APPEND, *args)
+                    rows = await conn.fetch(sql.APPEND, *full_args)
                 except asyncpg.UniqueViolationError as exc:
                     if exc.constraint_name == "event_log_event_id_key":
                         continue  # a concurrent attempt with these ids committed: read it back
@@ -121,7 +153,9 @@ class PgEventStore:
                             raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
                         continue  # appending at the end raced another writer: take the next version
                     raise
-                return _interpret(batch, rows)
+                events = _interpret(batch, rows)
+                self._remember(flow_id, events[-1].flow_version)
+                return events
             raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
 
         return await self._db.run(attempt, operation="append")
@@ -134,7 +168,10 @@ class PgEventStore:
         async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(sql.LIST_EVENTS, fid))
 
-        return decode_events(fid, await self._db.run(fetch, operation="list"))
+        events = decode_events(fid, await self._db.run(fetch, operation="list"))
+        if events:
+            self._remember(fid, events[-1].flow_version)
+        return events
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
@@ -241,6 +278,46 @@ def _append_args(batch: AppendBatch) -> tuple[Any, ...]:
         [err.retry_count for _, err in failed if err],
         [err.max_retries for _, err in failed if err],
     )
+
+
+def _lean_append(batch: AppendBatch) -> tuple[str, tuple[Any, ...]]:
+    """The lean statement for this batch's shape and its arguments but $2 (flow) and $3 (base)."""
+    events = batch.events
+    failed = [(i, e.error) for i, e in enumerate(events, 1) if e.error is not None]
+    if not batch.artifacts and not failed:
+        if len(events) == 1:
+            event = events[0]
+            return sql.LEAN_APPEND_ONE, (event.event_id, event.event_type, event.payload)
+        return sql.LEAN_APPEND_MANY, (
+            [e.event_id for e in events],
+            [e.event_type for e in events],
+            [e.payload for e in events],
+        )
+    if len(events) == 1 and not failed:
+        event, artifacts = events[0], batch.artifacts
+        return sql.LEAN_APPEND_ONE_ARTIFACTS, (
+            event.event_id,
+            event.event_type,
+            event.payload,
+            [a.artifact.hash for a in artifacts],
+            [a.artifact.kind for a in artifacts],
+            [a.payload for a in artifacts],
+            [a.metadata for a in artifacts],
+        )
+    args = _append_args(batch)
+    rest: tuple[Any, ...] = ()
+    if batch.artifacts:
+        rest += args[5:10]
+    if failed:
+        rest += args[10:18]
+    statement = (
+        sql.LEAN_APPEND_BOTH
+        if batch.artifacts and failed
+        else sql.LEAN_APPEND_ARTIFACTS
+        if batch.artifacts
+        else sql.LEAN_APPEND_ERRORS
+    )
+    return statement, (args[0], args[3], args[4], *rest)
 
 
 def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> builtins.list[FlowEvent]:

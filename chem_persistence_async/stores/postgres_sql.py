@@ -91,3 +91,91 @@ COUNT_ERRORS = """
 SELECT step_id, error_class, count(*) FROM step_execution_errors
 WHERE flow_id = $1 GROUP BY step_id, error_class ORDER BY step_id, error_class
 """
+
+# --- the lean appends ---------------------------------------------------------------------------
+# When the flow's last version is known (the caller's ``expected_version``, or the store's cached
+# guess), a batch is written as a plain INSERT at ``base + 1, base + 2, ...``. The
+# ``UNIQUE (flow_id, flow_version)`` constraint rejects a stale base (never a duplicate), the
+# ``EXISTS`` guard refuses a base that is not there yet (never a gap), and ``UNIQUE (event_id)``
+# rejects a retried event. Any of those (a unique violation, or no row back) sends the caller to
+# ``APPEND``, which sorts out conflicts and returns already-stored events: that statement stays the
+# only judge of what happened; these only ever write the obvious, uncontended case.
+# Parameters: $1 event id(s), $2 flow id, $3 base version, $4 event type(s), $5 payload(s).
+
+_BASE_EXISTS = "($3::int = 0 OR EXISTS (SELECT 1 FROM event_log WHERE flow_id = $2 AND flow_version = $3))"
+
+LEAN_APPEND_ONE = f"""
+INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+SELECT $1::uuid, $2::uuid, $3::int + 1, $4::text, $5::jsonb
+WHERE {_BASE_EXISTS}
+RETURNING event_id, seq, flow_version, ts
+"""
+
+_LEAN_INSERT_MANY = f"""
+INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+SELECT e.id, $2::uuid, $3::int + e.ord, e.t, e.p
+FROM unnest($1::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(id, t, p, ord)
+WHERE {_BASE_EXISTS}
+ORDER BY e.ord
+RETURNING event_id, seq, flow_version, ts
+"""
+
+LEAN_APPEND_MANY = _LEAN_INSERT_MANY
+
+
+def _lean_artifacts(first: int) -> str:
+    p = [f"${first + i}" for i in range(5)]
+    return f"""arts AS (
+    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
+    SELECT a.h, a.k, a.p, a.m, ins.seq
+    FROM unnest({p[0]}::int[], {p[1]}::text[], {p[2]}::text[], {p[3]}::jsonb[], {p[4]}::jsonb[])
+        AS a(ord, h, k, p, m)
+    JOIN ins ON ins.flow_version = $3::int + a.ord
+    ON CONFLICT (artifact_hash) DO NOTHING
+)"""
+
+
+def _lean_errors(first: int) -> str:
+    p = [f"${first + i}" for i in range(8)]
+    return f"""errs AS (
+    INSERT INTO step_execution_errors (
+        flow_id, step_id, attempt_number, error_class, error_message, details,
+        retry_count, max_retries, event_seq, ts
+    )
+    SELECT $2::uuid, x.step_id, x.attempt, x.cls, x.msg, x.details, x.rc, x.mr, ins.seq, ins.ts
+    FROM unnest(
+        {p[0]}::int[], {p[1]}::text[], {p[2]}::int[], {p[3]}::text[], {p[4]}::text[], {p[5]}::jsonb[],
+        {p[6]}::int[], {p[7]}::int[]
+    ) AS x(ord, step_id, attempt, cls, msg, details, rc, mr)
+    JOIN ins ON ins.flow_version = $3::int + x.ord
+)"""
+
+
+def _lean_with(artifacts: bool, errors: bool) -> str:
+    ctes = [f"ins AS ({_LEAN_INSERT_MANY})"]
+    if artifacts:
+        ctes.append(_lean_artifacts(6))
+    if errors:
+        ctes.append(_lean_errors(11 if artifacts else 6))
+    return "WITH " + ",\n".join(ctes) + "\nSELECT event_id, seq, flow_version, ts FROM ins"
+
+
+LEAN_APPEND_ARTIFACTS = _lean_with(True, False)
+LEAN_APPEND_ERRORS = _lean_with(False, True)
+LEAN_APPEND_BOTH = _lean_with(True, True)
+
+LEAN_APPEND_ONE_ARTIFACTS = f"""
+WITH ins AS (
+    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+    SELECT $1::uuid, $2::uuid, $3::int + 1, $4::text, $5::jsonb
+    WHERE {_BASE_EXISTS}
+    RETURNING event_id, seq, flow_version, ts
+), arts AS (
+    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
+    SELECT a.h, a.k, a.p, a.m, ins.seq
+    FROM ins, unnest($6::text[], $7::text[], $8::jsonb[], $9::jsonb[]) AS a(h, k, p, m)
+    ON CONFLICT (artifact_hash) DO NOTHING
+)
+SELECT event_id, seq, flow_version, ts FROM ins
+"""
+"""One event and its artifacts (the engine's ``StepFinished``): no ordinals, no join."""
