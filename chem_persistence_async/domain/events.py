@@ -6,7 +6,7 @@ dataclass because reading is a hot path and the kind inside it is already valida
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
@@ -157,20 +157,7 @@ def kind_to_json(kind: _Kind) -> bytes:
     compact separators, UTF-8). Anything PostgreSQL cannot store (``\\u0000``, a lone surrogate)
     takes the canonical path, which rejects it.
     """
-    cls = type(kind)
-    if (
-        cls in _PLAIN_KINDS
-        or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
-        or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
-    ):
-        try:
-            data = _serialize(kind)
-        except (PydanticSerializationError, ValueError):  # UnicodeEncodeError is a ValueError
-            pass
-        else:
-            if _ESCAPED_NUL not in data:
-                return data
-    return canonical_json(kind.model_dump(mode="json"))
+    return _fast_json(kind, _serialize) or canonical_json(kind.model_dump(mode="json"))
 
 
 def kind_to_payload(kind: _Kind) -> bytes:
@@ -180,20 +167,23 @@ def kind_to_payload(kind: _Kind) -> bytes:
     keys its own way anyway), so the sorting is skipped for kinds without free-form JSON; those
     with free-form JSON, and anything unusual, get ``kind_to_json``'s canonical form and checks.
     """
+    return _fast_json(kind, _serialize_unsorted) or kind_to_json(kind)
+
+
+def _fast_json(kind: _Kind, serialize: Callable[[_Kind], bytes]) -> bytes | None:
+    """``serialize(kind)`` when the kind holds no free-form JSON and the result is storable, else None."""
     cls = type(kind)
-    if (
+    if not (
         cls in _PLAIN_KINDS
         or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
         or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
     ):
-        try:
-            data = kind.__pydantic_serializer__.to_json(kind, warnings=False)
-        except PydanticSerializationError:  # a lone surrogate, say: the canonical path says why
-            pass
-        else:
-            if _ESCAPED_NUL not in data:
-                return data
-    return kind_to_json(kind)
+        return None
+    try:
+        data = serialize(kind)
+    except (PydanticSerializationError, ValueError):  # UnicodeEncodeError is a ValueError
+        return None
+    return None if _ESCAPED_NUL in data else data
 
 
 def _serialize(kind: _Kind) -> bytes:
@@ -201,6 +191,10 @@ def _serialize(kind: _Kind) -> bytes:
     # validated strings, ints, datetimes and hashes. A NUL or a lone surrogate raises or is seen
     # by the caller, and the canonical path then rejects it with its clear message.
     return dumps_normalized(kind.__pydantic_serializer__.to_python(kind, mode="json", warnings=False))
+
+
+def _serialize_unsorted(kind: _Kind) -> bytes:
+    return kind.__pydantic_serializer__.to_json(kind, warnings=False)
 
 
 def _plain_scalar(value: object) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -20,21 +20,21 @@ from chem_persistence_async.domain.errors import (
     InvalidInputError,
     MissingArtifactError,
 )
-from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
+from chem_persistence_async.stores.base import EventStoreBase
 from chem_persistence_async.stores.batch import (
     AppendBatch,
     EventRow,
     StoreLimits,
     count_by_step_and_class,
     decode_events,
-    prepare_append,
     timeline_order,
     to_flow_id,
 )
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(EventStoreBase):
     """The ``AsyncEventStore`` in a process's memory (tests, notebooks, the reference for parity)."""
 
     def __init__(self, *, store_artifacts: bool = True, max_payload_bytes: int | None = None) -> None:
@@ -48,47 +48,7 @@ class InMemoryEventStore:
         self._artifacts: dict[str, tuple[Artifact, int]] = {}
         self._errors: list[StepExecutionError] = []
 
-    async def append_kind(
-        self,
-        flow_id: UUID | str,
-        kind: FlowEventKind,
-        *,
-        artifacts: Iterable[Artifact] = (),
-        expected_version: int | None = None,
-        event_id: UUID | None = None,
-    ) -> FlowEvent:
-        batch = prepare_append(
-            flow_id,
-            [kind],
-            artifacts=artifacts,
-            expected_version=expected_version,
-            event_ids=None if event_id is None else [event_id],
-            limits=self._limits,
-        )
-        return self._append(batch)[0]
-
-    async def append_many(
-        self,
-        flow_id: UUID | str,
-        kinds: Sequence[FlowEventKind],
-        *,
-        artifacts: Iterable[Artifact] = (),
-        expected_version: int | None = None,
-        event_ids: Sequence[UUID] | None = None,
-    ) -> list[FlowEvent]:
-        batch = prepare_append(
-            flow_id,
-            kinds,
-            artifacts=artifacts,
-            expected_version=expected_version,
-            event_ids=event_ids,
-            limits=self._limits,
-        )
-        if not batch.events:
-            return []
-        return self._append(batch)
-
-    def _append(self, batch: AppendBatch) -> list[FlowEvent]:
+    async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
         missing = [h for h in batch.unpassed_outputs if h not in self._artifacts]
         if missing:
             raise MissingArtifactError(

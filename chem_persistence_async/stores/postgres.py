@@ -17,15 +17,15 @@ from chem_persistence_async.domain.errors import (
     InvalidInputError,
     MissingArtifactError,
 )
-from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.stores import postgres_sql as sql
+from chem_persistence_async.stores.base import EventStoreBase
 from chem_persistence_async.stores.batch import (
     AppendBatch,
     StoreLimits,
     decode_error,
     decode_events,
-    prepare_append,
     to_flow_id,
 )
 
@@ -34,7 +34,7 @@ _VERSION_CACHE_SIZE = 10_000
 """How many flows' last versions a store remembers (a guess for the lean append, never trusted)."""
 
 
-class PgEventStore:
+class PgEventStore(EventStoreBase):
     """The ``AsyncEventStore`` on PostgreSQL. Every operation goes through ``Database.run``
     (retried on transient failures); appends are idempotent by their client-made ``event_id``.
     """
@@ -72,47 +72,7 @@ class PgEventStore:
 
     # --- writing ----------------------------------------------------------------------------
 
-    async def append_kind(
-        self,
-        flow_id: UUID | str,
-        kind: FlowEventKind,
-        *,
-        artifacts: Iterable[Artifact] = (),
-        expected_version: int | None = None,
-        event_id: UUID | None = None,
-    ) -> FlowEvent:
-        batch = prepare_append(
-            flow_id,
-            [kind],
-            artifacts=artifacts,
-            expected_version=expected_version,
-            event_ids=None if event_id is None else [event_id],
-            limits=self._limits,
-        )
-        return (await self._append(batch))[0]
-
-    async def append_many(
-        self,
-        flow_id: UUID | str,
-        kinds: Sequence[FlowEventKind],
-        *,
-        artifacts: Iterable[Artifact] = (),
-        expected_version: int | None = None,
-        event_ids: Sequence[UUID] | None = None,
-    ) -> list[FlowEvent]:
-        batch = prepare_append(
-            flow_id,
-            kinds,
-            artifacts=artifacts,
-            expected_version=expected_version,
-            event_ids=event_ids,
-            limits=self._limits,
-        )
-        if not batch.events:
-            return []
-        return await self._append(batch)
-
-    async def _append(self, batch: AppendBatch) -> list[FlowEvent]:
+    async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
         self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
         lean_sql, lean_args = _lean_append(batch)
         full_args: tuple[Any, ...] | None = None

@@ -1,0 +1,64 @@
+"""The half of an event store that does not depend on the backend: the public append methods.
+
+Both backends validate and encode through ``prepare_append`` here, then hand one ``AppendBatch``
+to their own ``_write``; so what is refused, and how, cannot differ between them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.stores.batch import AppendBatch, StoreLimits, prepare_append
+
+
+class EventStoreBase:
+    _limits: StoreLimits
+
+    async def append_kind(
+        self,
+        flow_id: UUID | str,
+        kind: FlowEventKind,
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_id: UUID | None = None,
+    ) -> FlowEvent:
+        """Append one event (with the artifacts its ``StepFinished`` lists) in one transaction."""
+        batch = prepare_append(
+            flow_id,
+            [kind],
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=None if event_id is None else [event_id],
+            limits=self._limits,
+        )
+        return (await self._write(batch))[0]
+
+    async def append_many(
+        self,
+        flow_id: UUID | str,
+        kinds: Sequence[FlowEventKind],
+        *,
+        artifacts: Iterable[Artifact] = (),
+        expected_version: int | None = None,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> builtins.list[FlowEvent]:
+        """Append several events to one flow, all or none, with consecutive versions."""
+        batch = prepare_append(
+            flow_id,
+            kinds,
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=event_ids,
+            limits=self._limits,
+        )
+        if not batch.events:
+            return []
+        return await self._write(batch)
+
+    async def _write(self, batch: AppendBatch) -> builtins.list[FlowEvent]:
+        raise NotImplementedError
