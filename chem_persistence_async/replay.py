@@ -30,14 +30,27 @@ from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, Ste
 class _SlotState:
     __slots__ = ("attempts", "errors", "fingerprint", "not_before", "outputs", "retry_count", "status")
 
-    def __init__(self) -> None:
-        self.status = StepStatus.PENDING
-        self.outputs: tuple[str, ...] = ()
-        self.fingerprint: str | None = None
-        self.retry_count = 0
-        self.errors: list[StepExecutionError] = []
-        self.attempts = 0
-        self.not_before: datetime | None = None
+    def __init__(self, slot: StepSlot) -> None:
+        self.status = slot.status
+        self.outputs = slot.outputs
+        self.fingerprint = slot.fingerprint
+        self.retry_count = slot.retry_count
+        self.errors: list[StepExecutionError] = list(slot.errors)
+        self.attempts = slot.attempts
+        self.not_before: datetime | None = slot.not_before
+
+
+def initial_instance(flow_id: UUID, definition: FlowDefinition) -> FlowInstance:
+    """A flow with no events: every step pending, version 0."""
+    return FlowInstance(
+        flow_id=flow_id,
+        definition_hash=definition.hash,
+        completed=False,
+        cursor=0,
+        steps=tuple(StepSlot(step_id=step_id) for step_id in definition.step_ids),
+        fingerprint=None,
+        version=0,
+    )
 
 
 def replay(flow_id: UUID, events: Iterable[FlowEvent], definition: FlowDefinition) -> FlowInstance:
@@ -46,16 +59,35 @@ def replay(flow_id: UUID, events: Iterable[FlowEvent], definition: FlowDefinitio
     Raises ``DefinitionMismatchError`` when the flow was started with another definition and
     ``ReplayError`` when the events cannot be a run of it.
     """
+    return apply_events(initial_instance(flow_id, definition), events, definition)
+
+
+def apply_events(
+    instance: FlowInstance, events: Iterable[FlowEvent], definition: FlowDefinition
+) -> FlowInstance:
+    """The state after ``events`` (the flow's next ones, in order) on top of ``instance``.
+
+    ``replay`` is this fold from the empty flow; the engine also uses it to apply the events it has
+    just appended, instead of reading back what it wrote.
+    """
+    if instance.definition_hash != definition.hash:
+        raise DefinitionMismatchError(
+            f"flow {instance.flow_id} was replayed with definition {instance.definition_hash[:12]}…, "
+            f"not {definition.name!r} ({definition.hash[:12]}…)"
+        )
+    flow_id = instance.flow_id
     step_ids = definition.step_ids
-    slots = [_SlotState() for _ in step_ids]
-    signals: list[tuple[str, str, Any]] = []
-    completed = False
-    flow_fp: str | None = None
-    version = 0
-    initialized = False
+    slots = [_SlotState(slot) for slot in instance.steps]
+    signals: list[tuple[str, str, Any]] = list(instance.signals)
+    completed = instance.completed
+    flow_fp: str | None = instance.fingerprint
+    version = instance.version
+    initialized = version > 0
 
     for event in events:
         kind = event.kind
+        if event.flow_version != version + 1:
+            raise ReplayError(f"flow {flow_id}: version {event.flow_version} follows version {version}")
         version = event.flow_version
         if not initialized:
             if not isinstance(kind, FlowInitialized):

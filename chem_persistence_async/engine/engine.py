@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -26,6 +27,7 @@ from chem_persistence_async.domain.errors import (
 )
 from chem_persistence_async.domain.events import (
     FlowCompleted,
+    FlowEvent,
     FlowInitialized,
     RetryScheduled,
     StepFailed,
@@ -49,6 +51,7 @@ from chem_persistence_async.engine.step import (
     StepValidationError,
     classify_error,
 )
+from chem_persistence_async.replay import apply_events
 from chem_persistence_async.stores.batch import to_flow_id
 from chem_persistence_async.stores.protocol import AsyncEventStore
 
@@ -157,12 +160,12 @@ class FlowEngine:
         definition = self._definition
         if instance.cursor == len(definition.steps):
             fingerprints = [slot.fingerprint or "" for slot in instance.steps]
-            await self._store.append_kind(
+            completed = await self._store.append_kind(
                 instance.flow_id,
                 FlowCompleted(flow_fingerprint=flow_fingerprint(definition.hash, fingerprints)),
                 expected_version=instance.version,
             )
-            return await self.load(instance.flow_id)
+            return apply_events(instance, [completed], definition)
         return await self._attempt(instance, instance.cursor)
 
     async def _attempt(self, instance: FlowInstance, index: int) -> FlowInstance:
@@ -195,7 +198,7 @@ class FlowEngine:
         try:
             output = _check_output(await step.run(ctx))
         except Exception as exc:
-            await self._record_failure(ctx, slot, previous, exc, started.flow_version)
+            appended = await self._record_failure(ctx, slot, previous, exc, started.flow_version)
         else:
             hashes = tuple(artifact.hash for artifact in output.artifacts)
             kinds: list[Any] = []
@@ -213,16 +216,18 @@ class FlowEngine:
                     fingerprint=step_fingerprint(previous, slot.step_id, hashes),
                 )
             )
-            await self._store.append_many(
+            appended = await self._store.append_many(
                 flow_id, kinds, artifacts=output.artifacts, expected_version=started.flow_version
             )
             for artifact in output.artifacts:
                 self._artifact_cache[artifact.hash] = artifact
-        return await self.load(flow_id)
+        # The appends succeeded at the versions this instance was decided on, so these events are
+        # exactly what the log now holds after it: apply them rather than read the flow back.
+        return apply_events(instance, [started, *appended], self._definition)
 
     async def _record_failure(
         self, ctx: StepContext, slot: StepSlot, previous: str, exc: Exception, version: int
-    ) -> None:
+    ) -> list[FlowEvent]:
         """Append the ``StepFailed`` (and its ``RetryScheduled`` when the policy retries) in one go."""
         index, attempt, inputs, params = ctx.step_index, ctx.attempt, ctx.inputs, ctx.params
         error_class = classify_error(exc)
@@ -265,7 +270,7 @@ class FlowEngine:
             error_class.value,
             "; retry scheduled" if len(kinds) == 2 else "; no retry",
         )
-        await self._store.append_many(ctx.flow_id, kinds, expected_version=version)
+        return await self._store.append_many(ctx.flow_id, kinds, expected_version=version)
 
     async def _inputs(self, previous: StepSlot | None) -> tuple[Artifact, ...]:
         if previous is None or not previous.outputs:
@@ -290,7 +295,13 @@ def _check_output(output: object) -> StepOutput:
             raise StepValidationError(f"step output holds {type(artifact).__name__}, not Artifact")
         if not artifact.content_matches():
             raise StepValidationError(f"artifact {artifact.hash[:16]}… does not match its content")
-    return output
+    if output.signal is None:
+        return output
+    try:
+        data = normalize_json(output.signal_data)
+    except UnstorableValueError as exc:
+        raise StepValidationError(f"signal data cannot be stored: {exc}") from None
+    return replace(output, signal_data=data)
 
 
 def _jsonable(value: Mapping[str, Any]) -> Any:

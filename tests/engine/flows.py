@@ -63,3 +63,13 @@ def flaky_definition(failures: int = 2, kind: str = "transient") -> FlowDefiniti
         "flaky",
         [Produce("first"), FailUntil("flaky", {"failures": failures, "kind": kind}), Produce("last")],
     )
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Emits a signal whose data PostgreSQL's JSONB would change (a float of 1e20 becomes an int)."""
+
+    id: str
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        return StepOutput(signal="progress", signal_data={"big": 1e20, "b": 1, "a": [0.5]})

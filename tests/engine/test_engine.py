@@ -234,3 +234,23 @@ def FlowDefinition_with_two_steps() -> Any:
     from chem_persistence_async import FlowDefinition
 
     return FlowDefinition("two", [Produce("a"), Produce("b")])
+
+
+async def test_what_run_next_returns_equals_a_fresh_load(store: Any, backend: str) -> None:
+    """The engine applies the events it appended instead of reading them back: same state exactly."""
+    from chem_persistence_async import FlowDefinition, RetryPolicy
+    from tests.engine.flows import FailUntil, Signal
+
+    definition = FlowDefinition(
+        "folded", [Produce("a"), Signal("signal"), FailUntil("flaky", {"failures": 2, "kind": "transient"})]
+    )
+    engine = FlowEngine(store, _repository(backend), definition, retry_policy=RetryPolicy(initial_delay=0.0))
+    flow_id = await engine.start()
+    returned = []
+    while not (instance := await engine.run_next(flow_id)).completed:
+        returned.append(instance)
+        assert instance == await engine.load(flow_id)
+    assert instance == await engine.load(flow_id)
+    assert len(returned) == 5  # a, signal, flaky failing twice then passing; FlowCompleted ends the loop
+    assert instance.signals == (("signal", "progress", {"a": [0.5], "b": 1, "big": 100000000000000000000}),)
+    assert [len(s.errors) for s in instance.steps] == [0, 0, 2]
