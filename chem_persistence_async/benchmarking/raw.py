@@ -89,18 +89,28 @@ async def insert_with_artifacts_cte(
     conn: asyncpg.Connection, flow_id: UUID, items: Sequence[tuple[dict[str, Any], Sequence[ArtifactRow]]]
 ) -> int:
     for version, (event, artifacts) in enumerate(items, 1):
-        await conn.execute(
-            INSERT_EVENT_WITH_ARTIFACTS,
-            uuid4(),
-            flow_id,
-            version,
-            event["event_type"],
-            json.dumps(event),
-            [a[0] for a in artifacts],
-            [a[1] for a in artifacts],
-            [json.dumps(a[2]) for a in artifacts],
-        )
+        await _insert_event_with_artifacts(conn, flow_id, version, event, artifacts)
     return len(items)
+
+
+async def _insert_event_with_artifacts(
+    conn: asyncpg.Connection,
+    flow_id: UUID,
+    version: int,
+    event: dict[str, Any],
+    artifacts: Sequence[ArtifactRow],
+) -> None:
+    await conn.execute(
+        INSERT_EVENT_WITH_ARTIFACTS,
+        uuid4(),
+        flow_id,
+        version,
+        event["event_type"],
+        json.dumps(event),
+        [a[0] for a in artifacts],
+        [a[1] for a in artifacts],
+        [json.dumps(a[2]) for a in artifacts],
+    )
 
 
 async def insert_with_artifacts_two_statements(
@@ -198,17 +208,7 @@ async def run_demo_script(conn: asyncpg.Connection, script: Sequence[ScriptOp], 
             version += 1
             event = op.event
             if op.artifacts:
-                await conn.execute(
-                    INSERT_EVENT_WITH_ARTIFACTS,
-                    uuid4(),
-                    flow_id,
-                    version,
-                    event["event_type"],
-                    json.dumps(event),
-                    [a[0] for a in op.artifacts],
-                    [a[1] for a in op.artifacts],
-                    [json.dumps(a[2]) for a in op.artifacts],
-                )
+                await _insert_event_with_artifacts(conn, flow_id, version, event, op.artifacts)
             else:
                 await conn.execute(
                     INSERT_EVENT, uuid4(), flow_id, version, event["event_type"], json.dumps(event)
