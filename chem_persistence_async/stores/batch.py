@@ -24,6 +24,7 @@ from chem_persistence_async.domain.errors import (
     InvalidExpectedVersionError,
     InvalidFlowIdError,
     InvalidInputError,
+    MissingArtifactError,
     PayloadTooLargeError,
     UnlistedArtifactError,
 )
@@ -85,6 +86,22 @@ class AppendBatch:
     unpassed_outputs: tuple[str, ...]
     """Output hashes listed with no artifact passed: they must be stored already."""
     expected_version: int | None
+
+    def refuse_missing(self, missing: Sequence[str]) -> None:
+        """Raise if any output listed with no artifact passed is not stored either."""
+        if missing:
+            raise MissingArtifactError(
+                "outputs listed with no artifact passed and none stored: "
+                + ", ".join(h[:16] + "…" for h in missing)
+            )
+
+    def refuse_reused_ids(self, stored_flow_ids: Sequence[UUID]) -> None:
+        """Raise unless the already-stored events found for these ids are exactly this batch's."""
+        if len(stored_flow_ids) != len(self.events) or any(f != self.flow_id for f in stored_flow_ids):
+            raise InvalidInputError(
+                f"some of these event ids are already stored with other events ({len(stored_flow_ids)} of "
+                f"{len(self.events)} found): event ids must not be reused"
+            )
 
     def events_for(self, rows: Iterable[tuple[UUID, int, int, datetime]]) -> list[FlowEvent]:
         """Pair stored ``(event_id, seq, flow_version, ts)`` rows with this batch's kinds."""

@@ -18,7 +18,6 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.errors import (
     ConcurrencyConflict,
     InvalidInputError,
-    MissingArtifactError,
 )
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
@@ -49,12 +48,7 @@ class InMemoryEventStore(EventStoreBase):
         self._errors: list[StepExecutionError] = []
 
     async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
-        missing = [h for h in batch.unpassed_outputs if h not in self._artifacts]
-        if missing:
-            raise MissingArtifactError(
-                "outputs listed with no artifact passed and none stored: "
-                + ", ".join(h[:16] + "…" for h in missing)
-            )
+        batch.refuse_missing([h for h in batch.unpassed_outputs if h not in self._artifacts])
         known = [self._by_event_id[e.event_id] for e in batch.events if e.event_id in self._by_event_id]
         if known:
             return self._replayed_append(batch, known)
@@ -103,11 +97,7 @@ class InMemoryEventStore(EventStoreBase):
         return batch.events_for(stored)
 
     def _replayed_append(self, batch: AppendBatch, known: list[tuple[UUID, int]]) -> list[FlowEvent]:
-        if len(known) != len(batch.events) or any(fid != batch.flow_id for fid, _ in known):
-            raise InvalidInputError(
-                f"some of these event ids are already stored with other events ({len(known)} of "
-                f"{len(batch.events)} found): event ids must not be reused"
-            )
+        batch.refuse_reused_ids([fid for fid, _ in known])
         rows = self._flows[batch.flow_id]
         return batch.events_for((rows[i][1], rows[i][0], rows[i][2], rows[i][3]) for _, i in known)
 

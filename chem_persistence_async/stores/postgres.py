@@ -15,7 +15,6 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.errors import (
     ConcurrencyConflict,
     InvalidInputError,
-    MissingArtifactError,
 )
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
@@ -81,11 +80,7 @@ class PgEventStore(EventStoreBase):
         async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
             if batch.unpassed_outputs:
                 missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
-                if missing:
-                    raise MissingArtifactError(
-                        "outputs listed with no artifact passed and none stored: "
-                        + ", ".join(row[0][:16] + "…" for row in missing)
-                    )
+                batch.refuse_missing([row[0] for row in missing])
             base = batch.expected_version
             if base is None:
                 base = self._versions.get(flow_id)
@@ -283,9 +278,5 @@ def _lean_append(batch: AppendBatch) -> tuple[str, tuple[Any, ...]]:
 def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> builtins.list[FlowEvent]:
     if len(rows) == 1 and rows[0][1] is None:
         raise ConcurrencyConflict(batch.flow_id, batch.expected_version, rows[0][2])
-    if len(rows) != len(batch.events) or any(row[4] != batch.flow_id for row in rows):
-        raise InvalidInputError(
-            f"some of these event ids are already stored with other events ({len(rows)} of "
-            f"{len(batch.events)} found): event ids must not be reused"
-        )
+    batch.refuse_reused_ids([row[4] for row in rows])
     return batch.events_for((row[0], row[1], row[2], row[3]) for row in rows)
