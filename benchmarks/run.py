@@ -28,6 +28,9 @@ def main() -> int:
         default=None,
         help="set on the benchmark database; 'off' shows the client's cost instead of the disk flush",
     )
+    parser.add_argument(
+        "--only", nargs="+", default=None, metavar="OPERATION", help="run only these (e.g. list stream)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS reads and their seeding")
     return asyncio.run(cli_main(parser.parse_args()))
 

@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark the stores against raw asyncpg")
     bench.add_argument("--quick", action="store_true", help="a short smoke run")
     bench.add_argument("--output", default=None, help="directory for results JSON and chart")
+    bench.add_argument("--only", nargs="+", default=None, metavar="OP", help="run only these operations")
     bench.set_defaults(handler=_bench)
     return parser
 

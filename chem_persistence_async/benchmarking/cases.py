@@ -69,6 +69,12 @@ def build_cases(ctx: Context) -> list[Case]:
     ]
     cases += [_concurrent(ctx, tasks) for tasks in ctx.config.concurrency]
     cases.append(_demo_flow(ctx))
+    only = ctx.config.only
+    if only:
+        unknown = set(only) - {case.name for case in cases}
+        if unknown:
+            raise ValueError(f"unknown operation(s): {', '.join(sorted(unknown))}")
+        cases = [case for case in cases if case.name in only]
     return cases
 
 

@@ -41,6 +41,8 @@ class SuiteConfig:
     synchronous_commit: str | None = None
     """``None``: the server's setting (durable commits, the default). ``"off"`` sets it on the
     dedicated database, so write figures show the client's cost rather than the disk's flush."""
+    only: tuple[str, ...] = ()
+    """Run only these operations (names as in the table); empty: all. Written as ``partial``."""
 
     @classmethod
     def full(cls) -> SuiteConfig:
@@ -87,6 +89,7 @@ class SuiteConfig:
         repetitions: int | None = None,
         memory: bool | None = None,
         synchronous_commit: str | None = None,
+        only: tuple[str, ...] | None = None,
     ) -> SuiteConfig:
         config = self
         if repetitions is not None:
@@ -99,16 +102,19 @@ class SuiteConfig:
             if synchronous_commit not in ("on", "off"):
                 raise ValueError("synchronous_commit must be 'on' or 'off'")
             config = replace(config, synchronous_commit=synchronous_commit)
+        if only:
+            config = replace(config, only=tuple(only), memory=False)
         return config
 
     @property
     def stem(self) -> str:
         """File name stem of the results: ``latest`` (full run), ``quick``; ``-sync-off`` appended
         when commits were not waited for."""
-        stem = "quick" if self.quick else "latest"
+        stem = "partial" if self.only else "quick" if self.quick else "latest"
         return stem + ("-sync-off" if self.synchronous_commit == "off" else "")
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["concurrency"] = list(self.concurrency)
+        data["only"] = list(self.only)
         return data

@@ -176,8 +176,9 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         )
         cases = build_cases(ctx)
         await run_rounds(cases, repetitions=cfg.repetitions, warmup=cfg.warmup, progress=progress)
-        replay_case = next(c for c in cases if c.name == "replay")
-        replay_case.extras["replay_only_events_per_s"] = await replay_only_rate(ctx, cfg.repetitions)
+        replay_case = next((c for c in cases if c.name == "replay"), None)
+        if replay_case is not None:
+            replay_case.extras["replay_only_events_per_s"] = await replay_only_rate(ctx, cfg.repetitions)
         operations = [summarise(case) for case in cases]
 
         # Flat memory: stream the read flow and a 10x larger one, and list the read flow, each in a
@@ -259,6 +260,7 @@ async def cli_main(args: argparse.Namespace) -> int:
         repetitions=getattr(args, "repetitions", None),
         memory=False if getattr(args, "no_memory", False) else None,
         synchronous_commit=getattr(args, "synchronous_commit", None),
+        only=tuple(getattr(args, "only", None) or ()),
     )
     output = getattr(args, "output", None)
     result = await run_suite(
