@@ -31,6 +31,8 @@ class Context:
     config: SuiteConfig
     db: Database
     store: PgEventStore
+    solo_store: PgEventStore
+    """The same pool with group commit off: what group commit gains, or costs a lone caller."""
     conn: asyncpg.Connection
     """A raw connection of its own (asyncpg defaults)."""
     pool: asyncpg.Pool
@@ -94,6 +96,12 @@ def _single_append(ctx: Context) -> Case:
             await store.append_kind(flow_id, kind)
         return len(kinds)
 
+    async def solo_run(arg: tuple[UUID, list[FlowEventKind]]) -> int:
+        flow_id, kinds = arg
+        for kind in kinds:
+            await ctx.solo_store.append_kind(flow_id, kind)
+        return len(kinds)
+
     async def raw_prepare(warm: bool) -> tuple[UUID, list[dict[str, Any]]]:
         return uuid4(), [wl.as_dict(k) for k in wl.single_kinds(_size(n, warm))]
 
@@ -112,6 +120,7 @@ def _single_append(ctx: Context) -> Case:
         baselines=[
             _variant("autocommit_insert", "raw autocommit INSERT", raw_prepare, autocommit),
             _variant("begin_insert_commit", "raw BEGIN+INSERT+COMMIT", raw_prepare, transaction),
+            _variant("group_commit_off", "(library, group commit off)", lib_prepare, solo_run),
         ],
         goal=0.90,
     )
@@ -317,13 +326,16 @@ def _concurrent(ctx: Context, tasks: int) -> Case:
     async def lib_prepare(warm: bool) -> list[tuple[UUID, list[FlowEventKind]]]:
         return [(uuid4(), wl.single_kinds(_size(per_task, warm, 2))) for _ in range(tasks)]
 
-    async def one_flow(flow_id: UUID, kinds: list[FlowEventKind]) -> int:
+    async def one_flow(on: PgEventStore, flow_id: UUID, kinds: list[FlowEventKind]) -> int:
         for kind in kinds:
-            await store.append_kind(flow_id, kind)
+            await on.append_kind(flow_id, kind)
         return len(kinds)
 
     async def lib_run(arg: list[tuple[UUID, list[FlowEventKind]]]) -> int:
-        return sum(await asyncio.gather(*(one_flow(f, k) for f, k in arg)))
+        return sum(await asyncio.gather(*(one_flow(store, f, k) for f, k in arg)))
+
+    async def solo_run(arg: list[tuple[UUID, list[FlowEventKind]]]) -> int:
+        return sum(await asyncio.gather(*(one_flow(ctx.solo_store, f, k) for f, k in arg)))
 
     async def raw_prepare(warm: bool) -> list[tuple[UUID, list[dict[str, Any]]]]:
         size = _size(per_task, warm, 2)
@@ -338,7 +350,10 @@ def _concurrent(ctx: Context, tasks: int) -> Case:
         unit="events/s",
         items=per_task * tasks,
         library=_variant("library", f"append_kind from {tasks} tasks", lib_prepare, lib_run),
-        baselines=[_variant("raw_pool", f"raw asyncpg pool, {tasks} tasks", raw_prepare, raw_run)],
+        baselines=[
+            _variant("raw_pool", f"raw asyncpg pool, {tasks} tasks", raw_prepare, raw_run),
+            _variant("group_commit_off", "(library, group commit off)", lib_prepare, solo_run),
+        ],
         goal=0.90 if tasks == 8 else None,
     )
 

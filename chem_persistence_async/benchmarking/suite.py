@@ -168,6 +168,7 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
             config=cfg,
             db=db,
             store=store,
+            solo_store=PgEventStore(db, group_commit=False),
             conn=conn,
             pool=pool,
             read_flow=read_flow,
@@ -180,6 +181,7 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         if replay_case is not None:
             replay_case.extras["replay_only_events_per_s"] = await replay_only_rate(ctx, cfg.repetitions)
         operations = [summarise(case) for case in cases]
+        group_commit = store.group_commit_stats
 
         # Flat memory: stream the read flow and a 10x larger one, and list the read flow, each in a
         # fresh subprocess (peak RSS belongs to that read alone).
@@ -209,6 +211,7 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         "operations": operations,
         "memory": memory,
         "counts": counts,
+        "group_commit": group_commit,
         "definitions": {
             "throughput": "items (events, or flows for demo_flow) per second over one sample",
             "ratio": "library throughput / raw throughput, paired per round; > 1 means the library is faster",

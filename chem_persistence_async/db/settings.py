@@ -95,6 +95,24 @@ class DatabaseSettings(BaseSettings):
         default=(15.0, 30.0, 45.0),
         validation_alias=_env("retry_delays_ms", "CHEM_PERSIST_RETRY_DELAYS_MS"),
     )
+    group_commit: bool = Field(
+        default=True, validation_alias=_env("group_commit", "CHEM_PERSIST_GROUP_COMMIT")
+    )
+    """Coalesce appends from concurrent tasks into one statement per commit (stores/group_commit.py)."""
+    group_commit_writers: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        validation_alias=_env("group_commit_writers", "CHEM_PERSIST_GROUP_COMMIT_WRITERS"),
+    )
+    """Appends (alone or grouped) a store keeps in flight before further ones queue into groups."""
+    group_commit_max_events: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("group_commit_max_events", "CHEM_PERSIST_GROUP_COMMIT_MAX_EVENTS"),
+    )
+    """Most events in one group statement."""
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ from chem_persistence_async.stores.batch import (
     decode_events,
     to_flow_id,
 )
+from chem_persistence_async.stores.group_commit import FALLBACK, Fallback, GroupCommitter
 
 _MAX_CONFLICT_ROUNDS = 100
 _VERSION_CACHE_SIZE = 10_000
@@ -44,6 +45,7 @@ class PgEventStore(EventStoreBase):
         *,
         store_artifacts: bool | None = None,
         max_payload_bytes: int | None = None,
+        group_commit: bool | None = None,
     ) -> None:
         self._db = db
         self._limits = StoreLimits(
@@ -53,6 +55,22 @@ class PgEventStore(EventStoreBase):
             store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
         )
         self._versions: dict[UUID, int] = {}
+        settings = db.settings
+        self._group: GroupCommitter[AppendBatch, list[FlowEvent]] | None = None
+        if settings.group_commit if group_commit is None else group_commit:
+            self._group = GroupCommitter(
+                self._write_alone,
+                self._write_group,
+                key=_flow_of,
+                size=_event_count,
+                max_inflight=settings.group_commit_writers,
+                max_group_events=settings.group_commit_max_events,
+            )
+
+    @property
+    def group_commit_stats(self) -> dict[str, int] | None:
+        """What group commit did so far (``None`` when it is off)."""
+        return None if self._group is None else self._group.stats.snapshot()
 
     def _remember(self, flow_id: UUID, version: int) -> None:
         """Note a version this store saw stored for the flow: the next lean append's guess."""
@@ -72,6 +90,40 @@ class PgEventStore(EventStoreBase):
     # --- writing ----------------------------------------------------------------------------
 
     async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
+        group = self._group
+        if group is not None and not batch.unpassed_outputs:
+            self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
+            return await group.submit(batch)
+        return await self._write_alone(batch)
+
+    async def _write_group(
+        self, batches: Sequence[AppendBatch]
+    ) -> builtins.list[builtins.list[FlowEvent] | BaseException | Fallback]:
+        """Write several flows' batches in one ``GROUP_APPEND``; settle each member on its own."""
+        args = _group_args(batches)
+
+        async def attempt(conn: asyncpg.Connection) -> builtins.list[Any]:
+            return list(await conn.fetch(sql.GROUP_APPEND, *args))
+
+        rows = await self._db.run(attempt, operation="append_group")
+        per_item: builtins.list[builtins.list[Any]] = [[] for _ in batches]
+        for row in rows:
+            per_item[row[0] - 1].append(row[1:])
+        outcomes: builtins.list[builtins.list[FlowEvent] | BaseException | Fallback] = []
+        for batch, item_rows in zip(batches, per_item, strict=True):
+            if not item_rows:
+                outcomes.append(FALLBACK)
+                continue
+            try:
+                events = _interpret(batch, item_rows)
+            except (ConcurrencyConflict, InvalidInputError) as exc:
+                outcomes.append(exc)
+                continue
+            self._remember(batch.flow_id, events[-1].flow_version)
+            outcomes.append(events)
+        return outcomes
+
+    async def _write_alone(self, batch: AppendBatch) -> list[FlowEvent]:
         self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
         lean_sql, lean_args = _lean_append(batch)
         full_args: tuple[Any, ...] | None = None
@@ -233,6 +285,47 @@ def _append_args(batch: AppendBatch) -> tuple[Any, ...]:
         [err.retry_count for _, err in failed if err],
         [err.max_retries for _, err in failed if err],
     )
+
+
+def _group_args(batches: Sequence[AppendBatch]) -> tuple[Any, ...]:
+    """``GROUP_APPEND``'s arguments: one column per parameter, items numbered from 1."""
+    events = [
+        (item, ordinal, e) for item, b in enumerate(batches, 1) for ordinal, e in enumerate(b.events, 1)
+    ]
+    failed = [(item, ordinal, e.error) for item, ordinal, e in events if e.error is not None]
+    artifacts = [(item, a) for item, b in enumerate(batches, 1) for a in b.artifacts]
+    return (
+        [b.flow_id for b in batches],
+        [b.expected_version for b in batches],
+        [item for item, _, _ in events],
+        [ordinal for _, ordinal, _ in events],
+        [e.event_id for _, _, e in events],
+        [e.event_type for _, _, e in events],
+        [e.payload for _, _, e in events],
+        [item for item, _ in artifacts],
+        [a.ordinal for _, a in artifacts],
+        [a.artifact.hash for _, a in artifacts],
+        [a.artifact.kind for _, a in artifacts],
+        [a.payload for _, a in artifacts],
+        [a.metadata for _, a in artifacts],
+        [item for item, _, _ in failed],
+        [ordinal for _, ordinal, _ in failed],
+        [err.step_id for _, _, err in failed if err],
+        [err.attempt_number for _, _, err in failed if err],
+        [err.error_class for _, _, err in failed if err],
+        [err.error_message for _, _, err in failed if err],
+        [err.details for _, _, err in failed if err],
+        [err.retry_count for _, _, err in failed if err],
+        [err.max_retries for _, _, err in failed if err],
+    )
+
+
+def _flow_of(batch: AppendBatch) -> UUID:
+    return batch.flow_id
+
+
+def _event_count(batch: AppendBatch) -> int:
+    return len(batch.events)
 
 
 def _lean_append(batch: AppendBatch) -> tuple[str, tuple[Any, ...]]:

@@ -179,3 +179,69 @@ WITH ins AS (
 SELECT event_id, seq, flow_version, ts FROM ins
 """
 """One event and its artifacts (the engine's ``StepFinished``): no ordinals, no join."""
+
+# --- group commit -------------------------------------------------------------------------------
+# Several callers' batches, each for a different flow, in ONE statement (stores/group_commit.py).
+# Each member ("item", numbered from 1) is judged on its own, as ``APPEND`` judges a batch: its
+# events go in at its flow's current version + 1, 2, ... unless its ``expected`` version is not the
+# current one (a single row back with ``seq`` NULL and the actual version: ``ConcurrencyConflict``)
+# or its event ids are already stored (those rows come back: an earlier attempt committed). A
+# unique violation (a writer outside the group took a version first) fails the whole statement,
+# and every member then falls back to ``APPEND`` on its own.
+# Rows back: item, event_id, seq, flow_version, ts, flow_id.
+# Parameters: $1 flow per item, $2 expected version per item (NULL: append at the end);
+# $3..$7 per event: item, ordinal in its item, event id, type, payload;
+# $8..$13 per artifact: item, ordinal of its event, hash, kind, payload, metadata;
+# $14..$22 per error row: item, ordinal of its event, step, attempt, class, message, details,
+# retry_count, max_retries.
+
+GROUP_APPEND = """
+WITH items AS (
+    SELECT i.item, i.flow_id, i.expected,
+        COALESCE((SELECT max(l.flow_version) FROM event_log l WHERE l.flow_id = i.flow_id), 0) AS v
+    FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS i(flow_id, expected, item)
+), evs AS (
+    SELECT * FROM unnest($3::int[], $4::int[], $5::uuid[], $6::text[], $7::jsonb[]) AS e(item, ord, id, t, p)
+), existing AS (
+    SELECT e.item, l.event_id, l.seq, l.flow_version, l.ts, l.flow_id
+    FROM evs e JOIN event_log l ON l.event_id = e.id
+), ok AS (
+    SELECT items.item, items.flow_id, items.v FROM items
+    WHERE (items.expected IS NULL OR items.expected = items.v)
+      AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
+), ins AS (
+    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+    SELECT e.id, ok.flow_id, ok.v + e.ord, e.t, e.p
+    FROM evs e JOIN ok ON ok.item = e.item
+    ORDER BY e.item, e.ord
+    RETURNING event_id, seq, flow_id, flow_version, ts
+), arts AS (
+    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
+    SELECT a.h, a.k, a.p, a.m, ins.seq
+    FROM unnest($8::int[], $9::int[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[])
+        AS a(item, ord, h, k, p, m)
+    JOIN ok ON ok.item = a.item
+    JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + a.ord
+    ON CONFLICT (artifact_hash) DO NOTHING
+), errs AS (
+    INSERT INTO step_execution_errors (
+        flow_id, step_id, attempt_number, error_class, error_message, details,
+        retry_count, max_retries, event_seq, ts
+    )
+    SELECT ok.flow_id, x.step_id, x.attempt, x.cls, x.msg, x.details, x.rc, x.mr, ins.seq, ins.ts
+    FROM unnest(
+        $14::int[], $15::int[], $16::text[], $17::int[], $18::text[], $19::text[], $20::jsonb[],
+        $21::int[], $22::int[]
+    ) AS x(item, ord, step_id, attempt, cls, msg, details, rc, mr)
+    JOIN ok ON ok.item = x.item
+    JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + x.ord
+)
+SELECT ok.item, ins.event_id, ins.seq, ins.flow_version, ins.ts, ins.flow_id
+FROM ins JOIN ok ON ok.flow_id = ins.flow_id
+UNION ALL
+SELECT item, event_id, seq, flow_version, ts, flow_id FROM existing
+UNION ALL
+SELECT item, NULL, NULL, v, NULL, NULL FROM items
+WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.item = items.item)
+  AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
+"""
