@@ -271,6 +271,7 @@ async def test_terminated_connections_lose_and_duplicate_nothing(
             stop.set()
             await injector
         metrics = db.metrics.snapshot()
+        group_commit = store.group_commit_stats
         # Every flow still reads back, through the store, exactly as it was written.
         for flow in flows:
             mine = [e for e in ledger.events if e.flow_id == flow]
@@ -285,11 +286,14 @@ async def test_terminated_connections_lose_and_duplicate_nothing(
     assert counts["terminated"] > 0
     assert metrics["retries_total"] > 0
     assert metrics["exhausted"] == {}
+    assert group_commit is not None
+    assert group_commit["grouped"] > 0  # 8 writers, 2 in flight: groups formed, under the same faults
     _report(
         "pg_terminate_backend",
         terminations=counts["terminated"],
         retries=metrics["retries_total"],
         retry_reasons=metrics["retries"],
+        group_commit=group_commit,
         seconds=round(time.perf_counter() - started_at, 1),
         **checked,
     )
@@ -515,6 +519,52 @@ async def test_lost_commit_acknowledgement_is_retried_without_duplicates(
     checked = await assert_log_exact(conn, ledger)
     assert checked == {"events": 5, "flows": 1, "artifacts": 3, "errors": 2}
     _report("lost commit acknowledgement", cuts=proxy.cuts, **checked)
+
+
+async def test_lost_acknowledgement_of_a_group_commit_is_retried_without_duplicates(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    """The group statement commits, its answer is lost: the retry finds every member's events."""
+    async with LostAckProxy(db_url, marker=b"WITH items AS") as proxy:
+        db = await Database.open(
+            proxy.url,
+            min_connections=1,
+            max_connections=4,
+            retry_delays_ms=(5, 10, 20, 40),
+            group_commit_writers=1,
+        )
+        try:
+            store = PgEventStore(db)
+            flows = [uuid.uuid4() for _ in range(4)]
+            proxy.arm()
+            # The first append is written alone; the other three arrive while it is in flight and
+            # leave together as one group, whose answer the proxy withholds.
+            events = await asyncio.gather(*(store.append_kind(f, _started(1)) for f in flows))
+            assert proxy.cuts == 1
+            grouped = events[1:]
+            assert sorted(uuid.UUID(bytes=row[1]) for row in proxy.withheld_rows if row[1]) == sorted(
+                e.event_id for e in grouped
+            )
+            assert store.group_commit_stats == {
+                "alone": 1,
+                "groups": 1,
+                "grouped": 3,
+                "largest_group": 3,
+                "fallbacks": 0,
+                "failed_groups": 0,
+            }
+            metrics = db.metrics.snapshot()
+            assert sum(metrics["retries"].values()) == 1
+            assert all(is_lost_connection(reason) for reason in metrics["retries"])
+            ledger = Ledger()
+            for event in events:
+                ledger.record([event])
+                assert [e.event_id for e in await store.list(event.flow_id)] == [event.event_id]
+        finally:
+            await db.close()
+    checked = await assert_log_exact(conn, ledger)
+    assert checked == {"events": 4, "flows": 4, "artifacts": 0, "errors": 0}
+    _report("lost group commit acknowledgement", cuts=proxy.cuts, **checked)
 
 
 # --- c. a private server stopped and restarted in the middle of a running flow ----------------------
