@@ -6,7 +6,11 @@ import json
 import math
 from pathlib import Path
 
-from chem_persistence_async.benchmarking import SuiteConfig, run_suite
+import asyncpg
+import pytest
+
+from chem_persistence_async.benchmarking import SuiteConfig, report, run_suite
+from chem_persistence_async.benchmarking import peer as peer_module
 
 EXPECTED = {
     "single_append": {"autocommit_insert", "begin_insert_commit"},
@@ -84,3 +88,53 @@ async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path) -> N
     counts = results["counts"]
     assert counts["read_flow_rows"] == config.read_events
     assert counts["big_flow_rows"] == config.rss_events
+
+
+PEER_ROWS = {
+    "single_append": "peer_insert_events",
+    "append_many": "peer_insert_events",
+    "list": "peer_select_events",
+    "replay": "peer_repository_get",
+}
+
+
+async def test_quick_suite_includes_the_peer_when_installed(db_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("eventsourcing")
+    config = SuiteConfig.quick_run().with_options(only=tuple(PEER_ROWS))
+    results = (await run_suite(db_url, config=config, output=None, dedicated_database=False)).results
+
+    assert results["peer"]["available"] is True
+    assert results["peer"]["version"]
+    operations = {op["name"]: op for op in results["operations"]}
+    assert set(operations) == set(PEER_ROWS)
+    for name, key in PEER_ROWS.items():
+        op = operations[name]
+        baselines = [base["key"] for base in op["baselines"]]
+        assert baselines[-1] == key, name
+        assert op["primary_baseline"] != key, name
+        peer = op["baselines"][-1]
+        assert peer["label"].startswith("(peer) eventsourcing"), name
+        _check_spread(peer["throughput"], config.repetitions)
+        _check_spread(peer["ratio"], config.repetitions)
+    assert "(peer) eventsourcing" in report.markdown(results)
+
+    # The peer's schema (its table, type and function) is gone afterwards.
+    conn = await asyncpg.connect(db_url)
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'es_bench_%'")
+    finally:
+        await conn.close()
+    assert left == 0
+
+
+async def test_quick_suite_without_the_peer_reports_it_skipped(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer_module, "AVAILABLE", False)
+    config = SuiteConfig.quick_run().with_options(only=("single_append", "list"))
+    results = (await run_suite(db_url, config=config, output=None, dedicated_database=False)).results
+
+    assert results["peer"] == {"name": "eventsourcing", "available": False, "skipped": peer_module.SKIPPED}
+    for op in results["operations"]:
+        assert not any(base["key"].startswith("peer_") for base in op["baselines"]), op["name"]
+    assert "skipped" in report.console(results)

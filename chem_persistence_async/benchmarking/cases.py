@@ -15,7 +15,8 @@ import asyncpg
 from chem_persistence_async.benchmarking import raw
 from chem_persistence_async.benchmarking import workload as wl
 from chem_persistence_async.benchmarking.config import SuiteConfig
-from chem_persistence_async.benchmarking.runner import BenchmarkError, Case, Variant
+from chem_persistence_async.benchmarking.peer import Peer
+from chem_persistence_async.benchmarking.runner import BenchmarkError, Case, Timed, Variant
 from chem_persistence_async.db.database import Database
 from chem_persistence_async.domain.events import FlowEventKind
 from chem_persistence_async.domain.flow import FlowDefinition
@@ -40,10 +41,15 @@ class Context:
     read_flow: UUID
     read_definition: FlowDefinition
     demo_script: Sequence[wl.ScriptOp]
+    peer: Peer | None = None
+    """The optional peer (``eventsourcing``): extra baselines, after the raw ones, when installed."""
 
 
 def _variant(
-    key: str, label: str, prepare: Callable[[bool], Awaitable[Any]], run: Callable[[Any], Awaitable[int]]
+    key: str,
+    label: str,
+    prepare: Callable[[bool], Awaitable[Any]],
+    run: Callable[[Any], Awaitable[int | Timed]],
 ) -> Variant:
     return Variant(key=key, label=label, prepare=prepare, run=run)
 
@@ -121,6 +127,7 @@ def _single_append(ctx: Context) -> Case:
             _variant("autocommit_insert", "raw autocommit INSERT", raw_prepare, autocommit),
             _variant("begin_insert_commit", "raw BEGIN+INSERT+COMMIT", raw_prepare, transaction),
             _variant("group_commit_off", "(library, group commit off)", lib_prepare, solo_run),
+            *_peer_single(ctx, raw_prepare),
         ],
         goal=0.90,
     )
@@ -202,6 +209,7 @@ def _append_many(ctx: Context) -> Case:
         baselines=[
             _variant("copy", "raw COPY", raw_prepare, copy),
             _variant("executemany", "raw executemany in a transaction", raw_prepare, executemany),
+            *_peer_batches(ctx, raw_prepare, size),
         ],
         goal=0.80,
     )
@@ -253,7 +261,7 @@ def _list(ctx: Context) -> Case:
         unit="events/s",
         items=ctx.config.read_events,
         library=_variant("library", "PgEventStore.list", _nothing, lib_run),
-        baselines=_read_baselines(ctx),
+        baselines=[*_read_baselines(ctx), *_peer_select(ctx)],
         goal=1.0,
         warm_up=False,
     )
@@ -297,7 +305,7 @@ def _replay(ctx: Context) -> Case:
         unit="events/s",
         items=expected,
         library=_variant("library", "PgFlowRepository.load (list + replay)", _nothing, lib_run),
-        baselines=_read_baselines(ctx)[:1],
+        baselines=[*_read_baselines(ctx)[:1], *_peer_get(ctx)],
         note="replay_only_events_per_s in extras: replay() alone on events already in memory",
         warm_up=False,
     )
@@ -399,3 +407,59 @@ def _demo_flow(ctx: Context) -> Case:
             _variant("raw_writes_only", "raw same writes only", flows, writes_only),
         ],
     )
+
+
+# --- the optional peer (eventsourcing), after the raw baselines ---------------------------------
+
+PEER_READ_CASES = ("list", "replay")
+"""The cases whose peer variants read the peer's seeded aggregate."""
+
+
+def _peer_single(ctx: Context, prepare: Callable[[bool], Awaitable[Any]]) -> list[Variant]:
+    if ctx.peer is None:
+        return []
+    peer = ctx.peer
+
+    async def run(arg: tuple[UUID, list[dict[str, Any]]]) -> Timed:
+        return await peer.insert_one_per_call(*arg)
+
+    return [
+        _variant(
+            "peer_insert_events", "(peer) eventsourcing recorder, 1 event per insert_events", prepare, run
+        )
+    ]
+
+
+def _peer_batches(ctx: Context, prepare: Callable[[bool], Awaitable[Any]], size: int) -> list[Variant]:
+    if ctx.peer is None:
+        return []
+    peer = ctx.peer
+
+    async def run(arg: tuple[UUID, list[list[dict[str, Any]]]]) -> Timed:
+        return await peer.insert_batches(*arg)
+
+    label = f"(peer) eventsourcing recorder, {size} events per insert_events"
+    return [_variant("peer_insert_events", label, prepare, run)]
+
+
+def _peer_select(ctx: Context) -> list[Variant]:
+    if ctx.peer is None:
+        return []
+    peer = ctx.peer
+
+    async def run(_: None) -> Timed:
+        return await peer.select_decode()
+
+    label = "(peer) eventsourcing recorder, select_events + json.loads"
+    return [_variant("peer_select_events", label, _nothing, run)]
+
+
+def _peer_get(ctx: Context) -> list[Variant]:
+    if ctx.peer is None:
+        return []
+    peer = ctx.peer
+
+    async def run(_: None) -> Timed:
+        return await peer.repository_get()
+
+    return [_variant("peer_repository_get", "(peer) eventsourcing repository.get", _nothing, run)]

@@ -53,9 +53,25 @@ HEADERS = [
 ]
 
 
+def peer_line(results: dict[str, Any]) -> str | None:
+    """One line on the optional peer (eventsourcing): what the (peer) rows are, or why there are none."""
+    peer = results.get("peer")
+    if not peer:
+        return None
+    if not peer.get("available"):
+        return f"peer ({peer['name']}): skipped, {peer['skipped']}"
+    return (
+        f"peer: rows marked (peer) are {peer['name']} {peer['version']}'s PostgreSQL recorder on the same "
+        "database; their ratio is library / peer"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    peer = peer_line(results)
+    if peer is not None:
+        lines += ["", peer[0].upper() + peer[1:] + "."]
     memory = results.get("memory") or []
     if memory:
         lines += [
@@ -77,6 +93,9 @@ def console(results: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    peer = peer_line(results)
+    if peer is not None:
+        lines += ["", peer]
     return "\n".join(lines)
 
 

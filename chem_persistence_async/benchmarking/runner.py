@@ -38,16 +38,26 @@ class Progress:
         self.note(f"[{self.done:>{width}}/{self.total}] {message}")
 
 
+@dataclass(frozen=True)
+class Timed:
+    """What a ``run`` that timed itself returns: work done in a worker thread (a synchronous peer)
+    is timed there, so the event loop's hand-off to the thread is not counted."""
+
+    items: int
+    seconds: float
+
+
 @dataclass
 class Variant:
     """One way of doing a case's work: ``prepare(warm)`` (untimed) builds the input of ``run``
-    (timed), which returns how many items (events or flows) it processed. With ``warm`` true,
-    ``prepare`` may build a smaller input (the warm-up round is not timed)."""
+    (timed), which returns how many items (events or flows) it processed, or a ``Timed`` when it
+    timed itself. With ``warm`` true, ``prepare`` may build a smaller input (the warm-up round is
+    not timed)."""
 
     key: str
     label: str
     prepare: Callable[[bool], Awaitable[Any]]
-    run: Callable[[Any], Awaitable[int]]
+    run: Callable[[Any], Awaitable[int | Timed]]
 
 
 @dataclass
@@ -77,8 +87,12 @@ async def measure(variant: Variant, expected: int | None) -> tuple[float, int]:
     arg = await variant.prepare(expected is None)
     gc.collect()
     start = time.perf_counter()
-    items = await variant.run(arg)
+    result = await variant.run(arg)
     seconds = time.perf_counter() - start
+    if isinstance(result, Timed):
+        items, seconds = result.items, result.seconds
+    else:
+        items = result
     if expected is not None and items != expected:
         raise BenchmarkError(f"{variant.key} processed {items} items, expected {expected}")
     return seconds, items

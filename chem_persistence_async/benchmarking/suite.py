@@ -18,9 +18,10 @@ from uuid import UUID, uuid4
 import anyio.to_thread
 import asyncpg
 
+from chem_persistence_async.benchmarking import peer as peer_module
 from chem_persistence_async.benchmarking import report
 from chem_persistence_async.benchmarking import workload as wl
-from chem_persistence_async.benchmarking.cases import Context, build_cases, replay_only_rate
+from chem_persistence_async.benchmarking.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
 from chem_persistence_async.benchmarking.config import SuiteConfig
 from chem_persistence_async.benchmarking.rss import measure_in_subprocess
 from chem_persistence_async.benchmarking.runner import BenchmarkError, Progress, run_rounds, summarise
@@ -91,6 +92,7 @@ async def _environment(conn: asyncpg.Connection) -> dict[str, Any]:
         "asyncpg": _version("asyncpg"),
         "pydantic": _version("pydantic"),
         "orjson": _version("orjson"),
+        "eventsourcing": _version("eventsourcing"),
         "chem_persistence_async": _version("chem-persistence-async"),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
@@ -154,8 +156,15 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
     db = await Database.open(bench_url, min_connections=2, max_connections=cfg.pool_size)
     conn: asyncpg.Connection = await asyncpg.connect(bench_url)
     pool: asyncpg.Pool | None = None
+    peer: peer_module.Peer | None = None
     try:
         pool = await asyncpg.create_pool(bench_url, min_size=2, max_size=cfg.pool_size)
+        peer = await peer_module.open_peer(bench_url)
+        peer_status = peer_module.status()
+        if peer is None:
+            progress.note(f"peer: skipped, {peer_status['skipped']}")
+        else:
+            progress.note(f"peer: eventsourcing {peer_status['version']}, tables in schema {peer.schema}")
         environment = await _environment(conn)
         definition = wl.read_definition()
         read_flow = uuid4()
@@ -174,8 +183,11 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
             read_flow=read_flow,
             read_definition=definition,
             demo_script=await wl.demo_script(),
+            peer=peer,
         )
         cases = build_cases(ctx)
+        if peer is not None and any(case.name in PEER_READ_CASES for case in cases):
+            await peer.seed_read_aggregate(cfg.read_events, progress=progress.note)
         await run_rounds(cases, repetitions=cfg.repetitions, warmup=cfg.warmup, progress=progress)
         replay_case = next((c for c in cases if c.name == "replay"), None)
         if replay_case is not None:
@@ -198,10 +210,14 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
             "artifact_rows": await conn.fetchval("SELECT count(*) FROM workflow_step_artifacts"),
         }
     finally:
-        if pool is not None:
-            await pool.close()
-        await conn.close()
-        await db.close()
+        try:
+            if peer is not None:
+                await peer.close()
+        finally:
+            if pool is not None:
+                await pool.close()
+            await conn.close()
+            await db.close()
     return {
         "suite": "chem-persistence-async benchmarks",
         "format": 1,
@@ -212,6 +228,7 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         "memory": memory,
         "counts": counts,
         "group_commit": group_commit,
+        "peer": peer_status,
         "definitions": {
             "throughput": "items (events, or flows for demo_flow) per second over one sample",
             "ratio": "library throughput / raw throughput, paired per round; > 1 means the library is faster",
