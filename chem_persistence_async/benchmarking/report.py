@@ -46,9 +46,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
 HEADERS = [
     "operation",
     "library: median (min-max)",
-    "raw baseline",
-    "raw: median (min-max)",
-    "ratio lib/raw",
+    "baseline",
+    "baseline: median (min-max)",
+    "ratio lib/baseline",
     "goal",
 ]
 
@@ -142,7 +142,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
     max_baselines = max(len(op["baselines"]) for op in ops)
     for index in range(max_baselines):
         stats = [op["baselines"][index]["throughput"] if index < len(op["baselines"]) else None for op in ops]
-        series.append((f"raw baseline {index + 1}", stats))
+        series.append((f"baseline {index + 1}", stats))
     height = 0.8 / len(series)
     for offset, (label, stats) in enumerate(series):
         positions = [y + (offset - (len(series) - 1) / 2) * height for y in ys]
