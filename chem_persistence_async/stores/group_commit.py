@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -105,7 +105,8 @@ class GroupCommitter(Generic[B, R]):
         self._max_inflight = max_inflight
         self._max_group_events = max_group_events
         self._inflight = 0
-        self._busy: Counter[Hashable] = Counter()
+        self._busy: dict[Hashable, int] = {}
+        """Writes in flight per key (a plain dict: ``Counter``'s missing-key hook is Python code)."""
         self._queue: deque[_Waiter[B, R]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = GroupCommitStats()
@@ -113,7 +114,7 @@ class GroupCommitter(Generic[B, R]):
     async def submit(self, batch: B) -> R:
         """Write ``batch``, alone if the writers are idle, else in the next group."""
         key = self._key(batch)
-        if not self._queue and self._inflight < self._max_inflight and not self._busy[key]:
+        if not self._queue and self._inflight < self._max_inflight and key not in self._busy:
             self.stats.alone += 1
             return await self._alone(batch, key)
         waiter: _Waiter[B, R] = _Waiter(
@@ -134,7 +135,8 @@ class GroupCommitter(Generic[B, R]):
 
     async def _alone(self, batch: B, key: Hashable) -> R:
         self._inflight += 1
-        self._busy[key] += 1
+        busy = self._busy
+        busy[key] = busy.get(key, 0) + 1
         try:
             return await self._write_one(batch)
         finally:
@@ -144,10 +146,13 @@ class GroupCommitter(Generic[B, R]):
         self._inflight -= 1
         busy = self._busy
         for key in keys:
-            busy[key] -= 1
-            if not busy[key]:
+            left = busy[key] - 1
+            if left:
+                busy[key] = left
+            else:
                 del busy[key]
-        self._dispatch()
+        if self._queue:
+            self._dispatch()
 
     def _dispatch(self) -> None:
         """Send queued waiters off as groups while there is room for another write."""
@@ -156,8 +161,9 @@ class GroupCommitter(Generic[B, R]):
             if not group:
                 return  # every queued flow has a write in flight: the next release dispatches
             self._inflight += 1
+            busy = self._busy
             for waiter in group:
-                self._busy[waiter.key] += 1
+                busy[waiter.key] = busy.get(waiter.key, 0) + 1
             task = asyncio.get_running_loop().create_task(self._flush(group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -173,7 +179,7 @@ class GroupCommitter(Generic[B, R]):
             if waiter.future.done():  # cancelled while queued
                 continue
             fits = not group or events + waiter.size <= self._max_group_events
-            if fits and waiter.key not in keys and not self._busy[waiter.key]:
+            if fits and waiter.key not in keys and waiter.key not in self._busy:
                 group.append(waiter)
                 keys.add(waiter.key)
                 events += waiter.size
