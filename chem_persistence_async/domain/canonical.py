@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -108,15 +109,69 @@ def _check_string(text: str, path: str) -> None:
 
 def canonical_json(value: JsonValue) -> bytes:
     """Canonical UTF-8 JSON bytes of ``value`` (normalised first)."""
-    return _dumps(normalize_json(value))
+    return _dumps(value if _already_normal(value) else normalize_json(value))
+
+
+def _already_normal(value: JsonValue) -> bool:
+    """Whether ``normalize_json`` would return ``value`` unchanged (and accept it), checked without
+    building a copy: the common case of plain dicts, lists, strings and ints. Scalars inside a
+    container are checked in the loop, not by a call each. ``False`` only means "normalise it"."""
+    t = type(value)
+    if t is dict:
+        items: Any = value.values()
+        for key in value:
+            if type(key) is not str or "\x00" in key or not (key.isascii() or _utf8_ok(key)):
+                return False
+    elif t is list or t is tuple:
+        items = value
+    else:
+        items = (value,)
+    for item in items:
+        t = type(item)
+        if t is str:
+            if "\x00" in item or not (item.isascii() or _utf8_ok(item)):
+                return False
+        elif t is int or t is bool or item is None:
+            continue
+        elif t is float:
+            if not math.isfinite(item) or abs(item) >= _BIG_FLOAT:
+                return False
+        elif t is dict or t is list or t is tuple:
+            if not _already_normal(item):
+                return False
+        else:
+            return False
+    return True
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Built once: ``json.dumps`` with options builds a new encoder on every call."""
 
 
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Any = (
+    None
+    if _C_MAKE_ENCODER is None
+    else _C_MAKE_ENCODER(
+        None,  # no circular check: the normalising walk already went through the value
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+)
+"""``_ENCODER``'s own C encoder, built once: ``JSONEncoder.encode`` builds it again on every call,
+which costs as much as the encoding of a small value."""
+
+
 def _dumps(normalized: JsonValue) -> bytes:
-    return _ENCODER.encode(normalized).encode("utf-8")
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode(normalized).encode("utf-8")
+    return "".join(_C_ENCODE(normalized, 0)).encode("utf-8")
 
 
 def dumps_normalized(normalized: JsonValue) -> bytes:

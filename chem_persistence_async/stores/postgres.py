@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+import json.encoder
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +24,7 @@ from chem_persistence_async.stores import postgres_sql as sql
 from chem_persistence_async.stores.base import EventStoreBase
 from chem_persistence_async.stores.batch import (
     AppendBatch,
+    PreparedArtifact,
     StoreLimits,
     decode_error,
     decode_events,
@@ -30,6 +33,7 @@ from chem_persistence_async.stores.batch import (
 from chem_persistence_async.stores.group_commit import FALLBACK, Fallback, GroupCommitter
 
 _MAX_CONFLICT_ROUNDS = 100
+
 _VERSION_CACHE_SIZE = 10_000
 """How many flows' last versions a store remembers (a guess for the lean append, never trusted)."""
 
@@ -55,6 +59,7 @@ class PgEventStore(EventStoreBase):
             store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
         )
         self._versions: dict[UUID, int] = {}
+        """Per flow: the last version this store saw stored (a guess, never trusted)."""
         settings = db.settings
         self._group: GroupCommitter[AppendBatch, list[FlowEvent]] | None = None
         if settings.group_commit if group_commit is None else group_commit:
@@ -124,10 +129,13 @@ class PgEventStore(EventStoreBase):
         return outcomes
 
     async def _write_alone(self, batch: AppendBatch) -> list[FlowEvent]:
+        events = batch.events
+        if len(events) == 1 and events[0].error is None:
+            return [await self._db.run(self._one_attempt(batch), operation="append")]
         self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
         lean_sql, lean_args = _lean_append(batch)
-        full_args: tuple[Any, ...] | None = None
-        flow_id, count = batch.flow_id, len(batch.events)
+        by_version = lean_sql is sql.LEAN_APPEND_MANY
+        flow_id, count = batch.flow_id, len(events)
 
         async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
             if batch.unpassed_outputs:
@@ -145,27 +153,62 @@ class PgEventStore(EventStoreBase):
                     rows = None
                 if rows is not None and len(rows) == count:
                     self._remember(flow_id, base + count)
-                    return batch.events_for(rows)
-            nonlocal full_args
-            if full_args is None:
-                full_args = _append_args(batch)
-            for _ in range(_MAX_CONFLICT_ROUNDS):
-                try:
-                    rows = await conn.fetch(sql.APPEND, *full_args)
-                except asyncpg.UniqueViolationError as exc:
-                    if exc.constraint_name == "event_log_event_id_key":
-                        continue  # a concurrent attempt with these ids committed: read it back
-                    if exc.constraint_name == "event_log_flow_version_key":
-                        if batch.expected_version is not None:
-                            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
-                        continue  # appending at the end raced another writer: take the next version
-                    raise
-                events = _interpret(batch, rows)
-                self._remember(flow_id, events[-1].flow_version)
-                return events
-            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
+                    return batch.events_at(base, rows) if by_version else batch.events_for(rows)
+            return await self._append_full(conn, batch)
 
         return await self._db.run(attempt, operation="append")
+
+    def _one_attempt(self, batch: AppendBatch) -> Callable[[asyncpg.Connection], Awaitable[FlowEvent]]:
+        """``_write_alone``'s attempt for one event without an error row (most appends): one lean
+        statement, its answer paired with the event without a lookup."""
+        event = batch.events[0]
+        flow_id = batch.flow_id
+        extra: tuple[bytes, ...]
+        if batch.artifacts:
+            statement, extra = sql.LEAN_APPEND_ONE_ARTIFACTS, (_artifacts_json(batch.artifacts),)
+        else:
+            statement, extra = sql.LEAN_APPEND_ONE, ()
+
+        async def attempt(conn: asyncpg.Connection) -> FlowEvent:
+            if batch.unpassed_outputs:
+                missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
+                batch.refuse_missing([row[0] for row in missing])
+            base = batch.expected_version
+            if base is None:
+                base = self._versions.get(flow_id)
+            if base is not None:
+                try:
+                    row = await conn.fetchrow(
+                        statement, event.event_id, flow_id, base, event.event_type, event.payload, *extra
+                    )
+                except asyncpg.UniqueViolationError:
+                    row = None
+                if row is not None:
+                    self._remember(flow_id, base + 1)
+                    return FlowEvent(row[1], flow_id, base + 1, row[2], event.kind, event.event_id)
+            return (await self._append_full(conn, batch))[0]
+
+        return attempt
+
+    async def _append_full(self, conn: asyncpg.Connection, batch: AppendBatch) -> list[FlowEvent]:
+        """``APPEND``, the judge of every case the lean statements leave to it: a conflict, a
+        raced end of the flow, events already stored by an attempt whose answer was lost."""
+        args = _append_args(batch)
+        for _ in range(_MAX_CONFLICT_ROUNDS):
+            try:
+                rows = await conn.fetch(sql.APPEND, *args)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "event_log_event_id_key":
+                    continue  # a concurrent attempt with these ids committed: read it back
+                if exc.constraint_name == "event_log_flow_version_key":
+                    if batch.expected_version is not None:
+                        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
+                    continue  # appending at the end raced another writer: take the next version
+                raise
+            events = _interpret(batch, rows)
+            self._remember(batch.flow_id, events[-1].flow_version)
+            return events
+        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -182,23 +225,48 @@ class PgEventStore(EventStoreBase):
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
-        no connection or transaction is held between batches)."""
+        no connection or transaction is held between batches).
+
+        The next page's query is sent before this page is decoded and yielded, so the server works
+        while the caller consumes: at most two pages are held, this one and the next.
+        """
         fid = to_flow_id(flow_id)
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1")
-        after = 0
+        rows = await self._page(fid, 0, batch_size)
         while True:
-            position = after
-
-            async def fetch(conn: asyncpg.Connection, position: int = position) -> builtins.list[Any]:
-                return list(await conn.fetch(sql.LIST_EVENTS_AFTER, fid, position, batch_size))
-
-            rows = await self._db.run(fetch, operation="stream")
-            for event in decode_events(fid, rows):
-                yield event
-            if len(rows) < batch_size:
+            following = None
+            if len(rows) == batch_size:
+                following = asyncio.ensure_future(self._page(fid, rows[-1][0], batch_size))
+            try:
+                if following is not None:
+                    await asyncio.sleep(0)  # one loop turn: the task sends its query
+                for event in decode_events(fid, rows):
+                    yield event
+            except BaseException as exc:
+                if following is not None:
+                    await self._settle(following, cancel=isinstance(exc, asyncio.CancelledError))
+                raise
+            if following is None:
                 return
-            after = rows[-1][0]
+            rows = await following
+
+    async def _page(self, fid: UUID, after: int, size: int) -> builtins.list[Any]:
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
+            return list(await conn.fetch(sql.LIST_EVENTS_AFTER, fid, after, size))
+
+        return await self._db.run(fetch, operation="stream")
+
+    @staticmethod
+    async def _settle(page: asyncio.Future[Any], *, cancel: bool) -> None:
+        """Finish with a prefetched page nobody will read. It is left to land rather than cancelled
+        (a cancel costs asyncpg a request on a new connection), unless the stream itself is."""
+        if cancel:
+            page.cancel()
+        if not page.done():
+            await asyncio.wait((page,))
+        if not page.cancelled():
+            page.exception()  # retrieved: a failed page nobody asked for is not an error
 
     async def flow_version(self, flow_id: UUID | str) -> int:
         fid = to_flow_id(flow_id)
@@ -320,8 +388,34 @@ def _group_args(batches: Sequence[AppendBatch]) -> tuple[Any, ...]:
     )
 
 
-def _flow_of(batch: AppendBatch) -> UUID:
-    return batch.flow_id
+def _artifacts_json(artifacts: Sequence[PreparedArtifact]) -> bytes:
+    """``LEAN_APPEND_ONE_ARTIFACTS``' $6. The hash is 64 hex digits (checked against the content), the
+    kind was checked storable when it was hashed, the payload and metadata are canonical JSON."""
+    return (
+        b"["
+        + b",".join(
+            [
+                b'{"h":"'
+                + a.artifact.hash.encode()
+                + b'","k":'
+                + _json_string(a.artifact.kind).encode()
+                + b',"p":'
+                + a.payload
+                + b',"m":'
+                + (b"null" if a.metadata is None else a.metadata)
+                + b"}"
+                for a in artifacts
+            ]
+        )
+        + b"]"
+    )
+
+
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _flow_of(batch: AppendBatch) -> int:
+    return batch.flow_id.int  # (an int hashes in C; a ``UUID`` calls its Python ``__hash__``)
 
 
 def _event_count(batch: AppendBatch) -> int:
@@ -329,28 +423,14 @@ def _event_count(batch: AppendBatch) -> int:
 
 
 def _lean_append(batch: AppendBatch) -> tuple[str, tuple[Any, ...]]:
-    """The lean statement for this batch's shape and its arguments but $2 (flow) and $3 (base)."""
+    """The lean statement for a batch of several events or one with an error row, and its arguments
+    but $2 (flow) and $3 (base)."""
     events = batch.events
     failed = [(i, e.error) for i, e in enumerate(events, 1) if e.error is not None]
     if not batch.artifacts and not failed:
-        if len(events) == 1:
-            event = events[0]
-            return sql.LEAN_APPEND_ONE, (event.event_id, event.event_type, event.payload)
         return sql.LEAN_APPEND_MANY, (
             [e.event_id for e in events],
-            [e.event_type for e in events],
-            [e.payload for e in events],
-        )
-    if len(events) == 1 and not failed:
-        event, artifacts = events[0], batch.artifacts
-        return sql.LEAN_APPEND_ONE_ARTIFACTS, (
-            event.event_id,
-            event.event_type,
-            event.payload,
-            [a.artifact.hash for a in artifacts],
-            [a.artifact.kind for a in artifacts],
-            [a.payload for a in artifacts],
-            [a.metadata for a in artifacts],
+            b"[" + b",".join([e.payload for e in events]) + b"]",
         )
     args = _append_args(batch)
     rest: tuple[Any, ...] = ()

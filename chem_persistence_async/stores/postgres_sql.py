@@ -100,7 +100,8 @@ WHERE flow_id = $1 GROUP BY step_id, error_class ORDER BY step_id, error_class
 # rejects a retried event. Any of those (a unique violation, or no row back) sends the caller to
 # ``APPEND``, which sorts out conflicts and returns already-stored events: that statement stays the
 # only judge of what happened; these only ever write the obvious, uncontended case.
-# Parameters: $1 event id(s), $2 flow id, $3 base version, $4 event type(s), $5 payload(s).
+# Parameters: $1 event id(s), $2 flow id, $3 base version, $4 event type(s), $5 payload(s)
+# (``LEAN_APPEND_MANY``: $4 the payloads as one JSON array).
 
 _BASE_EXISTS = "($3::int = 0 OR EXISTS (SELECT 1 FROM event_log WHERE flow_id = $2 AND flow_version = $3))"
 
@@ -108,8 +109,9 @@ LEAN_APPEND_ONE = f"""
 INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
 SELECT $1::uuid, $2::uuid, $3::int + 1, $4::text, $5::jsonb
 WHERE {_BASE_EXISTS}
-RETURNING event_id, seq, flow_version, ts
-"""
+RETURNING event_id, seq, ts"""
+"""One event: its id (naming it in the server's answer) and what the caller does not know yet."""
+
 
 _LEAN_INSERT_MANY = f"""
 INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
@@ -120,7 +122,18 @@ ORDER BY e.ord
 RETURNING event_id, seq, flow_version, ts
 """
 
-LEAN_APPEND_MANY = _LEAN_INSERT_MANY
+LEAN_APPEND_MANY = f"""
+INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+SELECT e.id, $2::uuid, $3::int + e.ord, e.p ->> 'event_type', e.p
+FROM ROWS FROM (unnest($1::uuid[]), jsonb_array_elements($4::jsonb)) WITH ORDINALITY AS e(id, p, ord)
+WHERE {_BASE_EXISTS}
+ORDER BY e.ord
+RETURNING flow_version, seq, ts
+"""
+"""Several events, no artifact or error row. $4 is ONE JSON array of the payloads (each event's
+``event_type`` is read from its payload): an array parameter costs the client a codec call and two
+ABC checks per element (measured: 0.7 µs of client and 0.7 µs of server time less per event). Only
+what the caller does not know comes back."""
 
 
 def _lean_artifacts(first: int) -> str:
@@ -164,20 +177,23 @@ LEAN_APPEND_ARTIFACTS = _lean_with(True, False)
 LEAN_APPEND_ERRORS = _lean_with(False, True)
 LEAN_APPEND_BOTH = _lean_with(True, True)
 
-LEAN_APPEND_ONE_ARTIFACTS = f"""
-WITH ins AS (
-    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    SELECT $1::uuid, $2::uuid, $3::int + 1, $4::text, $5::jsonb
-    WHERE {_BASE_EXISTS}
-    RETURNING event_id, seq, flow_version, ts
+
+def _one_with_artifacts(insert: str) -> str:
+    """$6: the artifacts as ONE JSON array of ``{"h": hash, "k": kind, "p": payload, "m": metadata}``
+    (array parameters cost the client a codec call and ABC checks per element)."""
+    return f"""
+WITH ins AS ({insert}
 ), arts AS (
     INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
-    SELECT a.h, a.k, a.p, a.m, ins.seq
-    FROM ins, unnest($6::text[], $7::text[], $8::jsonb[], $9::jsonb[]) AS a(h, k, p, m)
+    SELECT a ->> 'h', a ->> 'k', a -> 'p', NULLIF(a -> 'm', 'null'::jsonb), ins.seq
+    FROM ins, jsonb_array_elements($6::jsonb) AS a
     ON CONFLICT (artifact_hash) DO NOTHING
 )
-SELECT event_id, seq, flow_version, ts FROM ins
+SELECT event_id, seq, ts FROM ins
 """
+
+
+LEAN_APPEND_ONE_ARTIFACTS = _one_with_artifacts(LEAN_APPEND_ONE)
 """One event and its artifacts (the engine's ``StepFinished``): no ordinals, no join."""
 
 # --- group commit -------------------------------------------------------------------------------

@@ -1,0 +1,175 @@
+"""Reading in bulk: chunked decoding, the paused collector, and the stream's prefetched page."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import CorruptEventError, Database, PgEventStore
+from chem_persistence_async.domain.events import kind_to_payload
+from chem_persistence_async.stores.batch import decode_events
+from tests.factories import finished, started
+
+FLOW = uuid.UUID("00000000-0000-4000-8000-000000000001")
+TS = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _rows(count: int) -> list[tuple[int, uuid.UUID, int, datetime, bytes]]:
+    kinds = [started(attempt=i + 1) if i % 2 else finished() for i in range(count)]
+    return [(100 + i, uuid.uuid4(), i + 1, TS, kind_to_payload(k)) for i, k in enumerate(kinds)]
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_many_rows_decode_across_chunks_in_order() -> None:
+    rows = _rows(2_345)
+    events = decode_events(FLOW, rows)
+    assert [(e.seq, e.event_id, e.flow_version, e.ts) for e in events] == [r[:4] for r in rows]
+    assert all(e.flow_id == FLOW for e in events)
+    assert [kind_to_payload(e.kind) for e in events] == [r[4] for r in rows]
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"event_type": "stepstarted", "step_index": -1, "step_id": "s", "attempt": 1}',
+        b'{"event_type": "nosuchthing"}',
+        # Two values in one row would shift every later row if the chunk were trusted.
+        b'{"event_type": "stepstarted", "step_index": 0, "step_id": "s", "attempt": 1},'
+        b'{"event_type": "stepstarted", "step_index": 0, "step_id": "s", "attempt": 1}',
+    ],
+)
+def test_a_bad_row_in_a_later_chunk_is_named_by_its_seq(bad: bytes) -> None:
+    rows = _rows(2_500)
+    seq, event_id, version, ts, _ = rows[1_700]
+    rows[1_700] = (seq, event_id, version, ts, bad)
+    with pytest.raises(CorruptEventError, match=f"seq={seq} does not decode") as info:
+        decode_events(FLOW, rows)
+    assert info.value.seq == seq
+    assert gc.isenabled()
+
+
+def test_decoding_leaves_a_paused_collector_paused(collector_off: None) -> None:
+    assert len(decode_events(FLOW, _rows(2_000))) == 2_000
+    assert not gc.isenabled()
+
+
+# --- PostgreSQL: a bad row far into a flow, and the stream's page in flight -----------------------
+
+_SEED = """
+INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+SELECT gen_random_uuid(), $1::uuid, g, 'stepstarted',
+    jsonb_build_object('event_type', 'stepstarted', 'step_index', 0, 'step_id', 's0', 'attempt', g)
+FROM generate_series($2::int, $3::int) AS g
+"""
+
+
+async def _seed(conn: asyncpg.Connection, flow: uuid.UUID, first: int, last: int) -> None:
+    await conn.execute(_SEED, flow, first, last)
+
+
+async def test_postgres_names_a_bad_row_deep_in_a_flow(db: Database, conn: asyncpg.Connection) -> None:
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    await _seed(conn, flow, 1, 1_500)
+    bad = {"event_type": "stepstarted", "step_index": 0, "step_id": "s0", "attempt": 0}
+    bad_seq = await conn.fetchval(
+        "INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)"
+        " VALUES ($1, $2, 1501, 'stepstarted', $3::jsonb) RETURNING seq",
+        uuid.uuid4(),
+        flow,
+        json.dumps(bad),
+    )
+    await _seed(conn, flow, 1_502, 2_600)
+    with pytest.raises(CorruptEventError) as listed:
+        await store.list(flow)
+    assert listed.value.seq == bad_seq
+    seen: list[int] = []
+    with pytest.raises(CorruptEventError) as streamed:
+        await _collect(store.stream(flow, batch_size=400), seen)
+    assert streamed.value.seq == bad_seq
+    assert seen == list(range(1, 1_201))  # every page before the bad one, nothing of its page
+    assert await store.flow_version(flow) == 2_600  # the pool is still usable
+
+
+@pytest.mark.parametrize("count", [0, 1, 99, 100, 101, 1_000])
+async def test_stream_pages_end_exactly(db: Database, conn: asyncpg.Connection, count: int) -> None:
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    if count:
+        await _seed(conn, flow, 1, count)
+    streamed = [e.flow_version async for e in store.stream(flow, batch_size=100)]
+    assert streamed == list(range(1, count + 1))
+
+
+def _stream_tasks() -> set[asyncio.Task[Any]]:
+    current = asyncio.current_task()
+    return {t for t in asyncio.all_tasks() if t is not current and "_page" in repr(t.get_coro())}
+
+
+async def test_a_stream_stopped_early_leaves_no_page_in_flight(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    await _seed(conn, flow, 1, 1_000)
+    stream = store.stream(flow, batch_size=100)
+    first = [e.flow_version async for e in _take(stream, 150)]
+    assert first == list(range(1, 151))
+    assert _stream_tasks()  # the third page is on its way
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert not _stream_tasks()
+    assert [e.flow_version for e in await store.list(flow)] == list(range(1, 1_001))
+
+
+async def test_a_cancelled_consumer_leaves_no_page_behind(db: Database, conn: asyncpg.Connection) -> None:
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    await _seed(conn, flow, 1, 1_000)
+    consumed = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in store.stream(flow, batch_size=100):
+            if event.flow_version == 150:
+                consumed.set()
+                await asyncio.sleep(3600)
+
+    task = asyncio.create_task(consume())
+    await consumed.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    in_flight = _stream_tasks()  # the abandoned generator is closed, and its page lands
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=10)
+    assert not _stream_tasks()
+    assert await store.flow_version(flow) == 1_000
+
+
+async def _take(stream: Any, count: int) -> Any:
+    async for event in stream:
+        yield event
+        count -= 1
+        if not count:
+            return
+
+
+async def _collect(stream: Any, into: list[int]) -> None:
+    async for event in stream:
+        into.append(event.flow_version)
