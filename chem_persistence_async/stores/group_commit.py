@@ -195,7 +195,10 @@ class GroupCommitter(Generic[B, R]):
             else:
                 await self._flush_group(group)
         finally:
-            self._release([waiter.key for waiter in group])
+            # The writer's slot is freed one loop turn later, after the members just woken have run:
+            # a member that appends again at once then joins the next group instead of taking the
+            # free slot alone and leaving everyone else queued behind a one-event statement.
+            asyncio.get_running_loop().call_soon(self._release, [waiter.key for waiter in group])
 
     async def _flush_one(self, waiter: _Waiter[B, R]) -> None:
         self.stats.alone += 1

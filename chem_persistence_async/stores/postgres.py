@@ -369,7 +369,7 @@ def _group_args(batches: Sequence[AppendBatch]) -> tuple[Any, ...]:
         [ordinal for _, ordinal, _ in events],
         [e.event_id for _, _, e in events],
         [e.event_type for _, _, e in events],
-        [e.payload for _, _, e in events],
+        b"[" + b",".join([e.payload for _, _, e in events]) + b"]",
         [item for item, _ in artifacts],
         [a.ordinal for _, a in artifacts],
         [a.artifact.hash for _, a in artifacts],

@@ -206,7 +206,8 @@ LEAN_APPEND_ONE_ARTIFACTS = _one_with_artifacts(LEAN_APPEND_ONE)
 # and every member then falls back to ``APPEND`` on its own.
 # Rows back: item, event_id, seq, flow_version, ts, flow_id.
 # Parameters: $1 flow per item, $2 expected version per item (NULL: append at the end);
-# $3..$7 per event: item, ordinal in its item, event id, type, payload;
+# $3..$6 per event: item, ordinal in its item, event id, type; $7 the payloads as ONE JSON array
+# (a ``jsonb[]`` parameter costs the client a codec call per element);
 # $8..$13 per artifact: item, ordinal of its event, hash, kind, payload, metadata;
 # $14..$22 per error row: item, ordinal of its event, step, attempt, class, message, details,
 # retry_count, max_retries.
@@ -217,7 +218,9 @@ WITH items AS (
         COALESCE((SELECT max(l.flow_version) FROM event_log l WHERE l.flow_id = i.flow_id), 0) AS v
     FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS i(flow_id, expected, item)
 ), evs AS (
-    SELECT * FROM unnest($3::int[], $4::int[], $5::uuid[], $6::text[], $7::jsonb[]) AS e(item, ord, id, t, p)
+    SELECT * FROM ROWS FROM (
+        unnest($3::int[], $4::int[], $5::uuid[], $6::text[]), jsonb_array_elements($7::jsonb)
+    ) AS e(item, ord, id, t, p)
 ), existing AS (
     SELECT e.item, l.event_id, l.seq, l.flow_version, l.ts, l.flow_id
     FROM evs e JOIN event_log l ON l.event_id = e.id
