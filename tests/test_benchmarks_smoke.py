@@ -13,14 +13,14 @@ from chem_persistence_async.benchmarking import SuiteConfig, report, run_suite
 from chem_persistence_async.benchmarking import peer as peer_module
 
 EXPECTED = {
-    "single_append": {"autocommit_insert", "begin_insert_commit"},
+    "single_append": {"autocommit_insert", "begin_insert_commit", "group_commit_off"},
     "append_with_artifacts": {"cte_statement", "two_statements_tx"},
     "append_many": {"copy", "executemany"},
     "list": {"fetch_json_loads", "fetch_only"},
     "stream": {"fetch_json_loads", "pages_json_loads", "fetch_only"},
     "replay": {"fetch_json_loads"},
-    "concurrent_8": {"raw_pool"},
-    "concurrent_32": {"raw_pool"},
+    "concurrent_8": {"raw_pool", "group_commit_off"},
+    "concurrent_32": {"raw_pool", "group_commit_off"},
     "demo_flow": {"raw_writes_and_reads", "raw_writes_only"},
 }
 
@@ -88,6 +88,27 @@ async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path) -> N
     counts = results["counts"]
     assert counts["read_flow_rows"] == config.read_events
     assert counts["big_flow_rows"] == config.rss_events
+
+    # 32 tasks started together: two writers in flight, the rest leave in groups.
+    group_commit = results["group_commit"]
+    assert group_commit["groups"] > 0
+    assert group_commit["largest_group"] >= 2
+    assert group_commit["failed_groups"] == 0
+
+
+async def test_only_runs_the_named_operations_and_refuses_unknown_ones(db_url: str) -> None:
+    config = SuiteConfig.quick_run().with_options(only=("list",))
+    assert config.stem == "partial"
+    assert config.memory is False
+    results = (await run_suite(db_url, config=config, output=None, dedicated_database=False)).results
+    assert [op["name"] for op in results["operations"]] == ["list"]
+    with pytest.raises(ValueError, match="unknown operation"):
+        await run_suite(
+            db_url,
+            config=SuiteConfig.quick_run().with_options(only=("lsit",)),
+            output=None,
+            dedicated_database=False,
+        )
 
 
 PEER_ROWS = {
