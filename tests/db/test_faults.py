@@ -180,6 +180,11 @@ def _report(label: str, **counts: Any) -> None:
 WRITERS = 8
 FLOWS = 4
 APPENDS_PER_WRITER = 300
+"""Each writer appends at least this many times, and goes on until ``TERMINATIONS`` backends were
+killed (or ``MAX_APPENDS_PER_WRITER``): group commit made the appends fast enough that a fixed count
+would finish before many faults were injected."""
+TERMINATIONS = 400
+MAX_APPENDS_PER_WRITER = 6000
 TERMINATE_EVERY_S = 0.004
 MIN_BACKEND_AGE_S = 0.05
 """A backend is killed every few ms, but never one younger than this: every retry gets a window in
@@ -216,16 +221,20 @@ async def _writer(
 ) -> None:
     counts["writers_running"] += 1
     try:
-        await _write(store, writer, flows, ledger)
+        await _write(store, writer, flows, ledger, counts)
     finally:
         counts["writers_running"] -= 1
 
 
-async def _write(store: PgEventStore, writer: int, flows: list[uuid.UUID], ledger: Ledger) -> None:
+async def _write(
+    store: PgEventStore, writer: int, flows: list[uuid.UUID], ledger: Ledger, counts: Counter[str]
+) -> None:
     token = uuid.uuid4().hex
     flow = flows[writer % len(flows)]
-    for i in range(APPENDS_PER_WRITER):
-        n = writer * APPENDS_PER_WRITER + i
+    for i in range(MAX_APPENDS_PER_WRITER):
+        if i >= APPENDS_PER_WRITER and counts["terminated"] >= TERMINATIONS:
+            break
+        n = writer * MAX_APPENDS_PER_WRITER + i
         shape = i % 5
         if shape == 0:
             ledger.record([await store.append_kind(flow, _started(n))])
