@@ -163,6 +163,30 @@ async def test_a_group_raced_by_an_outside_writer_falls_back_and_loses_nothing(
     assert store.group_commit_stats["fallbacks"] == 2
 
 
+async def test_a_member_cancelled_mid_group_is_written_once_and_its_retry_finds_it(
+    one_writer: Database, conn: asyncpg.Connection
+) -> None:
+    """Cancelling a caller does not cancel the group statement its append is part of: the others are
+    unaffected, and the cancelled caller's retry with the same event id returns the stored event."""
+    store = PgEventStore(one_writer)
+    blocker, mine, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    my_id = uuid.uuid4()
+    first = asyncio.create_task(store.append_kind(blocker, started()))
+    doomed = asyncio.create_task(store.append_kind(mine, started(), event_id=my_id))
+    survivor = asyncio.create_task(store.append_kind(other, started()))
+    async with asyncio.timeout(10):
+        while not (store.group_commit_stats or {}).get("groups"):  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0)
+    doomed.cancel()  # the group statement holding it is on its way
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    await first
+    assert (await survivor).flow_version == 1
+    again = await store.append_kind(mine, started(), event_id=my_id)
+    assert (again.event_id, again.flow_version) == (my_id, 1)
+    assert await conn.fetchval("SELECT count(*) FROM event_log WHERE flow_id = $1", mine) == 1
+
+
 async def test_many_tasks_many_flows_everything_once(db: Database, conn: asyncpg.Connection) -> None:
     """32 tasks x 20 appends each, on 8 flows (so 4 tasks share a flow), default settings."""
     store = PgEventStore(db)
