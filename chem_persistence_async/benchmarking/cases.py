@@ -89,6 +89,13 @@ def build_cases(ctx: Context) -> list[Case]:
 # --- writes -------------------------------------------------------------------------------------
 
 
+async def _append_each(store: PgEventStore, flow_id: UUID, kinds: Sequence[FlowEventKind]) -> int:
+    """One ``append_kind`` per event, one after the other: one commit each (or a group's)."""
+    for kind in kinds:
+        await store.append_kind(flow_id, kind)
+    return len(kinds)
+
+
 def _single_append(ctx: Context) -> Case:
     n = ctx.config.single_appends
     store, conn = ctx.store, ctx.conn
@@ -97,16 +104,10 @@ def _single_append(ctx: Context) -> Case:
         return uuid4(), wl.single_kinds(_size(n, warm))
 
     async def lib_run(arg: tuple[UUID, list[FlowEventKind]]) -> int:
-        flow_id, kinds = arg
-        for kind in kinds:
-            await store.append_kind(flow_id, kind)
-        return len(kinds)
+        return await _append_each(store, *arg)
 
     async def solo_run(arg: tuple[UUID, list[FlowEventKind]]) -> int:
-        flow_id, kinds = arg
-        for kind in kinds:
-            await ctx.solo_store.append_kind(flow_id, kind)
-        return len(kinds)
+        return await _append_each(ctx.solo_store, *arg)
 
     async def raw_prepare(warm: bool) -> tuple[UUID, list[dict[str, Any]]]:
         return uuid4(), [wl.as_dict(k) for k in wl.single_kinds(_size(n, warm))]
@@ -334,16 +335,11 @@ def _concurrent(ctx: Context, tasks: int) -> Case:
     async def lib_prepare(warm: bool) -> list[tuple[UUID, list[FlowEventKind]]]:
         return [(uuid4(), wl.single_kinds(_size(per_task, warm, 2))) for _ in range(tasks)]
 
-    async def one_flow(on: PgEventStore, flow_id: UUID, kinds: list[FlowEventKind]) -> int:
-        for kind in kinds:
-            await on.append_kind(flow_id, kind)
-        return len(kinds)
-
     async def lib_run(arg: list[tuple[UUID, list[FlowEventKind]]]) -> int:
-        return sum(await asyncio.gather(*(one_flow(store, f, k) for f, k in arg)))
+        return sum(await asyncio.gather(*(_append_each(store, f, k) for f, k in arg)))
 
     async def solo_run(arg: list[tuple[UUID, list[FlowEventKind]]]) -> int:
-        return sum(await asyncio.gather(*(one_flow(ctx.solo_store, f, k) for f, k in arg)))
+        return sum(await asyncio.gather(*(_append_each(ctx.solo_store, f, k) for f, k in arg)))
 
     async def raw_prepare(warm: bool) -> list[tuple[UUID, list[dict[str, Any]]]]:
         size = _size(per_task, warm, 2)

@@ -10,7 +10,8 @@ import gc
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
@@ -129,12 +130,9 @@ class AppendBatch:
         versions = range(base + 1, base + count + 1)
         if any(row[0] != version for row, version in zip(rows, versions, strict=True)):
             rows = sorted(rows, key=_version_first)
-        paused = count > _PAUSE_GC_WRITING_ABOVE and gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
-            events: list[FlowEvent] = list(map(object.__new__, repeat(FlowEvent, count)))
-            columns: tuple[Iterable[Any], ...] = (
+        with _collector_paused() if count > _PAUSE_GC_WRITING_ABOVE else nullcontext():
+            return _build_events(
+                count,
                 map(_row_seq, rows),
                 repeat(self.flow_id, count),
                 versions,
@@ -142,12 +140,6 @@ class AppendBatch:
                 [e.kind for e in self.events],
                 [e.event_id for e in self.events],
             )
-            for setter, column in zip(_EVENT_SLOT_SETTERS, columns, strict=True):
-                deque(map(setter, events, column), maxlen=0)
-        finally:
-            if paused:
-                gc.enable()
-        return events
 
 
 def to_flow_id(value: object) -> UUID:
@@ -190,8 +182,7 @@ def prepare_append(
 ) -> AppendBatch:
     """Validate and encode one append; raises an ``InvalidInputError`` before anything is written."""
     if type(kinds) is list and len(kinds) > _PAUSE_GC_WRITING_ABOVE and gc.isenabled():
-        gc.disable()
-        try:
+        with _collector_paused():
             return prepare_append(
                 flow_id,
                 kinds,
@@ -200,8 +191,6 @@ def prepare_append(
                 event_ids=event_ids,
                 limits=limits,
             )
-        finally:
-            gc.enable()
     fid = flow_id if type(flow_id) is UUID else to_flow_id(flow_id)
     expected = None if expected_version is None else check_expected_version(expected_version)
     if type(kinds) is not list and (isinstance(kinds, str | bytes) or not isinstance(kinds, Sequence)):
@@ -360,18 +349,37 @@ def decode_events(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
     count = len(rows)
     if count <= _DECODE_CHUNK:
         return _decode_chunk(flow_id, rows) if count else []
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        events: list[FlowEvent] = []
+    events: list[FlowEvent] = []
+    with _collector_paused() as paused:
         for start in range(0, count, _DECODE_CHUNK):
             events += _decode_chunk(flow_id, rows[start : start + _DECODE_CHUNK])
             if paused:
                 gc.collect(1)
+    return events
+
+
+@contextmanager
+def _collector_paused() -> Iterator[bool]:
+    """Pause the cyclic garbage collector's automatic runs, if it is on, for a burst of acyclic
+    allocations; yields whether it paused it (a collector the user switched off stays off)."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield paused
     finally:
         if paused:
             gc.enable()
+
+
+def _build_events(count: int, *columns: Iterable[Any]) -> list[FlowEvent]:
+    """``count`` ``FlowEvent``s from one column per slot, in slot order (seq, flow_id, flow_version,
+    ts, kind, event_id). ``FlowEvent`` is a frozen slotted dataclass with no ``__post_init__``:
+    filling its slots through their descriptors, a column at a time, builds the same objects at a
+    third of the cost of its ``__init__``."""
+    events: list[FlowEvent] = list(map(object.__new__, repeat(FlowEvent, count)))
+    for setter, column in zip(_EVENT_SLOT_SETTERS, columns, strict=True):
+        deque(map(setter, events, column), maxlen=0)
     return events
 
 
@@ -404,11 +412,8 @@ def _decode_chunk(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
         kinds = []
     if len(kinds) != count:
         kinds = [_decode_one(row) for row in rows]
-    # ``FlowEvent`` is a frozen slotted dataclass with no ``__post_init__``: filling its slots
-    # through their descriptors, a column at a time, builds the same objects at a third of the
-    # cost of its ``__init__``.
-    events: list[FlowEvent] = list(map(object.__new__, repeat(FlowEvent, count)))
-    columns = (
+    return _build_events(
+        count,
         map(_seq_of, rows),
         repeat(flow_id, count),
         map(_version_of, rows),
@@ -416,9 +421,6 @@ def _decode_chunk(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
         kinds,
         map(_event_id_of, rows),
     )
-    for setter, column in zip(_EVENT_SLOT_SETTERS, columns, strict=True):
-        deque(map(setter, events, column), maxlen=0)
-    return events
 
 
 def _decode_one(row: Any) -> FlowEventKind:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Generic, TypeVar
 
 B = TypeVar("B")
@@ -59,14 +59,7 @@ class GroupCommitStats:
     """Group statements that failed as a whole (every member then fell back)."""
 
     def snapshot(self) -> dict[str, int]:
-        return {
-            "alone": self.alone,
-            "groups": self.groups,
-            "grouped": self.grouped,
-            "largest_group": self.largest_group,
-            "fallbacks": self.fallbacks,
-            "failed_groups": self.failed_groups,
-        }
+        return asdict(self)
 
 
 @dataclass(eq=False)

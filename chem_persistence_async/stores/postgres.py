@@ -138,12 +138,7 @@ class PgEventStore(EventStoreBase):
         flow_id, count = batch.flow_id, len(events)
 
         async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
-            if batch.unpassed_outputs:
-                missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
-                batch.refuse_missing([row[0] for row in missing])
-            base = batch.expected_version
-            if base is None:
-                base = self._versions.get(flow_id)
+            base = await self._lean_base(conn, batch)
             if base is not None:
                 # The obvious case in one plain INSERT; anything else goes to the full statement,
                 # which alone decides conflicts and finds events a lost acknowledgement left stored.
@@ -170,12 +165,7 @@ class PgEventStore(EventStoreBase):
             statement, extra = sql.LEAN_APPEND_ONE, ()
 
         async def attempt(conn: asyncpg.Connection) -> FlowEvent:
-            if batch.unpassed_outputs:
-                missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
-                batch.refuse_missing([row[0] for row in missing])
-            base = batch.expected_version
-            if base is None:
-                base = self._versions.get(flow_id)
+            base = await self._lean_base(conn, batch)
             if base is not None:
                 try:
                     row = await conn.fetchrow(
@@ -189,6 +179,15 @@ class PgEventStore(EventStoreBase):
             return (await self._append_full(conn, batch))[0]
 
         return attempt
+
+    async def _lean_base(self, conn: asyncpg.Connection, batch: AppendBatch) -> int | None:
+        """Refuse outputs listed with no artifact and none stored, then the version a lean statement
+        appends after: the caller's ``expected_version``, else this store's guess (``None``: no guess)."""
+        if batch.unpassed_outputs:
+            missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
+            batch.refuse_missing([row[0] for row in missing])
+        base = batch.expected_version
+        return self._versions.get(batch.flow_id) if base is None else base
 
     async def _append_full(self, conn: asyncpg.Connection, batch: AppendBatch) -> list[FlowEvent]:
         """``APPEND``, the judge of every case the lean statements leave to it: a conflict, a
