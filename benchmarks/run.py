@@ -15,7 +15,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 
 def main() -> int:
-    from chem_persistence_async.benchmarking import cli_main
+    from chem_persistence_async._bench import cli_main
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="server URL (default: $DATABASE_URL, else embedded)")

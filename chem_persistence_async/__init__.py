@@ -1,37 +1,18 @@
 """chem-persistence-async: durable, asyncio-native PostgreSQL persistence for an event-sourced
 workflow engine. The public API, re-exported."""
 
-from chem_persistence_async.db.database import Database
-from chem_persistence_async.db.migrations import migrate
-from chem_persistence_async.db.retry import BackoffPolicy, RetryMetrics, retry_transient, transient_reason
-from chem_persistence_async.db.settings import DatabaseSettings
+from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.event_store import PgEventStore
+from chem_persistence_async.backends.postgres.migrations import migrate
+from chem_persistence_async.backends.postgres.retry import (
+    BackoffPolicy,
+    RetryMetrics,
+    retry_transient,
+    transient_reason,
+)
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
-from chem_persistence_async.domain.errors import (
-    ArtifactError,
-    ArtifactHashMismatchError,
-    ChemPersistError,
-    ConcurrencyConflict,
-    ConfigurationError,
-    CorruptEventError,
-    DatabaseClosedError,
-    DatabaseError,
-    DefinitionMismatchError,
-    EmbeddedServerError,
-    ErrorRecordMismatchError,
-    InvalidEventError,
-    InvalidExpectedVersionError,
-    InvalidFlowIdError,
-    InvalidInputError,
-    MigrationError,
-    MissingArtifactError,
-    PayloadTooLargeError,
-    PoolTimeoutError,
-    ReplayError,
-    TransientDatabaseError,
-    UnlistedArtifactError,
-    UnstorableValueError,
-)
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -54,7 +35,7 @@ from chem_persistence_async.engine.demo import (
     SplitStep,
     demo_definition,
 )
-from chem_persistence_async.engine.engine import FlowEngine, FlowNotFoundError
+from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import (
     FlowRepository,
     InMemoryFlowRepository,
@@ -71,10 +52,35 @@ from chem_persistence_async.engine.step import (
     TransientStepError,
     classify_error,
 )
+from chem_persistence_async.errors import (
+    ArtifactError,
+    ArtifactHashMismatchError,
+    ChemPersistError,
+    ConcurrencyConflict,
+    ConfigurationError,
+    CorruptEventError,
+    DatabaseClosedError,
+    DatabaseError,
+    DefinitionMismatchError,
+    EmbeddedServerError,
+    ErrorRecordMismatchError,
+    FlowNotFoundError,
+    InvalidEventError,
+    InvalidExpectedVersionError,
+    InvalidFlowIdError,
+    InvalidInputError,
+    MigrationError,
+    MissingArtifactError,
+    PayloadTooLargeError,
+    PoolTimeoutError,
+    ReplayError,
+    TransientDatabaseError,
+    UnlistedArtifactError,
+    UnstorableValueError,
+)
+from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.replay import replay
-from chem_persistence_async.stores.memory import InMemoryEventStore
-from chem_persistence_async.stores.postgres import PgEventStore
-from chem_persistence_async.stores.protocol import AsyncEventStore
+from chem_persistence_async.settings import DatabaseSettings
 
 __all__ = [
     "Artifact",

@@ -9,16 +9,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chem_persistence_async.db.database import Database
-from chem_persistence_async.db.migrations import pending_migration_ids
-from chem_persistence_async.domain.errors import ChemPersistError
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.event_store import PgEventStore
+from chem_persistence_async.backends.postgres.migrations import pending_migration_ids
 from chem_persistence_async.domain.flow import FlowInstance
+from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.engine.demo import demo_definition
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import PgFlowRepository
+from chem_persistence_async.errors import ChemPersistError
 from chem_persistence_async.replay import replay
-from chem_persistence_async.stores.batch import to_flow_id
-from chem_persistence_async.stores.postgres import PgEventStore
 
 
 def _progress(message: str) -> None:
@@ -135,7 +135,7 @@ def _instance_summary(instance: FlowInstance) -> dict[str, Any]:
 
 
 async def _bench(args: argparse.Namespace) -> int:
-    from chem_persistence_async.benchmarking import cli_main
+    from chem_persistence_async._bench import cli_main
 
     return int(await cli_main(args))
 

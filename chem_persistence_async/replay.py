@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from chem_persistence_async.domain.errors import DefinitionMismatchError, ReplayError
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -25,6 +24,7 @@ from chem_persistence_async.domain.events import (
 )
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
 
 
 class _SlotState:

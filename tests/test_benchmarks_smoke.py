@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from chem_persistence_async.benchmarking import SuiteConfig, report, run_suite
-from chem_persistence_async.benchmarking import peer as peer_module
+from chem_persistence_async._bench import SuiteConfig, report, run_suite
+from chem_persistence_async._bench import peer as peer_module
 
 EXPECTED = {
     "single_append": {"autocommit_insert", "begin_insert_commit", "group_commit_off"},

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from chem_persistence_async.domain.errors import DefinitionMismatchError, ReplayError
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -30,6 +29,7 @@ from chem_persistence_async.domain.fingerprints import (
     step_fingerprint,
 )
 from chem_persistence_async.domain.flow import FlowDefinition, StepStatus
+from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
 from chem_persistence_async.replay import replay
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from chem_persistence_async.domain.errors import UnstorableValueError
+from chem_persistence_async.errors import UnstorableValueError
 
 JsonValue = Any
 """Any value ``json`` can encode: dict, list, str, int, float, bool or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -47,3 +48,16 @@ class StepExecutionError:
     max_retries: int
     ts: datetime
     event_seq: int | None = None
+
+
+def timeline_order(errors: Iterable[StepExecutionError]) -> list[StepExecutionError]:
+    """Attempt order, then time; ties keep insertion order (``sorted`` is stable)."""
+    return sorted(errors, key=lambda e: (e.attempt_number, e.ts))
+
+
+def count_by_step_and_class(errors: Iterable[StepExecutionError]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for error in errors:
+        per_step = counts.setdefault(error.step_id, {})
+        per_step[error.error_class.value] = per_step.get(error.error_class.value, 0) + 1
+    return counts

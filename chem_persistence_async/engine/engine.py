@@ -19,12 +19,6 @@ import anyio
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
-from chem_persistence_async.domain.errors import (
-    ChemPersistError,
-    ConcurrencyConflict,
-    MissingArtifactError,
-    UnstorableValueError,
-)
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -42,6 +36,7 @@ from chem_persistence_async.domain.fingerprints import (
     step_fingerprint,
 )
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
+from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.engine.step import (
@@ -51,17 +46,18 @@ from chem_persistence_async.engine.step import (
     StepValidationError,
     classify_error,
 )
+from chem_persistence_async.errors import (
+    ConcurrencyConflict,
+    FlowNotFoundError,
+    MissingArtifactError,
+    UnstorableValueError,
+)
+from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.replay import apply_events
-from chem_persistence_async.stores.batch import to_flow_id
-from chem_persistence_async.stores.protocol import AsyncEventStore
 
 logger = logging.getLogger("chem_persistence_async.engine")
 
 _MAX_MESSAGE = 10_000
-
-
-class FlowNotFoundError(ChemPersistError, LookupError):
-    """The flow has no events."""
 
 
 class FlowEngine:

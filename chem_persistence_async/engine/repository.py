@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
-from chem_persistence_async.domain.errors import ErrorRecordMismatchError
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.errors import ErrorRecordMismatchError
+from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.replay import replay
-from chem_persistence_async.stores.batch import to_flow_id
-from chem_persistence_async.stores.protocol import AsyncEventStore
 
 
 class FlowRepository(Protocol):

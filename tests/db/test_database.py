@@ -16,7 +16,7 @@ from chem_persistence_async import (
     PgEventStore,
     StepStarted,
 )
-from chem_persistence_async.db.retry import is_lost_connection, transient_reason
+from chem_persistence_async.backends.postgres.retry import is_lost_connection, transient_reason
 
 
 async def _backends(admin: asyncpg.Connection, application_name: str) -> int:

@@ -54,7 +54,7 @@ from chem_persistence_async import (
     content_hash,
     retry_transient,
 )
-from chem_persistence_async.db.retry import is_lost_connection
+from chem_persistence_async.backends.postgres.retry import is_lost_connection
 
 # --- event builders -----------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 
 from chem_persistence_async import Database
-from chem_persistence_async.db.introspection import describe_schema
-from chem_persistence_async.db.migrations import known_migration_ids, pending_migration_ids
+from chem_persistence_async.backends.postgres.introspection import describe_schema
+from chem_persistence_async.backends.postgres.migrations import known_migration_ids, pending_migration_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = ROOT / "docs" / "schema.sql"
@@ -109,7 +109,7 @@ def test_migrations_ship_inside_the_wheel(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from chem_persistence_async.db.migrations import migrations_path as p; print(p())",
+            "from chem_persistence_async.backends.postgres.migrations import migrations_path as p; print(p())",
         ],
         cwd=tmp_path,
         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},

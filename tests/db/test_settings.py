@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from chem_persistence_async.db.settings import DatabaseSettings, redact_url, scrub
-from chem_persistence_async.domain.errors import ConfigurationError
+from chem_persistence_async.errors import ConfigurationError
+from chem_persistence_async.settings import DatabaseSettings, redact_url, scrub
 
 SECRET = "s3cr3t-Pa55"
 URL = f"postgresql://alice:{SECRET}@db.example.com:5432/chem"

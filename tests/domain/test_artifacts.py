@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.errors import UnstorableValueError
+from chem_persistence_async.errors import UnstorableValueError
 
 
 def _expected(kind: str, payload: object) -> str:

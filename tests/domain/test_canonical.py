@@ -17,7 +17,7 @@ from chem_persistence_async.domain.canonical import (
     normalize_json,
     sha256_hex,
 )
-from chem_persistence_async.domain.errors import InvalidInputError, UnstorableValueError
+from chem_persistence_async.errors import InvalidInputError, UnstorableValueError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chem_persistence_async.domain.errors import UnstorableValueError
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.errors import UnstorableValueError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

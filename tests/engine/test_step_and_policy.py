@@ -10,11 +10,6 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from chem_persistence_async.domain.errors import (
-    ConcurrencyConflict,
-    InvalidInputError,
-    UnstorableValueError,
-)
 from chem_persistence_async.domain.failures import ErrorClass
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.engine.step import (
@@ -24,6 +19,11 @@ from chem_persistence_async.engine.step import (
     StepValidationError,
     TransientStepError,
     classify_error,
+)
+from chem_persistence_async.errors import (
+    ConcurrencyConflict,
+    InvalidInputError,
+    UnstorableValueError,
 )
 
 

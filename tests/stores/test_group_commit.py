@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chem_persistence_async.stores.group_commit import FALLBACK, Fallback, GroupCommitter
+from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
 
 
 @dataclass(frozen=True)

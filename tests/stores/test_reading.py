@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import CorruptEventError, Database, PgEventStore
+from chem_persistence_async.codec.decode import decode_events
 from chem_persistence_async.domain.events import kind_to_payload
-from chem_persistence_async.stores.batch import decode_events
 from tests.factories import finished, started
 
 FLOW = uuid.UUID("00000000-0000-4000-8000-000000000001")

@@ -12,10 +12,11 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Artifact, Database, InvalidEventError, PgEventStore
+from chem_persistence_async.codec.ids import new_event_ids
+from chem_persistence_async.codec.prepare import StoreLimits, prepare_append
 from chem_persistence_async.domain.canonical import canonical_json, dumps_normalized, normalize_json
-from chem_persistence_async.domain.errors import UnstorableValueError
 from chem_persistence_async.domain.events import StepStarted
-from chem_persistence_async.stores.batch import StoreLimits, new_event_ids, prepare_append
+from chem_persistence_async.errors import UnstorableValueError
 from tests.factories import artifact, failed, finished, started
 
 

@@ -14,22 +14,21 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
+from chem_persistence_async.backends.base import EventStoreBase
+from chem_persistence_async.codec.decode import EventRow, decode_events
+from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
-from chem_persistence_async.domain.errors import (
+from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.failures import (
+    ErrorClass,
+    StepExecutionError,
+    count_by_step_and_class,
+    timeline_order,
+)
+from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
-)
-from chem_persistence_async.domain.events import FlowEvent
-from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
-from chem_persistence_async.stores.base import EventStoreBase
-from chem_persistence_async.stores.batch import (
-    AppendBatch,
-    EventRow,
-    StoreLimits,
-    count_by_step_and_class,
-    decode_events,
-    timeline_order,
-    to_flow_id,
 )
 
 

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from chem_persistence_async.benchmarking.runner import BenchmarkError, Timed
+from chem_persistence_async._bench.runner import BenchmarkError, Timed
 
 try:
     from eventsourcing.application import Application

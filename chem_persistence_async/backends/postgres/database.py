@@ -13,22 +13,22 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import asyncpg
 
-from chem_persistence_async.db.embedded import start_embedded
-from chem_persistence_async.db.migrations import migrate
-from chem_persistence_async.db.retry import (
+from chem_persistence_async.backends.postgres.embedded import start_embedded
+from chem_persistence_async.backends.postgres.migrations import migrate
+from chem_persistence_async.backends.postgres.retry import (
     BackoffPolicy,
     RetryMetrics,
     call_with_retry,
     is_lost_connection,
     transient_reason,
 )
-from chem_persistence_async.db.settings import DatabaseSettings, redact_url, scrub
-from chem_persistence_async.domain.errors import (
+from chem_persistence_async.errors import (
     DatabaseClosedError,
     DatabaseError,
     MigrationError,
     PoolTimeoutError,
 )
+from chem_persistence_async.settings import DatabaseSettings, redact_url, scrub
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from chem_persistence_async.domain.errors import EmbeddedServerError
+from chem_persistence_async.errors import EmbeddedServerError
 
 APP_NAME = "chem-persistence-async"
 

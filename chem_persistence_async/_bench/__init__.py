@@ -5,8 +5,8 @@ Run it with ``chem-persist bench [--quick]`` or ``python benchmarks/run.py [--qu
 (for one raw read baseline) are optional: the ``bench`` extra.
 """
 
-from chem_persistence_async.benchmarking.config import SuiteConfig
-from chem_persistence_async.benchmarking.runner import BenchmarkError, Progress
-from chem_persistence_async.benchmarking.suite import SuiteResult, cli_main, run_suite
+from chem_persistence_async._bench.config import SuiteConfig
+from chem_persistence_async._bench.runner import BenchmarkError, Progress
+from chem_persistence_async._bench.suite import SuiteResult, cli_main, run_suite
 
 __all__ = ["BenchmarkError", "Progress", "SuiteConfig", "SuiteResult", "cli_main", "run_suite"]

@@ -15,8 +15,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from chem_persistence_async.benchmarking.workload import ScriptAppend, ScriptOp
-from chem_persistence_async.stores import postgres_sql as sql
+from chem_persistence_async._bench.workload import ScriptAppend, ScriptOp
+from chem_persistence_async.backends.postgres.sql import events as sql
 
 EVENT_COLUMNS = ("event_id", "flow_id", "flow_version", "event_type", "payload")
 

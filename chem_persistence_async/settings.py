@@ -20,7 +20,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from chem_persistence_async.domain.errors import ConfigurationError
+from chem_persistence_async.errors import ConfigurationError
 
 
 def _env(name: str, env: str) -> Any:

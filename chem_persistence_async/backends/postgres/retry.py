@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import asyncpg
 
-from chem_persistence_async.domain.errors import ChemPersistError, PoolTimeoutError
+from chem_persistence_async.errors import ChemPersistError, PoolTimeoutError
 
 logger = logging.getLogger("chem_persistence_async.retry")
 

@@ -12,25 +12,20 @@ from uuid import UUID
 
 import asyncpg
 
-from chem_persistence_async.db.database import Database
+from chem_persistence_async.backends.base import EventStoreBase
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
+from chem_persistence_async.backends.postgres.sql import events as sql
+from chem_persistence_async.codec.decode import decode_error, decode_events
+from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
-from chem_persistence_async.domain.errors import (
+from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.failures import StepExecutionError
+from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
 )
-from chem_persistence_async.domain.events import FlowEvent
-from chem_persistence_async.domain.failures import StepExecutionError
-from chem_persistence_async.stores import postgres_sql as sql
-from chem_persistence_async.stores.base import EventStoreBase
-from chem_persistence_async.stores.batch import (
-    AppendBatch,
-    PreparedArtifact,
-    StoreLimits,
-    decode_error,
-    decode_events,
-    to_flow_id,
-)
-from chem_persistence_async.stores.group_commit import FALLBACK, Fallback, GroupCommitter
 
 _MAX_CONFLICT_ROUNDS = 100
 

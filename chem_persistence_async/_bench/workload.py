@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import sha256_hex
 from chem_persistence_async.domain.events import FlowEventKind, StepFinished, StepStarted
@@ -16,7 +17,6 @@ from chem_persistence_async.engine.demo import demo_definition
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import InMemoryFlowRepository
 from chem_persistence_async.engine.step import StepContext, StepOutput
-from chem_persistence_async.stores.memory import InMemoryEventStore
 
 READ_STEPS = 10
 

@@ -10,9 +10,9 @@ import builtins
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
+from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits, prepare_append
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
-from chem_persistence_async.stores.batch import AppendBatch, StoreLimits, prepare_append
 
 
 class EventStoreBase:

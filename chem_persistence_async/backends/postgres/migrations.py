@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio.to_thread
 import asyncpg
 
-from chem_persistence_async.db.settings import scrub
-from chem_persistence_async.domain.errors import MigrationError
+from chem_persistence_async.errors import MigrationError
+from chem_persistence_async.settings import scrub
 
 MIGRATION_LOCK_KEY = 0x6368656D5F6D6967  # "chem_mig"
 
@@ -26,7 +26,7 @@ def migrations_path() -> Path:
     packaged = resources.files("chem_persistence_async") / "_migrations"
     if packaged.is_dir():
         return Path(str(packaged))
-    source = Path(__file__).resolve().parents[2] / "migrations"
+    source = Path(__file__).resolve().parents[3] / "migrations"
     if source.is_dir():
         return source
     raise MigrationError("the migrations directory is missing from this installation")

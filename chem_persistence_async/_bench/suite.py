@@ -18,17 +18,17 @@ from uuid import UUID, uuid4
 import anyio.to_thread
 import asyncpg
 
-from chem_persistence_async.benchmarking import peer as peer_module
-from chem_persistence_async.benchmarking import report
-from chem_persistence_async.benchmarking import workload as wl
-from chem_persistence_async.benchmarking.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
-from chem_persistence_async.benchmarking.config import SuiteConfig
-from chem_persistence_async.benchmarking.rss import measure_in_subprocess
-from chem_persistence_async.benchmarking.runner import BenchmarkError, Progress, run_rounds, summarise
-from chem_persistence_async.db.database import Database
-from chem_persistence_async.db.embedded import start_embedded
-from chem_persistence_async.db.settings import DatabaseSettings, redact_url
+from chem_persistence_async._bench import peer as peer_module
+from chem_persistence_async._bench import report
+from chem_persistence_async._bench import workload as wl
+from chem_persistence_async._bench.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
+from chem_persistence_async._bench.config import SuiteConfig
+from chem_persistence_async._bench.rss import measure_in_subprocess
+from chem_persistence_async._bench.runner import BenchmarkError, Progress, run_rounds, summarise
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.embedded import start_embedded
 from chem_persistence_async.domain.flow import FlowDefinition
+from chem_persistence_async.settings import DatabaseSettings, redact_url
 
 DEFAULT_OUTPUT = Path("benchmarks") / "results"
 
@@ -170,7 +170,7 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         read_flow = uuid4()
         await wl.seed_flow(conn, read_flow, cfg.read_events, definition, progress=progress.note)
         await conn.execute("VACUUM ANALYZE event_log")
-        from chem_persistence_async.stores.postgres import PgEventStore
+        from chem_persistence_async.backends.postgres.event_store import PgEventStore
 
         store = PgEventStore(db)
         ctx = Context(

@@ -1,6 +1,6 @@
 """Peak resident memory of reading one flow, measured in a fresh subprocess.
 
-``python -m chem_persistence_async.benchmarking.rss FLOW_ID {stream,list} BATCH_SIZE`` with the
+``python -m chem_persistence_async._bench.rss FLOW_ID {stream,list} BATCH_SIZE`` with the
 database URL in ``CHEM_BENCH_URL``; prints one JSON object. A subprocess of its own, so that the
 peak (``ru_maxrss``) belongs to this read alone and not to the rest of the suite.
 """
@@ -59,8 +59,8 @@ def current_rss_bytes() -> int:
 
 
 async def _measure(url: str, flow_id: UUID, mode: str, batch_size: int) -> dict[str, Any]:
-    from chem_persistence_async.db.database import Database
-    from chem_persistence_async.stores.postgres import PgEventStore
+    from chem_persistence_async.backends.postgres.database import Database
+    from chem_persistence_async.backends.postgres.event_store import PgEventStore
 
     db = await Database.open(url, min_connections=1, max_connections=2, auto_migrate=False)
     try:
@@ -112,7 +112,7 @@ async def measure_in_subprocess(url: str, flow_id: UUID, mode: str, batch_size: 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "chem_persistence_async.benchmarking.rss",
+        "chem_persistence_async._bench.rss",
         str(flow_id),
         mode,
         str(batch_size),

@@ -12,19 +12,19 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from chem_persistence_async.benchmarking import raw
-from chem_persistence_async.benchmarking import workload as wl
-from chem_persistence_async.benchmarking.config import SuiteConfig
-from chem_persistence_async.benchmarking.peer import Peer
-from chem_persistence_async.benchmarking.runner import BenchmarkError, Case, Timed, Variant
-from chem_persistence_async.db.database import Database
+from chem_persistence_async._bench import raw
+from chem_persistence_async._bench import workload as wl
+from chem_persistence_async._bench.config import SuiteConfig
+from chem_persistence_async._bench.peer import Peer
+from chem_persistence_async._bench.runner import BenchmarkError, Case, Timed, Variant
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.domain.events import FlowEventKind
 from chem_persistence_async.domain.flow import FlowDefinition
 from chem_persistence_async.engine.demo import demo_definition
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import PgFlowRepository
 from chem_persistence_async.replay import replay
-from chem_persistence_async.stores.postgres import PgEventStore
 
 
 @dataclass

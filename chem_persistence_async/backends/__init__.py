@@ -1,0 +1,1 @@
+"""The backends: each implements the ports on one kind of storage (memory, PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Every SQL statement the PostgreSQL backend sends, by subject, parameterised."""

@@ -1,0 +1,107 @@
+"""Decoding stored rows into events and error records, the same way on every backend."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from chem_persistence_async.codec.fast import build_events, collector_paused
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind, kind_from_json, kinds_from_json
+from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
+from chem_persistence_async.errors import CorruptEventError
+
+EventRow = tuple[int, UUID, int, datetime, bytes]
+"""``(seq, event_id, flow_version, ts, payload)`` as both backends keep it."""
+
+
+def decode_events(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
+    """Decode stored rows (``EventRow`` shaped), ``_DECODE_CHUNK`` rows per validator call; name the
+    seq of a bad row.
+
+    More rows than one chunk are decoded with the cyclic garbage collector's automatic runs paused.
+    Each event allocates three tracked objects (the event, its kind, the kind's set of fields) and
+    no cycle, yet the heap a large batch grows sets off full collections, each over the whole heap,
+    that cost more than the decoding itself (100,000 events: 5.2 µs per event with them, 2.1
+    without). The two young generations are still collected after each chunk, the work the
+    collector does on any new objects (left for later, it would be one cold pass over all of them);
+    only the full collection they make due is left for later, once, as after any burst of allocation.
+    """
+    count = len(rows)
+    if count <= _DECODE_CHUNK:
+        return _decode_chunk(flow_id, rows) if count else []
+    events: list[FlowEvent] = []
+    with collector_paused() as paused:
+        for start in range(0, count, _DECODE_CHUNK):
+            events += _decode_chunk(flow_id, rows[start : start + _DECODE_CHUNK])
+            if paused:
+                gc.collect(1)
+    return events
+
+
+_DECODE_CHUNK = 1000
+"""Rows per validator call: one call per row is several times slower, and one call for 100,000
+rows is slower than chunks whose JSON and objects stay in the CPU caches."""
+
+_payload_of = itemgetter(4)
+_seq_of = itemgetter(0)
+_event_id_of = itemgetter(1)
+_version_of = itemgetter(2)
+_ts_of = itemgetter(3)
+
+
+def _decode_chunk(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
+    """Up to ``_DECODE_CHUNK`` rows in one validator call; row by row when that fails, so that the
+    error names the first bad row."""
+    count = len(rows)
+    try:
+        kinds = kinds_from_json(list(map(_payload_of, rows)))
+    except ValueError:  # a ValidationError, or bytes that are not JSON
+        kinds = []
+    if len(kinds) != count:
+        kinds = [_decode_one(row) for row in rows]
+    return build_events(
+        count,
+        map(_seq_of, rows),
+        repeat(flow_id, count),
+        map(_version_of, rows),
+        map(_ts_of, rows),
+        kinds,
+        map(_event_id_of, rows),
+    )
+
+
+def _decode_one(row: Any) -> FlowEventKind:
+    try:
+        return kind_from_json(row[4])
+    except (ValidationError, ValueError) as exc:
+        first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise CorruptEventError(row[0], first) from None
+
+
+ErrorRecordRow = tuple[UUID, str, int, str, str | None, bytes | None, int, int, datetime, int | None]
+"""``(flow_id, step_id, attempt_number, error_class, error_message, details, retry_count,
+max_retries, ts, event_seq)``."""
+
+
+def decode_error(row: Any) -> StepExecutionError:
+    details = row[5]
+    return StepExecutionError(
+        flow_id=row[0],
+        step_id=row[1],
+        attempt_number=row[2],
+        error_class=ErrorClass(row[3]),
+        error_message=row[4],
+        details=None if details is None else json.loads(details),
+        retry_count=row[6],
+        max_retries=row[7],
+        ts=row[8],
+        event_seq=row[9],
+    )

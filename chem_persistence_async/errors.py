@@ -1,0 +1,221 @@
+"""Every exception the library raises on purpose, in one hierarchy: catch ``ChemPersistError`` to
+catch them all.
+
+Input errors also derive from the matching builtin (``ValueError``, ``TypeError``, ``LookupError``)
+so that code which already catches those keeps working. Exceptions a *step* raises to say how it
+failed (``TransientStepError`` and friends) are the user's, not the library's: they live with the
+step protocol in ``engine.step``.
+
+::
+
+    ChemPersistError
+    ├── InvalidInputError (ValueError)            bad input; nothing was written
+    │   ├── InvalidFlowIdError                    a flow id that is not a UUID
+    │   ├── InvalidEventError (TypeError)         not a valid FlowEventKind
+    │   ├── UnstorableValueError                  JSON that PostgreSQL cannot store faithfully
+    │   │   └── JsonNestingError                  JSON nested deeper than MAX_JSON_DEPTH
+    │   ├── ValueOutOfRangeError                  an int outside its column's range
+    │   ├── PayloadTooLargeError                  over max_payload_bytes
+    │   ├── InvalidExpectedVersionError           a negative or non-int expected_version
+    │   ├── ArtifactError                         an artifact that does not fit its event
+    │   │   ├── ArtifactHashMismatchError
+    │   │   ├── UnlistedArtifactError
+    │   │   └── MissingArtifactError
+    │   └── DefinitionError                       a FlowDefinition or step that cannot run
+    ├── ConcurrencyConflict                       expected_version was not the flow's version
+    ├── FlowNotFoundError (LookupError)           a flow with no events
+    ├── StepInProgressError                       another engine's attempt holds the step's lease
+    ├── CorruptEventError                         a stored row no longer decodes
+    ├── ReplayError                               events that are not a run of the definition
+    │   ├── DefinitionMismatchError               the flow was started with another definition
+    │   └── ErrorRecordMismatchError              error rows disagree with the StepFailed events
+    └── DatabaseError                             the database layer failed (``sqlstate`` when known)
+        ├── ConfigurationError (ValueError)       settings that cannot work
+        ├── DatabaseClosedError                   use after close
+        ├── PoolTimeoutError (TimeoutError)       no free connection within the acquire timeout
+        ├── MigrationError                        applying the schema failed
+        ├── EmbeddedServerError                   the embedded PostgreSQL could not start
+        ├── TransactionError                      a unit of work used wrongly, or left unusable
+        ├── ConstraintViolationError              the database refused a write the library did not expect
+        └── TransientDatabaseError                a transient failure outlived every retry
+
+Driver errors never escape a store or ``Database.run``: they become a ``DatabaseError`` chained to
+the driver's exception (``__cause__``), its SQLSTATE kept as ``.sqlstate`` so a caller can still
+tell a serialization failure (``40001``) from a lost connection (``08006``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+
+class ChemPersistError(Exception):
+    """Root of every exception this package raises on purpose."""
+
+
+# --- bad input: nothing was written -------------------------------------------------------------
+
+
+class InvalidInputError(ChemPersistError, ValueError):
+    """The caller passed something the library will not write. Nothing was written."""
+
+
+class InvalidFlowIdError(InvalidInputError):
+    """A flow id that is not a UUID."""
+
+
+class InvalidEventError(InvalidInputError, TypeError):
+    """Something that is not a valid ``FlowEventKind``."""
+
+
+class UnstorableValueError(InvalidInputError):
+    """A JSON value PostgreSQL cannot store faithfully (``\\u0000``, NaN, infinities, lone surrogates,
+    integers too long to print)."""
+
+
+class JsonNestingError(UnstorableValueError):
+    """A JSON value nested deeper than ``MAX_JSON_DEPTH`` levels."""
+
+
+class ValueOutOfRangeError(InvalidInputError):
+    """An integer outside the range its column holds (``INT``: -2**31 .. 2**31 - 1)."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A payload over the configured size limit."""
+
+
+class InvalidExpectedVersionError(InvalidInputError):
+    """A negative or non-integer ``expected_version``."""
+
+
+class ArtifactError(InvalidInputError):
+    """An artifact does not fit the event it is written with."""
+
+
+class ArtifactHashMismatchError(ArtifactError):
+    """An artifact whose hash is not the hash of its content."""
+
+
+class UnlistedArtifactError(ArtifactError):
+    """An artifact passed with an event that does not list it in ``outputs``."""
+
+
+class MissingArtifactError(ArtifactError):
+    """An ``outputs`` hash with no artifact passed and none already stored."""
+
+
+class DefinitionError(InvalidInputError):
+    """A flow definition or one of its steps that cannot run (caught when the definition is built)."""
+
+
+# --- concurrency and flows -----------------------------------------------------------------------
+
+
+class ConcurrencyConflict(ChemPersistError):
+    """The flow's last version was not the one the caller expected. Nothing was written."""
+
+    def __init__(self, flow_id: UUID, expected_version: int | None, actual_version: int | None) -> None:
+        self.flow_id = flow_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(f"flow {flow_id}: expected version {expected_version}, found {actual_version}")
+
+
+class FlowNotFoundError(ChemPersistError, LookupError):
+    """The flow has no events."""
+
+
+class StepInProgressError(ChemPersistError):
+    """Another engine started the step's current attempt and its lease has not run out yet."""
+
+    def __init__(self, flow_id: UUID, step_id: str, attempt: int, lease_until: datetime) -> None:
+        self.flow_id = flow_id
+        self.step_id = step_id
+        self.attempt = attempt
+        self.lease_until = lease_until
+        super().__init__(
+            f"flow {flow_id}: step {step_id!r} attempt {attempt} is in progress elsewhere "
+            f"until {lease_until.isoformat()}"
+        )
+
+
+# --- stored data ---------------------------------------------------------------------------------
+
+
+class CorruptEventError(ChemPersistError):
+    """A stored row no longer decodes into a ``FlowEventKind``."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq = seq
+        super().__init__(f"event_log row seq={seq} does not decode: {reason}")
+
+
+class ReplayError(ChemPersistError):
+    """The events of a flow do not describe a valid run of the given definition."""
+
+
+class DefinitionMismatchError(ReplayError):
+    """The flow was started with another definition (name or hash differ)."""
+
+
+class ErrorRecordMismatchError(ReplayError):
+    """The ``step_execution_errors`` rows disagree with the ``StepFailed`` events of the flow."""
+
+
+# --- the database layer --------------------------------------------------------------------------
+
+
+class DatabaseError(ChemPersistError):
+    """A failure of the database layer. ``sqlstate`` is the server's code when there was one."""
+
+    sqlstate: str | None = None
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        if sqlstate is not None:
+            self.sqlstate = sqlstate
+
+
+class ConfigurationError(DatabaseError, ValueError):
+    """Settings that cannot work; the message names every bad setting (never a password)."""
+
+
+class DatabaseClosedError(DatabaseError):
+    """The ``Database`` (or its pool) is closed."""
+
+
+class PoolTimeoutError(DatabaseError, TimeoutError):
+    """No connection became free within the acquire timeout."""
+
+
+class MigrationError(DatabaseError):
+    """Applying the schema migrations failed."""
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server could not be started."""
+
+
+class TransactionError(DatabaseError):
+    """A unit of work was used outside its ``async with``, on another backend, or after a failed
+    statement left it unable to commit."""
+
+
+class ConstraintViolationError(DatabaseError):
+    """The database refused a write for a constraint the library did not expect to meet
+    (``constraint`` names it): usually rows changed behind the library's back."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, constraint: str | None = None) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        self.constraint = constraint
+
+
+class TransientDatabaseError(DatabaseError):
+    """A transient failure (serialization failure, deadlock, lost connection...) that was still
+    failing after every retry. ``reason`` is the classification, ``sqlstate`` the server's code."""
+
+    def __init__(self, message: str, *, reason: str, sqlstate: str | None = None) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        self.reason = reason

@@ -1,1 +1,0 @@
-"""Event stores: the contract, the in-memory reference and the PostgreSQL backend."""
