@@ -2,6 +2,7 @@
 workflow engine. The public API, re-exported."""
 
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
+from chem_persistence_async.backends.memory.transaction import MemoryTransaction
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.migrations import migrate
@@ -11,6 +12,7 @@ from chem_persistence_async.backends.postgres.retry import (
     retry_transient,
     transient_reason,
 )
+from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
 from chem_persistence_async.domain.events import (
@@ -58,9 +60,11 @@ from chem_persistence_async.errors import (
     ChemPersistError,
     ConcurrencyConflict,
     ConfigurationError,
+    ConstraintViolationError,
     CorruptEventError,
     DatabaseClosedError,
     DatabaseError,
+    DefinitionError,
     DefinitionMismatchError,
     EmbeddedServerError,
     ErrorRecordMismatchError,
@@ -69,16 +73,21 @@ from chem_persistence_async.errors import (
     InvalidExpectedVersionError,
     InvalidFlowIdError,
     InvalidInputError,
+    JsonNestingError,
     MigrationError,
     MissingArtifactError,
     PayloadTooLargeError,
     PoolTimeoutError,
     ReplayError,
+    StepInProgressError,
+    TransactionError,
     TransientDatabaseError,
     UnlistedArtifactError,
     UnstorableValueError,
+    ValueOutOfRangeError,
 )
-from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import replay
 from chem_persistence_async.settings import DatabaseSettings
 
@@ -91,11 +100,13 @@ __all__ = [
     "ChemPersistError",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "ConstraintViolationError",
     "CorruptEventError",
     "Database",
     "DatabaseClosedError",
     "DatabaseError",
     "DatabaseSettings",
+    "DefinitionError",
     "DefinitionMismatchError",
     "EmbeddedServerError",
     "ErrorClass",
@@ -108,6 +119,7 @@ __all__ = [
     "FlowInitialized",
     "FlowInstance",
     "FlowNotFoundError",
+    "FlowRecord",
     "FlowRepository",
     "ForwardStep",
     "InMemoryEventStore",
@@ -116,12 +128,15 @@ __all__ = [
     "InvalidExpectedVersionError",
     "InvalidFlowIdError",
     "InvalidInputError",
+    "JsonNestingError",
+    "MemoryTransaction",
     "MigrationError",
     "MissingArtifactError",
     "PayloadTooLargeError",
     "PermanentStepError",
     "PgEventStore",
     "PgFlowRepository",
+    "PgTransaction",
     "PoolTimeoutError",
     "PrintAndCountStep",
     "PropertyPreferenceAssigned",
@@ -138,16 +153,20 @@ __all__ = [
     "StepExecutionError",
     "StepFailed",
     "StepFinished",
+    "StepInProgressError",
     "StepOutput",
     "StepSignal",
     "StepSlot",
     "StepStarted",
     "StepStatus",
     "StepValidationError",
+    "Transaction",
+    "TransactionError",
     "TransientDatabaseError",
     "TransientStepError",
     "UnlistedArtifactError",
     "UnstorableValueError",
+    "ValueOutOfRangeError",
     "artifact_hash",
     "canonical_json",
     "classify_error",

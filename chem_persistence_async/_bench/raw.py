@@ -46,9 +46,9 @@ FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS a(h, k, p)
 ON CONFLICT (artifact_hash) DO NOTHING
 """
 
-LIST_EVENTS = sql.LIST_EVENTS
-LIST_EVENTS_AFTER = sql.LIST_EVENTS_AFTER
-LIST_ERRORS = sql.LIST_ERRORS
+LIST_EVENTS = sql.LIST_EVENTS.text
+LIST_EVENTS_AFTER = sql.LIST_EVENTS_AFTER.text
+LIST_ERRORS = sql.LIST_ERRORS.text
 
 
 def optional_loads(module: str) -> Callable[[str | bytes], Any] | None:

@@ -1,7 +1,7 @@
 """The half of an event store that does not depend on the backend: the public append methods.
 
-Both backends validate and encode through ``prepare_append`` here, then hand one ``AppendBatch``
-to their own ``_write``; so what is refused, and how, cannot differ between them.
+Every backend validates and encodes through ``prepare_append`` here, then hands one ``AppendBatch``
+to its own ``_write``; so what is refused, and how, cannot differ between them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from uuid import UUID
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits, prepare_append
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.ports.unit_of_work import Transaction
 
 
 class EventStoreBase:
@@ -26,6 +27,7 @@ class EventStoreBase:
         artifacts: Iterable[Artifact] = (),
         expected_version: int | None = None,
         event_id: UUID | None = None,
+        tx: Transaction | None = None,
     ) -> FlowEvent:
         """Append one event (with the artifacts its ``StepFinished`` lists) in one transaction."""
         batch = prepare_append(
@@ -36,7 +38,7 @@ class EventStoreBase:
             event_ids=None if event_id is None else [event_id],
             limits=self._limits,
         )
-        return (await self._write(batch))[0]
+        return (await self._write(batch, tx))[0]
 
     async def append_many(
         self,
@@ -46,6 +48,7 @@ class EventStoreBase:
         artifacts: Iterable[Artifact] = (),
         expected_version: int | None = None,
         event_ids: Sequence[UUID] | None = None,
+        tx: Transaction | None = None,
     ) -> builtins.list[FlowEvent]:
         """Append several events to one flow, all or none, with consecutive versions."""
         batch = prepare_append(
@@ -58,7 +61,7 @@ class EventStoreBase:
         )
         if not batch.events:
             return []
-        return await self._write(batch)
+        return await self._write(batch, tx)
 
-    async def _write(self, batch: AppendBatch) -> builtins.list[FlowEvent]:
+    async def _write(self, batch: AppendBatch, tx: Transaction | None) -> builtins.list[FlowEvent]:
         raise NotImplementedError

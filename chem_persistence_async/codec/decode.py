@@ -105,3 +105,23 @@ def decode_error(row: Any) -> StepExecutionError:
         ts=row[8],
         event_seq=row[9],
     )
+
+
+def decode_error_json(flow_id: UUID, data: bytes) -> list[StepExecutionError]:
+    """Error rows aggregated by the database as one JSON array of ``[step_id, attempt_number,
+    error_class, error_message, details, retry_count, max_retries, ts, event_seq]`` arrays."""
+    return [
+        StepExecutionError(
+            flow_id=flow_id,
+            step_id=row[0],
+            attempt_number=row[1],
+            error_class=ErrorClass(row[2]),
+            error_message=row[3],
+            details=row[4],
+            retry_count=row[5],
+            max_retries=row[6],
+            ts=datetime.fromisoformat(row[7]),
+            event_seq=row[8],
+        )
+        for row in json.loads(data)
+    ]

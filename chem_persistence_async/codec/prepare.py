@@ -89,6 +89,11 @@ class AppendBatch:
     """Output hashes listed with no artifact passed: they must be stored already."""
     expected_version: int | None
 
+    @property
+    def has_errors(self) -> bool:
+        """Whether any event is a ``StepFailed`` (each writes a ``step_execution_errors`` row)."""
+        return any(event.error is not None for event in self.events)
+
     def refuse_missing(self, missing: Sequence[str]) -> None:
         """Raise if any output listed with no artifact passed is not stored either."""
         if missing:

@@ -37,7 +37,7 @@ from chem_persistence_async.domain.fingerprints import (
 )
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.engine.repository import FlowRepository
+from chem_persistence_async.engine.repository import FlowLoader
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.engine.step import (
     Step,
@@ -66,7 +66,7 @@ class FlowEngine:
     def __init__(
         self,
         store: AsyncEventStore,
-        repository: FlowRepository,
+        repository: FlowLoader,
         definition: FlowDefinition,
         *,
         retry_policy: RetryPolicy | None = None,

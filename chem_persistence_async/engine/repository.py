@@ -1,4 +1,11 @@
-"""Repositories: load a flow from a store and replay it. Both use the one ``replay`` function."""
+"""The repository: load a flow from any store and replay it with the one ``replay`` function.
+
+``FlowRepository`` reads the flow's events and its ``step_execution_errors`` rows in one snapshot
+(``store.read_flow``) and checks one against the other: the rows are written in the same statement
+as their ``StepFailed`` events, so any difference means the database was changed behind the
+library's back, and that is raised, never ignored. ``PgFlowRepository`` and
+``InMemoryFlowRepository`` are names for it kept from before every store could read both at once.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +17,38 @@ from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.errors import ErrorRecordMismatchError
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import replay
 
 
-class FlowRepository(Protocol):
+class FlowLoader(Protocol):
+    """What the engine needs of a repository."""
+
     async def load(
-        self, store: AsyncEventStore, flow_id: UUID | str, definition: FlowDefinition
+        self,
+        store: AsyncEventStore,
+        flow_id: UUID | str,
+        definition: FlowDefinition,
+        *,
+        tx: Transaction | None = None,
     ) -> FlowInstance: ...
 
 
-class InMemoryFlowRepository:
-    """Replays the flow's events; nothing else."""
+class FlowRepository:
+    """Replays a flow read from any store, checking its error rows against its events."""
 
     async def load(
-        self, store: AsyncEventStore, flow_id: UUID | str, definition: FlowDefinition
+        self,
+        store: AsyncEventStore,
+        flow_id: UUID | str,
+        definition: FlowDefinition,
+        *,
+        tx: Transaction | None = None,
     ) -> FlowInstance:
         fid = to_flow_id(flow_id)
-        return replay(fid, await store.list(fid), definition)
-
-
-class PgFlowRepository:
-    """Replays the flow's events and checks the ``step_execution_errors`` rows against them.
-
-    The rows are written in the same statement as their ``StepFailed`` events, so any difference
-    means the database was changed behind the library's back: that is raised, never ignored.
-    """
-
-    async def load(
-        self, store: AsyncEventStore, flow_id: UUID | str, definition: FlowDefinition
-    ) -> FlowInstance:
-        fid = to_flow_id(flow_id)
-        instance = replay(fid, await store.list(fid), definition)
-        rows: tuple[StepExecutionError, ...] = tuple(await store.list_errors(fid))
+        record = await store.read_flow(fid, tx=tx)
+        instance = replay(fid, record.events, definition)
+        rows: tuple[StepExecutionError, ...] = tuple(record.errors)
         from_events = instance.errors
         if rows != from_events:
             raise ErrorRecordMismatchError(
@@ -49,6 +56,10 @@ class PgFlowRepository:
                 f"{len(from_events)} stepfailed events" + _first_difference(rows, from_events)
             )
         return instance
+
+
+PgFlowRepository = FlowRepository
+InMemoryFlowRepository = FlowRepository
 
 
 def _first_difference(rows: tuple[object, ...], events: tuple[object, ...]) -> str:

@@ -51,6 +51,7 @@ from chem_persistence_async import (
     StepFinished,
     StepOutput,
     StepStarted,
+    TransientDatabaseError,
     content_hash,
     retry_transient,
 )
@@ -472,6 +473,12 @@ def _data_rows(messages: list[tuple[bytes, bytes]]) -> Iterator[list[bytes | Non
         yield columns
 
 
+def _withheld_seq(columns: list[bytes | None]) -> int:
+    raw = columns[1]
+    assert raw is not None
+    return int.from_bytes(raw, "big") if len(raw) == 8 else int(raw.decode())
+
+
 def _withheld_event_id(columns: list[bytes | None]) -> uuid.UUID:
     raw = columns[0]
     assert raw is not None
@@ -504,9 +511,8 @@ async def test_lost_commit_acknowledgement_is_retried_without_duplicates(
             failed_batch = await store.append_many(flow, [_failed(3), _retry(3)])
             ledger.record(failed_batch)
             assert proxy.cuts == 2
-            assert [_withheld_event_id(row) for row in proxy.withheld_rows[1:]] == [
-                e.event_id for e in failed_batch
-            ]
+            # (a batch's answer names its events by seq: the ids are the caller's already)
+            assert [_withheld_seq(row) for row in proxy.withheld_rows[1:]] == [e.seq for e in failed_batch]
 
             proxy.arm()
             failed_alone = await store.append_kind(flow, _failed(4))
@@ -854,8 +860,10 @@ async def test_server_statement_timeout_is_retried(db: Database) -> None:
             await c.execute("SET LOCAL statement_timeout = '50ms'")
             await c.execute("SELECT pg_sleep(30)")
 
-    with pytest.raises(asyncpg.QueryCanceledError, match="statement timeout"):
+    with pytest.raises(TransientDatabaseError, match="statement timeout") as exhausted:
         await always_slow()
+    assert exhausted.value.sqlstate == "57014"
+    assert isinstance(exhausted.value.__cause__, asyncpg.QueryCanceledError)
     assert metrics.snapshot()["exhausted"] == {"57014": 1}
     assert metrics.snapshot()["retries"] == {"57014": 3}
     async with db.acquire() as c:  # the pool is healthy afterwards
@@ -881,8 +889,10 @@ async def test_client_command_timeout_is_retried(db_url: str) -> None:
         async def always_slow(c: asyncpg.Connection) -> None:
             await c.execute("SELECT pg_sleep(30)")
 
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TransientDatabaseError) as exhausted:
             await db.run(always_slow, operation="always_slow")
+        assert exhausted.value.reason == "timeout"
+        assert isinstance(exhausted.value.__cause__, TimeoutError)
         assert db.metrics.snapshot()["exhausted"] == {"timeout": 1}
         store = PgEventStore(db)
         flow = uuid.uuid4()

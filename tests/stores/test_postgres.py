@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import pytest
 
-from chem_persistence_async import Database, ErrorClass, PgEventStore
+from chem_persistence_async import Database, DatabaseError, ErrorClass, PgEventStore
 from tests.factories import artifact, failed, finished, started
 
 _INSERT = (
@@ -123,8 +123,10 @@ async def test_a_failing_artifact_insert_leaves_neither_event_nor_artifacts(
     store = PgEventStore(db)
     flow = uuid.uuid4()
     a, b = artifact(1), artifact(2)
-    with pytest.raises(asyncpg.RaiseError, match="injected failure"):
+    with pytest.raises(DatabaseError, match="injected failure") as refused:
         await store.append_kind(flow, finished(outputs=(a.hash, b.hash)), artifacts=[a, b])
+    assert refused.value.sqlstate == "P0001"
+    assert isinstance(refused.value.__cause__, asyncpg.RaiseError)
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 0
     assert await conn.fetchval("SELECT count(*) FROM workflow_step_artifacts") == 0
     assert await store.list(flow) == []
@@ -136,7 +138,7 @@ async def test_a_failing_error_row_insert_leaves_no_step_failed(
     await _fail_inserts_into(conn, "step_execution_errors")
     store = PgEventStore(db)
     flow = uuid.uuid4()
-    with pytest.raises(asyncpg.RaiseError, match="injected failure"):
+    with pytest.raises(DatabaseError, match="injected failure"):
         await store.append_many(flow, [started(), failed()])
     assert await conn.fetchval("SELECT count(*) FROM event_log") == 0
 

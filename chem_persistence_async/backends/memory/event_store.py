@@ -3,18 +3,26 @@
 It keeps the same encoded payloads the PostgreSQL store keeps and decodes them the same way, so
 what PostgreSQL's JSONB would change is changed here too, and the two stay observably identical.
 Every method finishes its state change without awaiting in between, so concurrent tasks see each
-append as atomic, as they would a PostgreSQL transaction.
+append as atomic, as they would a PostgreSQL transaction; inside a unit of work (``tx=``) each
+append records how to undo itself.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
+from typing import TypeVar
 from uuid import UUID
 
 from chem_persistence_async.backends.base import EventStoreBase
+from chem_persistence_async.backends.memory.transaction import (
+    memory_transaction,
+    memory_tx,
+    run_in_memory_transaction,
+)
 from chem_persistence_async.codec.decode import EventRow, decode_events
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
@@ -26,10 +34,11 @@ from chem_persistence_async.domain.failures import (
     timeline_order,
 )
 from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.errors import (
-    ConcurrencyConflict,
-    InvalidInputError,
-)
+from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
+from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.unit_of_work import Transaction
+
+T = TypeVar("T")
 
 
 class InMemoryEventStore(EventStoreBase):
@@ -46,32 +55,42 @@ class InMemoryEventStore(EventStoreBase):
         self._artifacts: dict[str, tuple[Artifact, int]] = {}
         self._errors: list[StepExecutionError] = []
 
-    async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work over in-memory stores (shared by all of them: see ``MemoryTransaction``)."""
+        return memory_transaction()
+
+    async def run_in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        return await run_in_memory_transaction(fn)
+
+    async def _write(self, batch: AppendBatch, tx: Transaction | None) -> list[FlowEvent]:
+        journal = memory_tx(tx)
         batch.refuse_missing([h for h in batch.unpassed_outputs if h not in self._artifacts])
         known = [self._by_event_id[e.event_id] for e in batch.events if e.event_id in self._by_event_id]
         if known:
             return self._replayed_append(batch, known)
 
-        rows = self._flows.get(batch.flow_id, [])
+        fid = batch.flow_id
+        rows = self._flows.get(fid, [])
         current = rows[-1][2] if rows else 0
         if batch.expected_version is not None and batch.expected_version != current:
-            raise ConcurrencyConflict(batch.flow_id, batch.expected_version, current)
+            raise ConcurrencyConflict(fid, batch.expected_version, current)
 
         ts = datetime.now(UTC)
         stored: list[tuple[UUID, int, int, datetime]] = []
         seq_of_ordinal: dict[int, int] = {}
+        errors_before, new_hashes = len(self._errors), []
         for ordinal, event in enumerate(batch.events, start=1):
             self._seq += 1
             version = current + ordinal
             rows.append((self._seq, event.event_id, version, ts, event.payload))
-            self._by_event_id[event.event_id] = (batch.flow_id, len(rows) - 1)
+            self._by_event_id[event.event_id] = (fid, len(rows) - 1)
             seq_of_ordinal[ordinal] = self._seq
             stored.append((event.event_id, self._seq, version, ts))
             if event.error is not None:
                 err = event.error
                 self._errors.append(
                     StepExecutionError(
-                        flow_id=batch.flow_id,
+                        flow_id=fid,
                         step_id=err.step_id,
                         attempt_number=err.attempt_number,
                         error_class=ErrorClass(err.error_class),
@@ -83,7 +102,7 @@ class InMemoryEventStore(EventStoreBase):
                         event_seq=self._seq,
                     )
                 )
-        self._flows[batch.flow_id] = rows
+        self._flows[fid] = rows
         for prepared in batch.artifacts:
             if prepared.artifact.hash not in self._artifacts:
                 stored_artifact = Artifact(
@@ -93,16 +112,38 @@ class InMemoryEventStore(EventStoreBase):
                     metadata=None if prepared.metadata is None else json.loads(prepared.metadata),
                 )
                 self._artifacts[prepared.artifact.hash] = (stored_artifact, seq_of_ordinal[prepared.ordinal])
+                new_hashes.append(prepared.artifact.hash)
+        if journal is not None:
+            journal.record_undo(lambda: self._undo_append(batch, current, errors_before, new_hashes))
         return batch.events_for(stored)
+
+    def _undo_append(self, batch: AppendBatch, base: int, errors_before: int, hashes: list[str]) -> None:
+        """Take back one append made inside a unit of work that rolled back. The sequence is not
+        rewound (a PostgreSQL sequence is not either): a rolled-back append leaves a gap in ``seq``."""
+        rows = self._flows[batch.flow_id]
+        del rows[base:]
+        if not rows:
+            del self._flows[batch.flow_id]
+        for event in batch.events:
+            self._by_event_id.pop(event.event_id, None)
+        del self._errors[errors_before:]
+        for h in hashes:
+            self._artifacts.pop(h, None)
 
     def _replayed_append(self, batch: AppendBatch, known: list[tuple[UUID, int]]) -> list[FlowEvent]:
         batch.refuse_reused_ids([fid for fid, _ in known])
         rows = self._flows[batch.flow_id]
         return batch.events_for((rows[i][1], rows[i][0], rows[i][2], rows[i][3]) for _, i in known)
 
-    async def list(self, flow_id: UUID | str) -> builtins.list[FlowEvent]:
+    async def list(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> builtins.list[FlowEvent]:
+        memory_tx(tx)
         fid = to_flow_id(flow_id)
         return decode_events(fid, list(self._flows.get(fid, ())))
+
+    async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord:
+        memory_tx(tx)
+        fid = to_flow_id(flow_id)
+        return FlowRecord(await self.list(fid), await self.list_errors(fid))
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         fid = to_flow_id(flow_id)
@@ -113,26 +154,33 @@ class InMemoryEventStore(EventStoreBase):
             for event in decode_events(fid, rows[start : start + batch_size]):
                 yield event
 
-    async def flow_version(self, flow_id: UUID | str) -> int:
+    async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int:
+        memory_tx(tx)
         rows = self._flows.get(to_flow_id(flow_id))
         return rows[-1][2] if rows else 0
 
-    async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
+    async def get_artifacts(
+        self, hashes: Iterable[str], *, tx: Transaction | None = None
+    ) -> dict[str, Artifact]:
+        memory_tx(tx)
         return {h: self._artifacts[h][0] for h in dict.fromkeys(hashes) if h in self._artifacts}
 
     async def list_errors(
-        self, flow_id: UUID | str, step_id: str | None = None
+        self, flow_id: UUID | str, step_id: str | None = None, *, tx: Transaction | None = None
     ) -> builtins.list[StepExecutionError]:
+        memory_tx(tx)
         fid = to_flow_id(flow_id)
         return [e for e in self._errors if e.flow_id == fid and (step_id is None or e.step_id == step_id)]
 
     async def get_error_timeline(
-        self, flow_id: UUID | str, step_id: str | None = None
+        self, flow_id: UUID | str, step_id: str | None = None, *, tx: Transaction | None = None
     ) -> builtins.list[StepExecutionError]:
-        return timeline_order(await self.list_errors(flow_id, step_id))
+        return timeline_order(await self.list_errors(flow_id, step_id, tx=tx))
 
-    async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:
-        return count_by_step_and_class(await self.list_errors(flow_id))
+    async def count_errors_by_flow(
+        self, flow_id: UUID | str, *, tx: Transaction | None = None
+    ) -> dict[str, dict[str, int]]:
+        return count_by_step_and_class(await self.list_errors(flow_id, tx=tx))
 
     def __repr__(self) -> str:
         return f"<InMemoryEventStore flows={len(self._flows)} events={self._seq}>"

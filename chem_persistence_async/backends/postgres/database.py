@@ -14,6 +14,7 @@ import anyio.to_thread
 import asyncpg
 
 from chem_persistence_async.backends.postgres.embedded import start_embedded
+from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.migrations import migrate
 from chem_persistence_async.backends.postgres.retry import (
     BackoffPolicy,
@@ -22,18 +23,29 @@ from chem_persistence_async.backends.postgres.retry import (
     is_lost_connection,
     transient_reason,
 )
+from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.errors import (
     DatabaseClosedError,
     DatabaseError,
     MigrationError,
     PoolTimeoutError,
+    TransientDatabaseError,
 )
+from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.settings import DatabaseSettings, redact_url, scrub
 
 T = TypeVar("T")
 
 _SERVER_WENT_AWAY = frozenset({"connection_refused", "57P02", "57P03"})
 """Transient reasons that mean the server itself went away, not just one connection."""
+
+
+def _unit_transient(exc: BaseException) -> str | None:
+    """What makes a whole unit of work worth running again: a transient driver error, or a
+    statement inside it that failed transiently (no statement inside is retried on its own)."""
+    if isinstance(exc, TransientDatabaseError):
+        return exc.reason
+    return transient_reason(exc)
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -260,7 +272,11 @@ class Database:
                 await pool.release(conn)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, operation: str = "query") -> T:
-        """Run ``fn`` on a pooled connection, retrying transient failures on a fresh connection."""
+        """Run ``fn`` on a pooled connection, retrying transient failures on a fresh connection.
+
+        This is the error boundary of everything that runs through it: a driver error comes out as
+        a ``DatabaseError`` (``TransientDatabaseError`` once the retries are spent), chained to it.
+        """
 
         async def attempt() -> T:
             try:
@@ -271,10 +287,7 @@ class Database:
                     ok = True
                     return result
                 except Exception as exc:
-                    if is_lost_connection(transient_reason(exc)):
-                        # Never hand this connection out again, whatever state asyncpg left it in.
-                        with contextlib.suppress(asyncpg.InterfaceError):  # already released
-                            conn.terminate()
+                    self._discard_if_lost(conn, exc)
                     raise
                 finally:
                     await self._give_back(pool, conn, ok)
@@ -283,7 +296,91 @@ class Database:
                     await self._expire_connections()
                 raise
 
-        return await call_with_retry(attempt, policy=self._backoff, metrics=self.metrics, operation=operation)
+        try:
+            return await call_with_retry(
+                attempt, policy=self._backoff, metrics=self.metrics, operation=operation
+            )
+        except Exception as exc:
+            translated = translate(exc, operation=operation, retried=True)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    @staticmethod
+    def _discard_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:
+        if is_lost_connection(transient_reason(exc)):
+            # Never hand this connection out again, whatever state asyncpg left it in.
+            with contextlib.suppress(asyncpg.InterfaceError):  # already released
+                conn.terminate()
+
+    # --- units of work ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AsyncIterator[PgTransaction]:
+        """``async with db.transaction() as tx:`` one unit of work on one connection.
+
+        Store methods given ``tx=tx`` and your own SQL on ``tx`` commit together when the block
+        ends, or roll back together if it raises. Nothing inside is retried: use
+        ``run_in_transaction`` to retry a whole unit of work. ``isolation`` is PostgreSQL's
+        (``"read_committed"``, the default, ``"repeatable_read"`` or ``"serializable"``).
+        """
+        pool, conn = await self._take(None)
+        tx = PgTransaction(conn, id(self))
+        ok = False
+        try:
+            transaction = conn.transaction(isolation=isolation, readonly=readonly)
+            await self._own(conn, transaction.start(), "BEGIN")
+            try:
+                yield tx
+                tx.require_open()  # a unit of work a store marked broken must not commit
+            except BaseException:
+                # The body's own exception goes out as it is (your SQL's errors are yours); a
+                # rollback that fails as well (a lost connection) adds nothing to it.
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await self._own(conn, transaction.commit(), "COMMIT")
+            ok = True
+        finally:
+            after = tx._finish("committed" if ok else "rolled back")
+            await self._give_back(pool, conn, ok)
+        for callback in after:
+            callback()
+
+    async def _own(self, conn: asyncpg.Connection, statement: Awaitable[None], operation: str) -> None:
+        """A statement of the unit of work itself (BEGIN, COMMIT), translated at the boundary."""
+        try:
+            await statement
+        except Exception as exc:
+            self._discard_if_lost(conn, exc)
+            translated = translate(exc, operation=operation, retried=False)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def run_in_transaction(
+        self,
+        fn: Callable[[Transaction], Awaitable[T]],
+        *,
+        isolation: str | None = None,
+        operation: str = "transaction",
+    ) -> T:
+        """``fn(tx)`` in a fresh unit of work, run again from the start after a transient failure
+        (a serialization failure, a deadlock, a lost connection), with the database's backoff.
+
+        ``fn`` must be safe to run twice: a commit whose acknowledgement was lost is retried too,
+        so everything it writes must be keyed (fixed event ids, job keys).
+        """
+
+        async def attempt() -> T:
+            async with self.transaction(isolation=isolation) as tx:
+                return await fn(tx)
+
+        return await call_with_retry(
+            attempt, policy=self._backoff, metrics=self.metrics, operation=operation, classify=_unit_transient
+        )
 
     async def _expire_connections(self) -> None:
         # The server refused a new connection (stopped, restarting, crashed): every pooled connection

@@ -7,25 +7,30 @@ import builtins
 import json
 import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 
 from chem_persistence_async.backends.base import EventStoreBase
 from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
 from chem_persistence_async.backends.postgres.sql import events as sql
-from chem_persistence_async.codec.decode import decode_error, decode_events
+from chem_persistence_async.backends.postgres.sql.query import Query
+from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
+from chem_persistence_async.codec.decode import decode_error, decode_error_json, decode_events
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.errors import (
-    ConcurrencyConflict,
-    InvalidInputError,
-)
+from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
+from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.unit_of_work import Transaction
+
+T = TypeVar("T")
 
 _MAX_CONFLICT_ROUNDS = 100
 
@@ -34,8 +39,10 @@ _VERSION_CACHE_SIZE = 10_000
 
 
 class PgEventStore(EventStoreBase):
-    """The ``AsyncEventStore`` on PostgreSQL. Every operation goes through ``Database.run``
-    (retried on transient failures); appends are idempotent by their client-made ``event_id``.
+    """The ``AsyncEventStore`` on PostgreSQL. An operation on its own goes through ``Database.run``
+    (retried on transient failures; appends grouped with concurrent ones into one commit); with
+    ``tx=`` it runs inside that unit of work. Appends are idempotent by their client-made
+    ``event_id``.
     """
 
     def __init__(
@@ -47,15 +54,13 @@ class PgEventStore(EventStoreBase):
         group_commit: bool | None = None,
     ) -> None:
         self._db = db
+        settings = db.settings  # TODO(settings groups): .store
         self._limits = StoreLimits(
-            max_payload_bytes=db.settings.max_payload_bytes
-            if max_payload_bytes is None
-            else max_payload_bytes,
-            store_artifacts=db.settings.store_artifacts if store_artifacts is None else store_artifacts,
+            max_payload_bytes=settings.max_payload_bytes if max_payload_bytes is None else max_payload_bytes,
+            store_artifacts=settings.store_artifacts if store_artifacts is None else store_artifacts,
         )
         self._versions: dict[UUID, int] = {}
-        """Per flow: the last version this store saw stored (a guess, never trusted)."""
-        settings = db.settings
+        """Per flow: the last version this store saw committed (a guess, never trusted)."""
         self._group: GroupCommitter[AppendBatch, list[FlowEvent]] | None = None
         if settings.group_commit if group_commit is None else group_commit:
             self._group = GroupCommitter(
@@ -72,8 +77,19 @@ class PgEventStore(EventStoreBase):
         """What group commit did so far (``None`` when it is off)."""
         return None if self._group is None else self._group.stats.snapshot()
 
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work on this store's database (``db.transaction()``)."""
+        return self._db.transaction()
+
+    async def run_in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        return await self._db.run_in_transaction(fn)
+
     def _remember(self, flow_id: UUID, version: int) -> None:
-        """Note a version this store saw stored for the flow: the next lean append's guess."""
+        """Note a version this store saw committed for the flow: the next lean append's guess."""
         versions = self._versions
         known = versions.get(flow_id)
         if known is None:
@@ -83,27 +99,114 @@ class PgEventStore(EventStoreBase):
         elif version > known:
             versions[flow_id] = version
 
-    @property
-    def database(self) -> Database:
-        return self._db
+    def _remember_after(self, tx: PgTransaction | None, flow_id: UUID, version: int) -> None:
+        """``_remember``, or, inside a unit of work, once it commits (it may yet roll back)."""
+        if tx is None:
+            self._remember(flow_id, version)
+        else:
+            tx.on_commit(lambda: self._remember(flow_id, version))
+
+    async def _run(
+        self, tx: PgTransaction | None, fn: Callable[[asyncpg.Connection], Awaitable[T]], operation: str
+    ) -> T:
+        """``fn`` on its own (retried, through ``Database.run``) or on the unit of work's connection
+        (not retried; driver errors translated at the same boundary)."""
+        if tx is None:
+            return await self._db.run(fn, operation=operation)
+        try:
+            return await fn(tx.connection)
+        except Exception as exc:
+            translated = translate(exc, operation=operation, retried=False)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     # --- writing ----------------------------------------------------------------------------
 
-    async def _write(self, batch: AppendBatch) -> list[FlowEvent]:
+    async def _write(self, batch: AppendBatch, tx: Transaction | None) -> list[FlowEvent]:
+        ptx = pg_tx(tx, id(self._db))
+        if ptx is not None:
+            return await self._run(ptx, lambda conn: self._append_in(conn, batch, ptx), "append")
         group = self._group
         if group is not None and not batch.unpassed_outputs:
             self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
             return await group.submit(batch)
         return await self._write_alone(batch)
 
+    async def _write_alone(self, batch: AppendBatch) -> list[FlowEvent]:
+        self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
+        return await self._db.run(lambda conn: self._append_in(conn, batch, None), operation="append")
+
+    async def _append_in(
+        self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None
+    ) -> list[FlowEvent]:
+        """One attempt: the lean statement in the obvious case, else the judge, which alone decides
+        conflicts and finds events a lost acknowledgement left stored."""
+        if batch.unpassed_outputs:
+            missing = await conn.fetch(sql.MISSING_ARTIFACTS.text, list(batch.unpassed_outputs))
+            batch.refuse_missing([row[0] for row in missing])
+        flow_id = batch.flow_id
+        base = batch.expected_version
+        if base is None:
+            base = self._versions.get(flow_id)
+        if base is not None:
+            many = len(batch.events) > 1
+            statement = sql.lean_append(
+                many=many, artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+            )
+            try:
+                rows = await conn.fetch(statement.text, *statement.args(_lean_values(batch, base)))
+            except asyncpg.UniqueViolationError:
+                rows = None  # (only outside a unit of work: inside one, conflicts are skipped)
+            if rows:
+                if len(rows) == len(batch.events):
+                    self._remember_after(tx, flow_id, base + len(rows))
+                    if many:
+                        return batch.events_at(base, rows)
+                    event = batch.events[0]
+                    return [FlowEvent(rows[0][1], flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
+                _half_written(tx, batch, len(rows))
+        return await self._judge(conn, batch, tx)
+
+    async def _judge(
+        self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None
+    ) -> list[FlowEvent]:
+        statement = sql.judge_append(
+            artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+        )
+        args = statement.args(_judge_values(batch))
+        for _ in range(_MAX_CONFLICT_ROUNDS):
+            try:
+                rows = await conn.fetch(statement.text, *args)
+            except asyncpg.UniqueViolationError as exc:  # outside a unit of work only
+                if exc.constraint_name == "event_log_event_id_key":
+                    continue  # a concurrent attempt with these ids committed: read it back
+                if exc.constraint_name == "event_log_flow_version_key":
+                    if batch.expected_version is not None:
+                        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
+                    continue  # appending at the end raced another writer: take the next version
+                raise
+            if len(rows) == 1 and rows[0][1] is None:
+                actual = rows[0][2]
+                if tx is None or (batch.expected_version is not None and batch.expected_version != actual):
+                    raise ConcurrencyConflict(batch.flow_id, batch.expected_version, actual)
+                continue  # in a unit of work, a writer committed first: the next statement sees it
+            if len(rows) < len(batch.events):
+                _half_written(tx, batch, len(rows))
+            batch.refuse_reused_ids([row[4] for row in rows])
+            events = batch.events_for((row[0], row[1], row[2], row[3]) for row in rows)
+            self._remember_after(tx, batch.flow_id, events[-1].flow_version)
+            return events
+        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
+
     async def _write_group(
         self, batches: Sequence[AppendBatch]
     ) -> builtins.list[builtins.list[FlowEvent] | BaseException | Fallback]:
         """Write several flows' batches in one ``GROUP_APPEND``; settle each member on its own."""
-        args = _group_args(batches)
+        args = sql.GROUP_APPEND.args(_group_values(batches))
 
         async def attempt(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.GROUP_APPEND, *args))
+            return list(await conn.fetch(sql.GROUP_APPEND.text, *args))
 
         rows = await self._db.run(attempt, operation="append_group")
         per_item: builtins.list[builtins.list[Any]] = [[] for _ in batches]
@@ -114,108 +217,53 @@ class PgEventStore(EventStoreBase):
             if not item_rows:
                 outcomes.append(FALLBACK)
                 continue
+            if len(item_rows) == 1 and item_rows[0][1] is None:
+                outcomes.append(ConcurrencyConflict(batch.flow_id, batch.expected_version, item_rows[0][2]))
+                continue
             try:
-                events = _interpret(batch, item_rows)
-            except (ConcurrencyConflict, InvalidInputError) as exc:
+                batch.refuse_reused_ids([row[4] for row in item_rows])
+            except InvalidInputError as exc:
                 outcomes.append(exc)
                 continue
+            events = batch.events_for((row[0], row[1], row[2], row[3]) for row in item_rows)
             self._remember(batch.flow_id, events[-1].flow_version)
             outcomes.append(events)
         return outcomes
 
-    async def _write_alone(self, batch: AppendBatch) -> list[FlowEvent]:
-        events = batch.events
-        if len(events) == 1 and events[0].error is None:
-            return [await self._db.run(self._one_attempt(batch), operation="append")]
-        self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
-        lean_sql, lean_args = _lean_append(batch)
-        by_version = lean_sql is sql.LEAN_APPEND_MANY
-        flow_id, count = batch.flow_id, len(events)
-
-        async def attempt(conn: asyncpg.Connection) -> list[FlowEvent]:
-            base = await self._lean_base(conn, batch)
-            if base is not None:
-                # The obvious case in one plain INSERT; anything else goes to the full statement,
-                # which alone decides conflicts and finds events a lost acknowledgement left stored.
-                try:
-                    rows = await conn.fetch(lean_sql, lean_args[0], flow_id, base, *lean_args[1:])
-                except asyncpg.UniqueViolationError:
-                    rows = None
-                if rows is not None and len(rows) == count:
-                    self._remember(flow_id, base + count)
-                    return batch.events_at(base, rows) if by_version else batch.events_for(rows)
-            return await self._append_full(conn, batch)
-
-        return await self._db.run(attempt, operation="append")
-
-    def _one_attempt(self, batch: AppendBatch) -> Callable[[asyncpg.Connection], Awaitable[FlowEvent]]:
-        """``_write_alone``'s attempt for one event without an error row (most appends): one lean
-        statement, its answer paired with the event without a lookup."""
-        event = batch.events[0]
-        flow_id = batch.flow_id
-        extra: tuple[bytes, ...]
-        if batch.artifacts:
-            statement, extra = sql.LEAN_APPEND_ONE_ARTIFACTS, (_artifacts_json(batch.artifacts),)
-        else:
-            statement, extra = sql.LEAN_APPEND_ONE, ()
-
-        async def attempt(conn: asyncpg.Connection) -> FlowEvent:
-            base = await self._lean_base(conn, batch)
-            if base is not None:
-                try:
-                    row = await conn.fetchrow(
-                        statement, event.event_id, flow_id, base, event.event_type, event.payload, *extra
-                    )
-                except asyncpg.UniqueViolationError:
-                    row = None
-                if row is not None:
-                    self._remember(flow_id, base + 1)
-                    return FlowEvent(row[1], flow_id, base + 1, row[2], event.kind, event.event_id)
-            return (await self._append_full(conn, batch))[0]
-
-        return attempt
-
-    async def _lean_base(self, conn: asyncpg.Connection, batch: AppendBatch) -> int | None:
-        """Refuse outputs listed with no artifact and none stored, then the version a lean statement
-        appends after: the caller's ``expected_version``, else this store's guess (``None``: no guess)."""
-        if batch.unpassed_outputs:
-            missing = await conn.fetch(sql.MISSING_ARTIFACTS, list(batch.unpassed_outputs))
-            batch.refuse_missing([row[0] for row in missing])
-        base = batch.expected_version
-        return self._versions.get(batch.flow_id) if base is None else base
-
-    async def _append_full(self, conn: asyncpg.Connection, batch: AppendBatch) -> list[FlowEvent]:
-        """``APPEND``, the judge of every case the lean statements leave to it: a conflict, a
-        raced end of the flow, events already stored by an attempt whose answer was lost."""
-        args = _append_args(batch)
-        for _ in range(_MAX_CONFLICT_ROUNDS):
-            try:
-                rows = await conn.fetch(sql.APPEND, *args)
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name == "event_log_event_id_key":
-                    continue  # a concurrent attempt with these ids committed: read it back
-                if exc.constraint_name == "event_log_flow_version_key":
-                    if batch.expected_version is not None:
-                        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None) from None
-                    continue  # appending at the end raced another writer: take the next version
-                raise
-            events = _interpret(batch, rows)
-            self._remember(batch.flow_id, events[-1].flow_version)
-            return events
-        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
-
     # --- reading ----------------------------------------------------------------------------
 
-    async def list(self, flow_id: UUID | str) -> builtins.list[FlowEvent]:
+    async def list(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> builtins.list[FlowEvent]:
         fid = to_flow_id(flow_id)
+        ptx = pg_tx(tx, id(self._db))
+        events = decode_events(fid, await self._fetch(ptx, sql.LIST_EVENTS, "list", flow_id=fid))
+        if events:
+            self._remember_after(ptx, fid, events[-1].flow_version)
+        return events
+
+    async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord:
+        """The flow's events and error rows from ONE statement (one snapshot)."""
+        fid = to_flow_id(flow_id)
+        ptx = pg_tx(tx, id(self._db))
+        rows = await self._fetch(ptx, sql.LOAD_FLOW, "read_flow", flow_id=fid)
+        errors_row = rows.pop() if rows and rows[-1][0] is None else None
+        if errors_row is None:  # (ORDER BY puts it last; never trusted blindly)
+            found = [i for i, row in enumerate(rows) if row[0] is None]
+            errors_row = rows.pop(found[0]) if found else None
+        events = decode_events(fid, rows)
+        if events:
+            self._remember_after(ptx, fid, events[-1].flow_version)
+        errors = [] if errors_row is None else decode_error_json(fid, errors_row[4])
+        return FlowRecord(events, errors)
+
+    async def _fetch(
+        self, tx: PgTransaction | None, q: Query, operation: str, **values: Any
+    ) -> builtins.list[Any]:
+        args = q.args(values)
 
         async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.LIST_EVENTS, fid))
+            return list(await conn.fetch(q.text, *args))
 
-        events = decode_events(fid, await self._db.run(fetch, operation="list"))
-        if events:
-            self._remember(fid, events[-1].flow_version)
-        return events
+        return await self._run(tx, fetch, operation)
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
@@ -246,10 +294,7 @@ class PgEventStore(EventStoreBase):
             rows = await following
 
     async def _page(self, fid: UUID, after: int, size: int) -> builtins.list[Any]:
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.LIST_EVENTS_AFTER, fid, after, size))
-
-        return await self._db.run(fetch, operation="stream")
+        return await self._fetch(None, sql.LIST_EVENTS_AFTER, "stream", flow_id=fid, after=after, limit=size)
 
     @staticmethod
     async def _settle(page: asyncio.Future[Any], *, cancel: bool) -> None:
@@ -262,23 +307,18 @@ class PgEventStore(EventStoreBase):
         if not page.cancelled():
             page.exception()  # retrieved: a failed page nobody asked for is not an error
 
-    async def flow_version(self, flow_id: UUID | str) -> int:
+    async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int:
         fid = to_flow_id(flow_id)
+        rows = await self._fetch(pg_tx(tx, id(self._db)), sql.FLOW_VERSION, "flow_version", flow_id=fid)
+        return int(rows[0][0])
 
-        async def fetch(conn: asyncpg.Connection) -> int:
-            return int(await conn.fetchval(sql.FLOW_VERSION, fid))
-
-        return await self._db.run(fetch, operation="flow_version")
-
-    async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
-        wanted = list(dict.fromkeys(hashes))
+    async def get_artifacts(
+        self, hashes: Iterable[str], *, tx: Transaction | None = None
+    ) -> dict[str, Artifact]:
+        wanted = builtins.list(dict.fromkeys(hashes))
         if not wanted:
             return {}
-
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.GET_ARTIFACTS, wanted))
-
-        rows = await self._db.run(fetch, operation="get_artifacts")
+        rows = await self._fetch(pg_tx(tx, id(self._db)), sql.GET_ARTIFACTS, "get_artifacts", hashes=wanted)
         return {
             row[0]: Artifact(
                 hash=row[0],
@@ -290,33 +330,30 @@ class PgEventStore(EventStoreBase):
         }
 
     async def list_errors(
-        self, flow_id: UUID | str, step_id: str | None = None
+        self, flow_id: UUID | str, step_id: str | None = None, *, tx: Transaction | None = None
     ) -> builtins.list[StepExecutionError]:
-        return await self._errors(sql.LIST_ERRORS, flow_id, step_id)
+        return await self._errors(sql.LIST_ERRORS, flow_id, step_id, tx)
 
     async def get_error_timeline(
-        self, flow_id: UUID | str, step_id: str | None = None
+        self, flow_id: UUID | str, step_id: str | None = None, *, tx: Transaction | None = None
     ) -> builtins.list[StepExecutionError]:
-        return await self._errors(sql.ERROR_TIMELINE, flow_id, step_id)
+        return await self._errors(sql.ERROR_TIMELINE, flow_id, step_id, tx)
 
     async def _errors(
-        self, query: str, flow_id: UUID | str, step_id: str | None
+        self, q: Query, flow_id: UUID | str, step_id: str | None, tx: Transaction | None
     ) -> builtins.list[StepExecutionError]:
         fid = to_flow_id(flow_id)
+        rows = await self._fetch(pg_tx(tx, id(self._db)), q, "errors", flow_id=fid, step_id=step_id)
+        return [decode_error(row) for row in rows]
 
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(query, fid, step_id))
-
-        return [decode_error(row) for row in await self._db.run(fetch, operation="errors")]
-
-    async def count_errors_by_flow(self, flow_id: UUID | str) -> dict[str, dict[str, int]]:
+    async def count_errors_by_flow(
+        self, flow_id: UUID | str, *, tx: Transaction | None = None
+    ) -> dict[str, dict[str, int]]:
         fid = to_flow_id(flow_id)
-
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.COUNT_ERRORS, fid))
-
         counts: dict[str, dict[str, int]] = {}
-        for step_id, error_class, count in await self._db.run(fetch, operation="count_errors"):
+        for step_id, error_class, count in await self._fetch(
+            pg_tx(tx, id(self._db)), sql.COUNT_ERRORS, "count_errors", flow_id=fid
+        ):
             counts.setdefault(step_id, {})[error_class] = count
         return counts
 
@@ -324,84 +361,87 @@ class PgEventStore(EventStoreBase):
         return f"<PgEventStore {self._db!r}>"
 
 
-def _append_args(batch: AppendBatch) -> tuple[Any, ...]:
-    events = batch.events
-    failed = [(i + 1, e.error) for i, e in enumerate(events) if e.error is not None]
-    return (
-        [e.event_id for e in events],
-        batch.flow_id,
-        batch.expected_version,
-        [e.event_type for e in events],
-        [e.payload for e in events],
-        [a.ordinal for a in batch.artifacts],
-        [a.artifact.hash for a in batch.artifacts],
-        [a.artifact.kind for a in batch.artifacts],
-        [a.payload for a in batch.artifacts],
-        [a.metadata for a in batch.artifacts],
-        [ordinal for ordinal, _ in failed],
-        [err.step_id for _, err in failed if err],
-        [err.attempt_number for _, err in failed if err],
-        [err.error_class for _, err in failed if err],
-        [err.error_message for _, err in failed if err],
-        [err.details for _, err in failed if err],
-        [err.retry_count for _, err in failed if err],
-        [err.max_retries for _, err in failed if err],
+# --- arguments, by the names the statements use -------------------------------------------------
+
+
+def _half_written(tx: PgTransaction | None, batch: AppendBatch, written: int) -> None:
+    """A batch only partly inserted: possible only inside a unit of work, when a concurrent writer
+    took one of its later versions. That unit of work must not commit."""
+    reason = (
+        f"flow {batch.flow_id}: only {written} of {len(batch.events)} events went in (a concurrent writer)"
     )
+    if tx is not None:
+        tx.mark_broken(reason)
+    raise ConcurrencyConflict(batch.flow_id, batch.expected_version, None)
 
 
-def _group_args(batches: Sequence[AppendBatch]) -> tuple[Any, ...]:
-    """``GROUP_APPEND``'s arguments: one column per parameter, items numbered from 1."""
+def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
+    events = batch.events
+    values: dict[str, Any] = {"flow_id": batch.flow_id, "base": base}
+    if len(events) == 1:
+        values["event_id"] = events[0].event_id
+        values["payload"] = events[0].payload
+    else:
+        values["event_ids"] = [e.event_id for e in events]
+        values["payloads"] = _payloads_json(batch)
+    if batch.artifacts:
+        values["artifacts"] = _artifacts_json(batch.artifacts)
+    return values
+
+
+def _judge_values(batch: AppendBatch) -> dict[str, Any]:
+    values = {
+        "flow_id": batch.flow_id,
+        "expected": batch.expected_version,
+        "event_ids": [e.event_id for e in batch.events],
+        "payloads": _payloads_json(batch),
+    }
+    if batch.artifacts:
+        values["artifacts"] = _artifacts_json(batch.artifacts)
+    return values
+
+
+def _group_values(batches: Sequence[AppendBatch]) -> dict[str, Any]:
+    """``GROUP_APPEND``'s arguments: items numbered from 1, one column per per-event parameter."""
     events = [
         (item, ordinal, e) for item, b in enumerate(batches, 1) for ordinal, e in enumerate(b.events, 1)
     ]
-    failed = [(item, ordinal, e.error) for item, ordinal, e in events if e.error is not None]
-    artifacts = [(item, a) for item, b in enumerate(batches, 1) for a in b.artifacts]
-    return (
-        [b.flow_id for b in batches],
-        [b.expected_version for b in batches],
-        [item for item, _, _ in events],
-        [ordinal for _, ordinal, _ in events],
-        [e.event_id for _, _, e in events],
-        [e.event_type for _, _, e in events],
-        b"[" + b",".join([e.payload for _, _, e in events]) + b"]",
-        [item for item, _ in artifacts],
-        [a.ordinal for _, a in artifacts],
-        [a.artifact.hash for _, a in artifacts],
-        [a.artifact.kind for _, a in artifacts],
-        [a.payload for _, a in artifacts],
-        [a.metadata for _, a in artifacts],
-        [item for item, _, _ in failed],
-        [ordinal for _, ordinal, _ in failed],
-        [err.step_id for _, _, err in failed if err],
-        [err.attempt_number for _, _, err in failed if err],
-        [err.error_class for _, _, err in failed if err],
-        [err.error_message for _, _, err in failed if err],
-        [err.details for _, _, err in failed if err],
-        [err.retry_count for _, _, err in failed if err],
-        [err.max_retries for _, _, err in failed if err],
-    )
+    return {
+        "flow_ids": [b.flow_id for b in batches],
+        "expected": [b.expected_version for b in batches],
+        "items": [item for item, _, _ in events],
+        "ordinals": [ordinal for _, ordinal, _ in events],
+        "event_ids": [e.event_id for _, _, e in events],
+        "payloads": b"[" + b",".join([e.payload for _, _, e in events]) + b"]",
+        "artifacts": b"["
+        + b",".join([_artifact_json(a, item) for item, b in enumerate(batches, 1) for a in b.artifacts])
+        + b"]",
+    }
+
+
+def _payloads_json(batch: AppendBatch) -> bytes:
+    return b"[" + b",".join([e.payload for e in batch.events]) + b"]"
 
 
 def _artifacts_json(artifacts: Sequence[PreparedArtifact]) -> bytes:
-    """``LEAN_APPEND_ONE_ARTIFACTS``' $6. The hash is 64 hex digits (checked against the content), the
+    return b"[" + b",".join([_artifact_json(a) for a in artifacts]) + b"]"
+
+
+def _artifact_json(a: PreparedArtifact, item: int | None = None) -> bytes:
+    """One element of ``:artifacts``. The hash is 64 hex digits (checked against the content), the
     kind was checked storable when it was hashed, the payload and metadata are canonical JSON."""
+    head = b'{"o":' + str(a.ordinal).encode() + (b"" if item is None else b',"i":' + str(item).encode())
     return (
-        b"["
-        + b",".join(
-            [
-                b'{"h":"'
-                + a.artifact.hash.encode()
-                + b'","k":'
-                + _json_string(a.artifact.kind).encode()
-                + b',"p":'
-                + a.payload
-                + b',"m":'
-                + (b"null" if a.metadata is None else a.metadata)
-                + b"}"
-                for a in artifacts
-            ]
-        )
-        + b"]"
+        head
+        + b',"h":"'
+        + a.artifact.hash.encode()
+        + b'","k":'
+        + _json_string(a.artifact.kind).encode()
+        + b',"p":'
+        + a.payload
+        + b',"m":'
+        + (b"null" if a.metadata is None else a.metadata)
+        + b"}"
     )
 
 
@@ -414,36 +454,3 @@ def _flow_of(batch: AppendBatch) -> int:
 
 def _event_count(batch: AppendBatch) -> int:
     return len(batch.events)
-
-
-def _lean_append(batch: AppendBatch) -> tuple[str, tuple[Any, ...]]:
-    """The lean statement for a batch of several events or one with an error row, and its arguments
-    but $2 (flow) and $3 (base)."""
-    events = batch.events
-    failed = [(i, e.error) for i, e in enumerate(events, 1) if e.error is not None]
-    if not batch.artifacts and not failed:
-        return sql.LEAN_APPEND_MANY, (
-            [e.event_id for e in events],
-            b"[" + b",".join([e.payload for e in events]) + b"]",
-        )
-    args = _append_args(batch)
-    rest: tuple[Any, ...] = ()
-    if batch.artifacts:
-        rest += args[5:10]
-    if failed:
-        rest += args[10:18]
-    statement = (
-        sql.LEAN_APPEND_BOTH
-        if batch.artifacts and failed
-        else sql.LEAN_APPEND_ARTIFACTS
-        if batch.artifacts
-        else sql.LEAN_APPEND_ERRORS
-    )
-    return statement, (args[0], args[3], args[4], *rest)
-
-
-def _interpret(batch: AppendBatch, rows: Sequence[Any]) -> builtins.list[FlowEvent]:
-    if len(rows) == 1 and rows[0][1] is None:
-        raise ConcurrencyConflict(batch.flow_id, batch.expected_version, rows[0][2])
-    batch.refuse_reused_ids([row[4] for row in rows])
-    return batch.events_for((row[0], row[1], row[2], row[3]) for row in rows)

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import asyncpg
 
-from chem_persistence_async.errors import ChemPersistError, PoolTimeoutError
+from chem_persistence_async.errors import ChemPersistError, PoolTimeoutError, TransientDatabaseError
 
 logger = logging.getLogger("chem_persistence_async.retry")
 
@@ -139,15 +139,17 @@ async def call_with_retry(
     metrics: RetryMetrics = DEFAULT_METRICS,
     on_lost_connection: Callable[[], Awaitable[None]] | None = None,
     operation: str = "operation",
+    classify: Callable[[BaseException], str | None] | None = None,
 ) -> T:
-    """Run ``attempt`` until it succeeds, fails for good, or the policy's delays run out."""
+    """Run ``attempt`` until it succeeds, fails for good, or the policy's delays run out; then
+    raise ``TransientDatabaseError`` chained to the last failure (its SQLSTATE kept)."""
     metrics.record_call()
     retries = len(policy.delays)
     for index in range(retries + 1):
         try:
             return await attempt()
         except Exception as exc:
-            reason = transient_reason(exc)
+            reason = (classify or transient_reason)(exc)
             if reason is None:
                 raise
             if index == retries:
@@ -157,7 +159,12 @@ async def call_with_retry(
                     retries,
                     extra={"operation": operation, "reason": reason, "attempt": index + 1},
                 )
-                raise
+                sqlstate = getattr(exc, "sqlstate", None)
+                raise TransientDatabaseError(
+                    f"{operation} failed after {retries} retries: {type(exc).__name__}: {exc}",
+                    reason=reason,
+                    sqlstate=sqlstate if isinstance(sqlstate, str) else None,
+                ) from exc
             metrics.record_retry(reason)
             delay = policy.delay(index)
             logger.info(

@@ -1,260 +1,238 @@
-"""Every SQL statement the PostgreSQL store sends, named, in one place. All parameterised.
+"""The event store's SQL: one write path, composed from named pieces, and the reads.
 
-``APPEND`` writes a whole batch in ONE statement (so one implicit transaction and one round trip):
-the events, the artifacts their ``StepFinished`` list, and one ``step_execution_errors`` row per
-``StepFailed``. It returns one row per event, either freshly inserted or (when the event ids are
-already there, because an earlier attempt committed but its answer was lost) the stored ones; when
-nothing was inserted because the flow's version was not the expected one, it returns a single row
-with ``seq`` NULL and the actual version.
+Every append is ONE statement (one implicit transaction, one round trip): the events, the artifacts
+their ``StepFinished`` list, and one ``step_execution_errors`` row per ``StepFailed``. The pieces:
+
+* an event source: one event (``:event_id``, ``:payload``) or several (``:event_ids`` and
+  ``:payloads``, ONE JSON array: an array parameter costs the client a codec call per element);
+  each event's ``event_type`` is read from its payload;
+* the insert into ``event_log`` at ``base + 1, base + 2, ...``;
+* ``arts``: the artifacts, ONE JSON array of ``{"o": ordinal, "h": hash, "k": kind, "p": payload,
+  "m": metadata}`` (``o`` is the 1-based position of the ``StepFinished`` listing it);
+* ``errs``: the error rows, read from the inserted ``StepFailed`` payloads themselves, so a row
+  copies its event by construction and costs no parameter.
+
+Three statements are built from them:
+
+``lean_append``: the flow's last version (``:base``) is known (the caller's ``expected_version``, or
+the store's cached guess); a plain insert guarded so it never leaves a gap (``:base`` must exist),
+while ``UNIQUE (flow_id, flow_version)`` refuses a stale base and ``UNIQUE (event_id)`` a retried
+event. Anything it does not write goes to ``judge_append``.
+
+``judge_append``: decides every case: events already stored by an attempt whose answer was lost
+come back as they are; a flow not at ``:expected`` gives one row with ``seq`` NULL and the actual
+version (``ConcurrencyConflict``); otherwise it appends at the end.
+
+``group_append``: several callers' batches for distinct flows in one statement (group commit),
+each member judged on its own as ``judge_append`` judges a batch.
+
+Two conflict modes. Outside a transaction (``in_tx=False``) a lost race raises a unique violation,
+which costs nothing: the caller moves on to the next statement. Inside a caller's transaction an
+error would poison it, so the inserts say ``ON CONFLICT DO NOTHING`` and a batch is inserted head
+first: its first event alone, the rest only if the first went in, so a race can never leave half
+a batch; "nothing written" comes back as a row count, and the next statement (which sees the
+winner's commit) judges it.
+
+Hot lookups are written so that no plan can scan ``event_log``, whatever the statistics say (a
+table never analyzed, a generic plan cached while the table was small): each is an equality on a
+unique index per key, in a ``LATERAL`` subquery or a correlated scalar subquery that the planner
+cannot turn into a hash join (``tests/backends/postgres/test_plans.py`` reads the plans).
 """
 
-APPEND = """
-WITH existing AS (
-    SELECT event_id, seq, flow_version, ts, flow_id
-    FROM event_log
-    WHERE event_id = ANY($1::uuid[])
-), cur AS (
-    SELECT COALESCE(max(flow_version), 0) AS v FROM event_log WHERE flow_id = $2
-), ins AS (
-    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    SELECT e.id, $2, cur.v + e.ord, e.t, e.p
-    FROM cur, unnest($1::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(id, t, p, ord)
-    WHERE NOT EXISTS (SELECT 1 FROM existing)
-      AND ($3::int IS NULL OR cur.v = $3)
-    ORDER BY e.ord
-    RETURNING event_id, seq, flow_version, ts
-), arts AS (
+from __future__ import annotations
+
+from functools import cache
+
+from chem_persistence_async.backends.postgres.sql.query import Query, query
+
+# --- pieces ---------------------------------------------------------------------------------------
+
+_ONE_EVENT = "SELECT :event_id::uuid AS id, 1::bigint AS ord, :payload::jsonb AS p"
+_MANY_EVENTS = """SELECT e.id, e.ord, e.p
+    FROM ROWS FROM (unnest(:event_ids::uuid[]), jsonb_array_elements(:payloads::jsonb))
+    WITH ORDINALITY AS e(id, p, ord)"""
+
+_BASE_EXISTS = """(:base::int = 0 OR EXISTS (
+        SELECT 1 FROM event_log b WHERE b.flow_id = :flow_id::uuid AND b.flow_version = :base
+    ))"""
+"""A lean insert goes after ``:base`` only if ``:base`` is there: never a gap."""
+
+_INSERTED = "event_id, seq, flow_id, flow_version, ts"
+_INSERTED_WITH_PAYLOAD = _INSERTED + ", event_type, payload"
+
+
+def _insert(source: str, *, base: str, where: str, returning: str, skip_conflicts: bool) -> str:
+    conflict = "\nON CONFLICT DO NOTHING" if skip_conflicts else ""
+    return f"""INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+    SELECT e.id, :flow_id::uuid, {base} + e.ord, e.p ->> 'event_type', e.p
+    FROM ({source}) AS e
+    WHERE {where}
+    ORDER BY e.ord{conflict}
+    RETURNING {returning}"""
+
+
+def _insert_ctes(source: str, *, base: str, guard: str, returning: str, in_tx: bool, many: bool) -> list[str]:
+    """``ins`` (and, in a transaction, the ``head``/``tail`` it is made of)."""
+    if not (in_tx and many):
+        return [
+            f"ins AS ({_insert(source, base=base, where=guard, returning=returning, skip_conflicts=in_tx)})"
+        ]
+    head = _insert(
+        source, base=base, where=f"e.ord = 1 AND {guard}", returning=returning, skip_conflicts=True
+    )
+    tail = _insert(
+        source,
+        base=base,
+        where=f"e.ord > 1 AND EXISTS (SELECT 1 FROM head) AND {guard}",
+        returning=returning,
+        skip_conflicts=True,
+    )
+    return [
+        f"head AS ({head})",
+        f"tail AS ({tail})",
+        "ins AS (SELECT * FROM head UNION ALL SELECT * FROM tail)",
+    ]
+
+
+def _artifacts_cte(join: str) -> str:
+    """``arts``: the first producer of a hash keeps it (``ON CONFLICT DO NOTHING``)."""
+    return f"""arts AS (
     INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
-    SELECT a.h, a.k, a.p, a.m, ins.seq
-    FROM unnest($6::int[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[]) AS a(ord, h, k, p, m)
-    JOIN ins ON ins.flow_version = (SELECT v FROM cur) + a.ord
+    SELECT a ->> 'h', a ->> 'k', a -> 'p', NULLIF(a -> 'm', 'null'::jsonb), ins.seq
+    FROM jsonb_array_elements(:artifacts::jsonb) AS a {join}
     ON CONFLICT (artifact_hash) DO NOTHING
-), errs AS (
+)"""
+
+
+_ERRORS_CTE = """errs AS (
     INSERT INTO step_execution_errors (
         flow_id, step_id, attempt_number, error_class, error_message, details,
         retry_count, max_retries, event_seq, ts
     )
-    SELECT $2, x.step_id, x.attempt, x.cls, x.msg, x.details, x.rc, x.mr, ins.seq, ins.ts
-    FROM unnest(
-        $11::int[], $12::text[], $13::int[], $14::text[], $15::text[], $16::jsonb[], $17::int[], $18::int[]
-    ) AS x(ord, step_id, attempt, cls, msg, details, rc, mr)
-    JOIN ins ON ins.flow_version = (SELECT v FROM cur) + x.ord
-)
-SELECT event_id, seq, flow_version, ts, $2 AS flow_id FROM ins
+    SELECT ins.flow_id, ins.payload ->> 'step_id', (ins.payload ->> 'attempt')::int,
+        ins.payload #>> '{error,error_class}', ins.payload #>> '{error,message}',
+        NULLIF(ins.payload #> '{error,details}', 'null'::jsonb),
+        (ins.payload ->> 'retry_count')::int, (ins.payload ->> 'max_retries')::int, ins.seq, ins.ts
+    FROM ins WHERE ins.event_type = 'stepfailed'
+)"""
+"""One row per inserted ``StepFailed``, copied from the event itself."""
+
+
+# --- the three statements -------------------------------------------------------------------------
+
+
+@cache
+def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool) -> Query:
+    """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's, and
+        ``:artifacts`` when ``artifacts``. Rows back: ``(event_id, seq, ts)`` for one event (its id names
+    it in the server's answer), ``(flow_version, seq,
+        ts)`` per event for several; none or fewer when the base was stale or an event id is stored."""
+    source = _MANY_EVENTS if many else _ONE_EVENT
+    out = "flow_version, seq, ts" if many else "event_id, seq, ts"
+    if not (artifacts or errors or (in_tx and many)):
+        return query(
+            _insert(source, base=":base::int", where=_BASE_EXISTS, returning=out, skip_conflicts=in_tx)
+        )
+    ctes = _insert_ctes(
+        source,
+        base=":base::int",
+        guard=_BASE_EXISTS,
+        returning=_INSERTED_WITH_PAYLOAD if errors else _INSERTED,
+        in_tx=in_tx,
+        many=many,
+    )
+    if artifacts:
+        ctes.append(_artifacts_cte("JOIN ins ON ins.flow_version = :base::int + (a ->> 'o')::int"))
+    if errors:
+        ctes.append(_ERRORS_CTE)
+    return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
+
+
+@cache
+def judge_append(*, artifacts: bool, errors: bool, in_tx: bool) -> Query:
+    """Append a batch at the end unless its events are stored already or the flow is not at
+    ``:expected`` (NULL: anywhere). Parameters: ``:flow_id``, ``:expected``, ``:event_ids``,
+    ``:payloads`` (and ``:artifacts``). Rows back: ``(event_id, seq, flow_version, ts, flow_id)`` per
+    event inserted or already stored, else one row ``(NULL, NULL, actual version, NULL, NULL)``."""
+    ctes = [
+        """existing AS (
+    SELECT l.event_id, l.seq, l.flow_version, l.ts, l.flow_id
+    FROM unnest(:event_ids::uuid[]) AS q(id)
+    CROSS JOIN LATERAL (
+        SELECT event_id, seq, flow_version, ts, flow_id FROM event_log WHERE event_id = q.id OFFSET 0
+    ) AS l
+)""",
+        """cur AS (
+    SELECT COALESCE((
+        SELECT flow_version FROM event_log
+        WHERE flow_id = :flow_id::uuid ORDER BY flow_version DESC LIMIT 1
+    ), 0) AS v
+)""",
+    ]
+    ctes += _insert_ctes(
+        _MANY_EVENTS,
+        base="(SELECT v FROM cur)",
+        guard="NOT EXISTS (SELECT 1 FROM existing)"
+        " AND (:expected::int IS NULL OR (SELECT v FROM cur) = :expected)",
+        returning=_INSERTED_WITH_PAYLOAD if errors else _INSERTED,
+        in_tx=in_tx,
+        many=True,
+    )
+    if artifacts:
+        ctes.append(_artifacts_cte("JOIN ins ON ins.flow_version = (SELECT v FROM cur) + (a ->> 'o')::int"))
+    if errors:
+        ctes.append(_ERRORS_CTE)
+    return query(
+        "WITH "
+        + ",\n".join(ctes)
+        + """
+SELECT event_id, seq, flow_version, ts, flow_id FROM ins
 UNION ALL
 SELECT event_id, seq, flow_version, ts, flow_id FROM existing
 UNION ALL
 SELECT NULL, NULL, v, NULL, NULL FROM cur
-WHERE NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM existing)
-"""
-
-MISSING_ARTIFACTS = """
-SELECT h FROM unnest($1::text[]) AS h
-WHERE NOT EXISTS (SELECT 1 FROM workflow_step_artifacts WHERE artifact_hash = h)
-"""
-
-FLOW_VERSION = "SELECT COALESCE(max(flow_version), 0) FROM event_log WHERE flow_id = $1"
-
-LIST_EVENTS = """
-SELECT seq, event_id, flow_version, ts, payload
-FROM event_log WHERE flow_id = $1 ORDER BY seq
-"""
-
-LIST_EVENTS_AFTER = """
-SELECT seq, event_id, flow_version, ts, payload
-FROM event_log WHERE flow_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
-"""
-
-GET_ARTIFACTS = """
-SELECT artifact_hash, kind, payload, metadata
-FROM workflow_step_artifacts WHERE artifact_hash = ANY($1::text[])
-"""
-
-_ERROR_COLUMNS = """
-flow_id, step_id, attempt_number, error_class, error_message, details,
-retry_count, max_retries, ts, event_seq
-"""
-
-LIST_ERRORS = f"""
-SELECT {_ERROR_COLUMNS} FROM step_execution_errors
-WHERE flow_id = $1 AND ($2::text IS NULL OR step_id = $2)
-ORDER BY id
-"""
-
-ERROR_TIMELINE = f"""
-SELECT {_ERROR_COLUMNS} FROM step_execution_errors
-WHERE flow_id = $1 AND ($2::text IS NULL OR step_id = $2)
-ORDER BY attempt_number, ts, id
-"""
-
-COUNT_ERRORS = """
-SELECT step_id, error_class, count(*) FROM step_execution_errors
-WHERE flow_id = $1 GROUP BY step_id, error_class ORDER BY step_id, error_class
-"""
-
-# --- the lean appends ---------------------------------------------------------------------------
-# When the flow's last version is known (the caller's ``expected_version``, or the store's cached
-# guess), a batch is written as a plain INSERT at ``base + 1, base + 2, ...``. The
-# ``UNIQUE (flow_id, flow_version)`` constraint rejects a stale base (never a duplicate), the
-# ``EXISTS`` guard refuses a base that is not there yet (never a gap), and ``UNIQUE (event_id)``
-# rejects a retried event. Any of those (a unique violation, or no row back) sends the caller to
-# ``APPEND``, which sorts out conflicts and returns already-stored events: that statement stays the
-# only judge of what happened; these only ever write the obvious, uncontended case.
-# Parameters: $1 event id(s), $2 flow id, $3 base version, $4 event type(s), $5 payload(s)
-# (``LEAN_APPEND_MANY``: $4 the payloads as one JSON array).
-
-_BASE_EXISTS = "($3::int = 0 OR EXISTS (SELECT 1 FROM event_log WHERE flow_id = $2 AND flow_version = $3))"
-
-LEAN_APPEND_ONE = f"""
-INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-SELECT $1::uuid, $2::uuid, $3::int + 1, $4::text, $5::jsonb
-WHERE {_BASE_EXISTS}
-RETURNING event_id, seq, ts"""
-"""One event: its id (naming it in the server's answer) and what the caller does not know yet."""
-
-
-_LEAN_INSERT_MANY = f"""
-INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-SELECT e.id, $2::uuid, $3::int + e.ord, e.t, e.p
-FROM unnest($1::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(id, t, p, ord)
-WHERE {_BASE_EXISTS}
-ORDER BY e.ord
-RETURNING event_id, seq, flow_version, ts
-"""
-
-LEAN_APPEND_MANY = f"""
-INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-SELECT e.id, $2::uuid, $3::int + e.ord, e.p ->> 'event_type', e.p
-FROM ROWS FROM (unnest($1::uuid[]), jsonb_array_elements($4::jsonb)) WITH ORDINALITY AS e(id, p, ord)
-WHERE {_BASE_EXISTS}
-ORDER BY e.ord
-RETURNING flow_version, seq, ts
-"""
-"""Several events, no artifact or error row. $4 is ONE JSON array of the payloads (each event's
-``event_type`` is read from its payload): an array parameter costs the client a codec call and two
-ABC checks per element (measured: 0.7 µs of client and 0.7 µs of server time less per event). Only
-what the caller does not know comes back."""
-
-
-def _lean_artifacts(first: int) -> str:
-    p = [f"${first + i}" for i in range(5)]
-    return f"""arts AS (
-    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
-    SELECT a.h, a.k, a.p, a.m, ins.seq
-    FROM unnest({p[0]}::int[], {p[1]}::text[], {p[2]}::text[], {p[3]}::jsonb[], {p[4]}::jsonb[])
-        AS a(ord, h, k, p, m)
-    JOIN ins ON ins.flow_version = $3::int + a.ord
-    ON CONFLICT (artifact_hash) DO NOTHING
-)"""
-
-
-def _lean_errors(first: int) -> str:
-    p = [f"${first + i}" for i in range(8)]
-    return f"""errs AS (
-    INSERT INTO step_execution_errors (
-        flow_id, step_id, attempt_number, error_class, error_message, details,
-        retry_count, max_retries, event_seq, ts
+WHERE NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM existing)"""
     )
-    SELECT $2::uuid, x.step_id, x.attempt, x.cls, x.msg, x.details, x.rc, x.mr, ins.seq, ins.ts
-    FROM unnest(
-        {p[0]}::int[], {p[1]}::text[], {p[2]}::int[], {p[3]}::text[], {p[4]}::text[], {p[5]}::jsonb[],
-        {p[6]}::int[], {p[7]}::int[]
-    ) AS x(ord, step_id, attempt, cls, msg, details, rc, mr)
-    JOIN ins ON ins.flow_version = $3::int + x.ord
-)"""
 
 
-def _lean_with(artifacts: bool, errors: bool) -> str:
-    ctes = [f"ins AS ({_LEAN_INSERT_MANY})"]
-    if artifacts:
-        ctes.append(_lean_artifacts(6))
-    if errors:
-        ctes.append(_lean_errors(11 if artifacts else 6))
-    return "WITH " + ",\n".join(ctes) + "\nSELECT event_id, seq, flow_version, ts FROM ins"
-
-
-LEAN_APPEND_ARTIFACTS = _lean_with(True, False)
-LEAN_APPEND_ERRORS = _lean_with(False, True)
-LEAN_APPEND_BOTH = _lean_with(True, True)
-
-
-def _one_with_artifacts(insert: str) -> str:
-    """$6: the artifacts as ONE JSON array of ``{"h": hash, "k": kind, "p": payload, "m": metadata}``
-    (array parameters cost the client a codec call and ABC checks per element)."""
-    return f"""
-WITH ins AS ({insert}
-), arts AS (
-    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
-    SELECT a ->> 'h', a ->> 'k', a -> 'p', NULLIF(a -> 'm', 'null'::jsonb), ins.seq
-    FROM ins, jsonb_array_elements($6::jsonb) AS a
-    ON CONFLICT (artifact_hash) DO NOTHING
-)
-SELECT event_id, seq, ts FROM ins
-"""
-
-
-LEAN_APPEND_ONE_ARTIFACTS = _one_with_artifacts(LEAN_APPEND_ONE)
-"""One event and its artifacts (the engine's ``StepFinished``): no ordinals, no join."""
-
-# --- group commit -------------------------------------------------------------------------------
-# Several callers' batches, each for a different flow, in ONE statement (stores/group_commit.py).
-# Each member ("item", numbered from 1) is judged on its own, as ``APPEND`` judges a batch: its
-# events go in at its flow's current version + 1, 2, ... unless its ``expected`` version is not the
-# current one (a single row back with ``seq`` NULL and the actual version: ``ConcurrencyConflict``)
-# or its event ids are already stored (those rows come back: an earlier attempt committed). A
-# unique violation (a writer outside the group took a version first) fails the whole statement,
-# and every member then falls back to ``APPEND`` on its own.
-# Rows back: item, event_id, seq, flow_version, ts, flow_id.
-# Parameters: $1 flow per item, $2 expected version per item (NULL: append at the end);
-# $3..$6 per event: item, ordinal in its item, event id, type; $7 the payloads as ONE JSON array
-# (a ``jsonb[]`` parameter costs the client a codec call per element);
-# $8..$13 per artifact: item, ordinal of its event, hash, kind, payload, metadata;
-# $14..$22 per error row: item, ordinal of its event, step, attempt, class, message, details,
-# retry_count, max_retries.
-
-GROUP_APPEND = """
+GROUP_APPEND = query(
+    """
 WITH items AS (
-    SELECT i.item, i.flow_id, i.expected,
-        COALESCE((SELECT max(l.flow_version) FROM event_log l WHERE l.flow_id = i.flow_id), 0) AS v
-    FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS i(flow_id, expected, item)
+    SELECT i.item, i.flow_id, i.expected, COALESCE((
+        SELECT l.flow_version FROM event_log l
+        WHERE l.flow_id = i.flow_id ORDER BY l.flow_version DESC LIMIT 1
+    ), 0) AS v
+    FROM unnest(:flow_ids::uuid[], :expected::int[]) WITH ORDINALITY AS i(flow_id, expected, item)
 ), evs AS (
     SELECT * FROM ROWS FROM (
-        unnest($3::int[], $4::int[], $5::uuid[], $6::text[]), jsonb_array_elements($7::jsonb)
-    ) AS e(item, ord, id, t, p)
+        unnest(:items::int[], :ordinals::int[], :event_ids::uuid[]), jsonb_array_elements(:payloads::jsonb)
+    ) AS e(item, ord, id, p)
 ), existing AS (
     SELECT e.item, l.event_id, l.seq, l.flow_version, l.ts, l.flow_id
-    FROM evs e JOIN event_log l ON l.event_id = e.id
+    FROM evs e
+    CROSS JOIN LATERAL (
+        SELECT event_id, seq, flow_version, ts, flow_id FROM event_log WHERE event_id = e.id OFFSET 0
+    ) AS l
 ), ok AS (
     SELECT items.item, items.flow_id, items.v FROM items
     WHERE (items.expected IS NULL OR items.expected = items.v)
       AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
 ), ins AS (
     INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    SELECT e.id, ok.flow_id, ok.v + e.ord, e.t, e.p
+    SELECT e.id, ok.flow_id, ok.v + e.ord, e.p ->> 'event_type', e.p
     FROM evs e JOIN ok ON ok.item = e.item
     ORDER BY e.item, e.ord
-    RETURNING event_id, seq, flow_id, flow_version, ts
-), arts AS (
-    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, metadata, produced_in_seq)
-    SELECT a.h, a.k, a.p, a.m, ins.seq
-    FROM unnest($8::int[], $9::int[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[])
-        AS a(item, ord, h, k, p, m)
-    JOIN ok ON ok.item = a.item
-    JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + a.ord
-    ON CONFLICT (artifact_hash) DO NOTHING
-), errs AS (
-    INSERT INTO step_execution_errors (
-        flow_id, step_id, attempt_number, error_class, error_message, details,
-        retry_count, max_retries, event_seq, ts
+    RETURNING """
+    + _INSERTED_WITH_PAYLOAD
+    + """
+), """
+    + _artifacts_cte(
+        "JOIN ok ON ok.item = (a ->> 'i')::int "
+        "JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + (a ->> 'o')::int"
     )
-    SELECT ok.flow_id, x.step_id, x.attempt, x.cls, x.msg, x.details, x.rc, x.mr, ins.seq, ins.ts
-    FROM unnest(
-        $14::int[], $15::int[], $16::text[], $17::int[], $18::text[], $19::text[], $20::jsonb[],
-        $21::int[], $22::int[]
-    ) AS x(item, ord, step_id, attempt, cls, msg, details, rc, mr)
-    JOIN ok ON ok.item = x.item
-    JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + x.ord
-)
+    + ",\n"
+    + _ERRORS_CTE
+    + """
 SELECT ok.item, ins.event_id, ins.seq, ins.flow_version, ins.ts, ins.flow_id
 FROM ins JOIN ok ON ok.flow_id = ins.flow_id
 UNION ALL
@@ -264,3 +242,85 @@ SELECT item, NULL, NULL, v, NULL, NULL FROM items
 WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.item = items.item)
   AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
 """
+)
+"""Several flows' batches (group commit). Parameters: ``:flow_ids`` and ``:expected`` per item
+(numbered from 1); ``:items``, ``:ordinals``, ``:event_ids`` per event and ``:payloads`` (one JSON
+array); ``:artifacts`` (one JSON array, each with its item ``i``). Rows back: ``item`` then as
+``judge_append``. A unique violation (a writer outside the group took a version first) fails the
+whole statement; every member then goes through ``judge_append`` alone."""
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+MISSING_ARTIFACTS = query(
+    """
+SELECT h FROM unnest(:hashes::text[]) AS h
+WHERE (SELECT true FROM workflow_step_artifacts WHERE artifact_hash = h) IS NULL
+"""
+)
+"""Which of ``:hashes`` are not stored (a correlated lookup per hash: never an anti-join scan)."""
+
+FLOW_VERSION = query(
+    """
+SELECT COALESCE((
+    SELECT flow_version FROM event_log WHERE flow_id = :flow_id ORDER BY flow_version DESC LIMIT 1
+), 0)
+"""
+)
+
+_EVENT_COLUMNS = "seq, event_id, flow_version, ts, payload"
+
+LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY seq")
+
+LIST_EVENTS_AFTER = query(
+    f"""
+SELECT {_EVENT_COLUMNS} FROM event_log
+WHERE flow_id = :flow_id AND seq > :after ORDER BY seq LIMIT :limit
+"""
+)
+
+GET_ARTIFACTS = query(
+    """
+SELECT a.artifact_hash, a.kind, a.payload, a.metadata
+FROM unnest(:hashes::text[]) AS q(h)
+CROSS JOIN LATERAL (
+    SELECT artifact_hash, kind, payload, metadata FROM workflow_step_artifacts
+    WHERE artifact_hash = q.h OFFSET 0
+) AS a
+"""
+)
+
+_ERROR_COLUMNS = """flow_id, step_id, attempt_number, error_class, error_message, details,
+retry_count, max_retries, ts, event_seq"""
+
+_ERRORS_OF_FLOW = (
+    f"SELECT {_ERROR_COLUMNS} FROM step_execution_errors"
+    " WHERE flow_id = :flow_id AND (:step_id::text IS NULL OR step_id = :step_id)"
+)
+
+LIST_ERRORS = query(_ERRORS_OF_FLOW + " ORDER BY id")
+ERROR_TIMELINE = query(_ERRORS_OF_FLOW + " ORDER BY attempt_number, ts, id")
+
+COUNT_ERRORS = query(
+    """
+SELECT step_id, error_class, count(*) FROM step_execution_errors
+WHERE flow_id = :flow_id GROUP BY step_id, error_class ORDER BY step_id, error_class
+"""
+)
+
+LOAD_FLOW = query(
+    f"""
+SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, (
+    SELECT COALESCE(jsonb_agg(jsonb_build_array(
+        step_id, attempt_number, error_class, error_message, details, retry_count, max_retries, ts, event_seq
+    ) ORDER BY id), '[]'::jsonb)
+    FROM step_execution_errors WHERE flow_id = :flow_id
+)
+ORDER BY seq NULLS LAST
+"""
+)
+"""A flow's events, then one row whose payload is its error rows as a JSON array, in ONE statement
+and so ONE snapshot: a ``StepFailed`` committed between two reads cannot make them disagree
+(``FlowRepository`` checks one against the other)."""
