@@ -28,7 +28,16 @@ from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
 
 
 class _SlotState:
-    __slots__ = ("attempts", "errors", "fingerprint", "not_before", "outputs", "retry_count", "status")
+    __slots__ = (
+        "attempts",
+        "errors",
+        "fingerprint",
+        "lease_until",
+        "not_before",
+        "outputs",
+        "retry_count",
+        "status",
+    )
 
     def __init__(self, slot: StepSlot) -> None:
         self.status = slot.status
@@ -38,6 +47,7 @@ class _SlotState:
         self.errors: list[StepExecutionError] = list(slot.errors)
         self.attempts = slot.attempts
         self.not_before: datetime | None = slot.not_before
+        self.lease_until: datetime | None = slot.lease_until
 
 
 def initial_instance(flow_id: UUID, definition: FlowDefinition) -> FlowInstance:
@@ -83,6 +93,7 @@ def apply_events(
     flow_fp: str | None = instance.fingerprint
     version = instance.version
     initialized = version > 0
+    inputs = instance.inputs
 
     for event in events:
         kind = event.kind
@@ -98,6 +109,7 @@ def apply_events(
                     f"({kind.definition_hash[:12]}…), not {definition.name!r} ({definition.hash[:12]}…)"
                 )
             initialized = True
+            inputs = kind.inputs
             continue
         if isinstance(kind, FlowInitialized):
             raise ReplayError(f"flow {flow_id}: flowinitialized again at version {version}")
@@ -121,6 +133,7 @@ def apply_events(
             slot.status = StepStatus.RUNNING
             slot.attempts += 1
             slot.not_before = None
+            slot.lease_until = kind.lease_until
         elif isinstance(kind, StepFinished):
             slot.status = StepStatus.FINISHED
             slot.outputs = kind.outputs
@@ -167,10 +180,12 @@ def apply_events(
                 errors=tuple(s.errors),
                 attempts=s.attempts,
                 not_before=s.not_before,
+                lease_until=s.lease_until if s.status is StepStatus.RUNNING else None,
             )
             for step_id, s in zip(step_ids, slots, strict=True)
         ),
         fingerprint=flow_fp,
         version=version,
         signals=tuple(signals),
+        inputs=inputs,
     )

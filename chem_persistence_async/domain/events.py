@@ -43,6 +43,8 @@ class FlowInitialized(_Kind):
     definition_name: str
     definition_hash: Sha256Hex
     step_count: NonNegativeInt
+    inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    """The flow's inputs (``ctx.flow_inputs``); non-empty ones enter the flow fingerprint."""
 
 
 class StepStarted(_Kind):
@@ -51,6 +53,9 @@ class StepStarted(_Kind):
     step_index: NonNegativeInt
     step_id: StepId
     attempt: PositiveInt
+    lease_until: AwareDatetime | None = None
+    """The starter's claim on the attempt: until then it is in progress, after it (with no outcome)
+    it is lost. Never part of a fingerprint."""
 
 
 class StepFinished(_Kind):
@@ -141,7 +146,7 @@ def is_event_kind(value: object) -> bool:
 
 
 _PLAIN_KINDS: frozenset[type[_Kind]] = frozenset(
-    {FlowInitialized, StepStarted, StepFinished, PropertyPreferenceAssigned, RetryScheduled, FlowCompleted}
+    {StepStarted, StepFinished, PropertyPreferenceAssigned, RetryScheduled, FlowCompleted}
 )
 """Kinds with no free-form JSON (and no float) field: pydantic's own serialiser gives their stored form."""
 
@@ -152,10 +157,10 @@ def kind_to_json(kind: _Kind) -> bytes:
     """The JSON of a kind: what is stored as the payload and what replay reads back.
 
     Kinds without free-form JSON are dumped from pydantic's serialiser directly; free-form JSON
-    (``StepSignal.data``, ``StepFailed.error.details``) goes through ``canonical_json`` so both
-    backends normalise it as PostgreSQL would. Either way the bytes are canonical (sorted keys,
-    compact separators, UTF-8). Anything PostgreSQL cannot store (``\\u0000``, a lone surrogate)
-    takes the canonical path, which rejects it.
+    (``FlowInitialized.inputs``, ``StepSignal.data``, ``StepFailed.error.details``) goes through
+    ``canonical_json`` so both backends normalise it as PostgreSQL would. Either way the bytes are
+    canonical (sorted keys, compact separators, UTF-8). Anything PostgreSQL cannot store
+    (``\\u0000``, a lone surrogate) takes the canonical path, which rejects it.
     """
     return _fast_json(kind, _serialize) or canonical_json(kind.model_dump(mode="json"))
 
@@ -175,6 +180,7 @@ def _fast_json(kind: _Kind, serialize: Callable[[_Kind], bytes]) -> bytes | None
     cls = type(kind)
     if not (
         cls in _PLAIN_KINDS
+        or (cls is FlowInitialized and not kind.inputs)  # type: ignore[attr-defined]
         or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
         or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
     ):

@@ -6,7 +6,8 @@ runs of one definition on the same inputs share every fingerprint, on every back
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chem_persistence_async.domain.canonical import content_hash
 
@@ -23,5 +24,12 @@ def failure_fingerprint(previous: str, step_id: str, attempt: int, error_class: 
     )
 
 
-def flow_fingerprint(definition_hash: str, step_fingerprints: Sequence[str]) -> str:
-    return content_hash({"definition_hash": definition_hash, "steps": list(step_fingerprints)})
+def flow_fingerprint(
+    definition_hash: str, step_fingerprints: Sequence[str], inputs: Mapping[str, Any] | None = None
+) -> str:
+    """The whole run's fingerprint. Non-empty ``inputs`` enter it (the same definition on the same
+    inputs gives the same fingerprint); empty ones leave it as it was before flows had inputs."""
+    document: dict[str, Any] = {"definition_hash": definition_hash, "steps": list(step_fingerprints)}
+    if inputs:
+        document["inputs"] = dict(inputs)
+    return content_hash(document)

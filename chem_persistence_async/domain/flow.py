@@ -89,7 +89,11 @@ class StepSlot:
     retry_count: int = 0
     errors: tuple[StepExecutionError, ...] = ()
     attempts: int = 0
+    """How many attempts were started (``StepStarted`` events)."""
     not_before: datetime | None = None
+    """When a scheduled retry may run (pending after a ``RetryScheduled``)."""
+    lease_until: datetime | None = None
+    """While ``running``: until when its starter holds the attempt (``StepStarted.lease_until``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,8 @@ class FlowInstance:
     fingerprint: str | None
     version: int
     signals: tuple[tuple[str, str, Any], ...] = field(default=())
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    """The flow's inputs, from its ``FlowInitialized``."""
 
     @property
     def failed(self) -> bool:

@@ -1,8 +1,16 @@
-"""``FlowEngine``: decides the next step by replay, runs one attempt, commits its outcome.
+"""``FlowEngine``: decides the next action by replay, runs one attempt, commits its outcome.
 
-Deciding (replay) and running (one attempt of one step) are separate, and every append passes
-the version the decision was made on as ``expected_version``: two engines on one flow can both
-run a step, but only one can commit its outcome, so nothing is ever written twice.
+The three are separate so a worker can run them apart and commit the outcome in its own unit of
+work (with its next job and the end of its own job):
+
+* ``plan`` (pure, ``engine.planner``): what happens next;
+* ``begin`` appends the attempt's ``StepStarted`` (with its lease), ``run_attempt`` runs the step
+  and turns what it did into events, touching no storage;
+* ``commit`` appends those events, guarded by ``expected_version``: two engines on one flow can
+  both run a step, but only one can commit its outcome, so nothing is ever written twice.
+
+None of these sleeps: a retry not yet due is a ``Wait`` action for the caller to honour. Only the
+conveniences ``run_next`` (before it writes anything) and ``run_to_end`` wait.
 """
 
 from __future__ import annotations
@@ -10,8 +18,8 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -21,7 +29,7 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
 from chem_persistence_async.domain.events import (
     FlowCompleted,
-    FlowEvent,
+    FlowEventKind,
     FlowInitialized,
     RetryScheduled,
     StepFailed,
@@ -29,35 +37,69 @@ from chem_persistence_async.domain.events import (
     StepSignal,
     StepStarted,
 )
-from chem_persistence_async.domain.failures import StepErrorInfo
-from chem_persistence_async.domain.fingerprints import (
-    failure_fingerprint,
-    flow_fingerprint,
-    step_fingerprint,
-)
+from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
+from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.engine.artifact_cache import ArtifactCache
+from chem_persistence_async.engine.planner import (
+    Action,
+    CloseLost,
+    Complete,
+    Done,
+    RunStep,
+    Wait,
+    plan,
+    previous_fingerprint,
+)
 from chem_persistence_async.engine.repository import FlowLoader
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.engine.step import (
-    Step,
     StepContext,
     StepOutput,
     StepValidationError,
     classify_error,
+    require_runnable,
 )
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     FlowNotFoundError,
+    InvalidInputError,
     MissingArtifactError,
+    StepInProgressError,
     UnstorableValueError,
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import apply_events
 
 logger = logging.getLogger("chem_persistence_async.engine")
 
 _MAX_MESSAGE = 10_000
+DEFAULT_ATTEMPT_LEASE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A started attempt: the flow right after its ``StepStarted``, and what the step will see."""
+
+    instance: FlowInstance
+    ctx: StepContext
+    previous: str
+    """The fingerprint this step's chains from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an attempt did, as the events that record it (nothing written yet)."""
+
+    kinds: tuple[FlowEventKind, ...]
+    artifacts: tuple[Artifact, ...] = ()
+    error_class: ErrorClass | None = None
+    """``None`` when the step finished."""
+    retry_at: datetime | None = None
+    """When a failed attempt will be retried (``None``: finished, or failed for good)."""
+    message: str | None = None
 
 
 class FlowEngine:
@@ -71,16 +113,20 @@ class FlowEngine:
         *,
         retry_policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
+        attempt_lease: timedelta = DEFAULT_ATTEMPT_LEASE,
+        artifact_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         for step in definition.steps:
-            if not isinstance(step, Step):
-                raise TypeError(f"step {step.id!r} has no async run(ctx) method")
+            require_runnable(step)
+        if attempt_lease <= timedelta(0):
+            raise InvalidInputError("attempt_lease must be positive")
         self._store = store
         self._repository = repository
         self._definition = definition
         self._policy = retry_policy or RetryPolicy()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._artifact_cache: dict[str, Artifact] = {}
+        self._attempt_lease = attempt_lease
+        self._artifacts = ArtifactCache(artifact_cache_bytes)
 
     @property
     def definition(self) -> FlowDefinition:
@@ -90,48 +136,93 @@ class FlowEngine:
     def retry_policy(self) -> RetryPolicy:
         return self._policy
 
-    # --- the public API ---------------------------------------------------------------------
+    @property
+    def store(self) -> AsyncEventStore:
+        return self._store
 
-    async def start(self, *, flow_id: UUID | str | None = None) -> UUID:
+    def now(self) -> datetime:
+        return self._clock()
+
+    # --- the conveniences -------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        flow_id: UUID | str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        tx: Transaction | None = None,
+    ) -> UUID:
         """Append the ``FlowInitialized`` of a new flow and return its id."""
         fid = uuid4() if flow_id is None else to_flow_id(flow_id)
-        definition = self._definition
-        await self._store.append_kind(
-            fid,
-            FlowInitialized(
-                definition_name=definition.name,
-                definition_hash=definition.hash,
-                step_count=len(definition.steps),
-            ),
-            expected_version=0,
-        )
+        await self._store.append_kind(fid, self.initialized(inputs), expected_version=0, tx=tx)
         return fid
 
-    async def load(self, flow_id: UUID | str) -> FlowInstance:
-        return await self._repository.load(self._store, flow_id, self._definition)
+    def initialized(self, inputs: Mapping[str, Any] | None = None) -> FlowInitialized:
+        """The ``FlowInitialized`` that starts a flow of this engine's definition on ``inputs``."""
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise InvalidInputError(f"inputs must be a mapping of JSON values, got {type(inputs).__name__}")
+        definition = self._definition
+        return FlowInitialized(
+            definition_name=definition.name,
+            definition_hash=definition.hash,
+            step_count=len(definition.steps),
+            inputs=normalize_json(dict(inputs or {})),
+        )
+
+    async def load(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowInstance:
+        """The flow's state, replayed; ``FlowNotFoundError`` if it has no events."""
+        instance = await self._repository.load(self._store, flow_id, self._definition, tx=tx)
+        if instance.version == 0:
+            raise FlowNotFoundError(f"flow {flow_id} does not exist (it has no events)")
+        return instance
 
     async def run_next(self, flow_id: UUID | str) -> FlowInstance:
         """One attempt of the next step (or the ``FlowCompleted``); returns the flow afterwards.
 
-        Raises ``ConcurrencyConflict`` if another engine advanced the flow meanwhile.
+        Waits for a retry that is not due yet (it holds nothing meanwhile). Raises
+        ``StepInProgressError`` while another engine's attempt holds the step, and
+        ``ConcurrencyConflict`` if another engine advanced the flow meanwhile.
         """
-        return await self._advance(await self._load_existing(flow_id))
+        instance = await self.load(flow_id)
+        while True:
+            action = self.plan(instance)
+            if isinstance(action, Wait):
+                if action.reason == "in_progress":
+                    slot = instance.steps[action.index]
+                    raise StepInProgressError(instance.flow_id, slot.step_id, action.attempt, action.until)
+                await self._sleep_until(action.until)
+                continue
+            return await self.execute(instance, action)
 
-    async def run_to_end(self, flow_id: UUID | str | None = None) -> UUID:
+    async def run_to_end(
+        self, flow_id: UUID | str | None = None, *, inputs: Mapping[str, Any] | None = None
+    ) -> UUID:
         """Run a flow until it completes or a step fails for good; start one if no id is given.
 
-        Resumes a flow from wherever its events leave it, whoever wrote them; a conflict with
-        another engine on the same flow is resolved by reloading and going on.
+        Resumes a flow from wherever its events leave it, whoever wrote them; waits out retries
+        and other engines' attempts in progress; a conflict with another engine is resolved by
+        reloading and going on.
         """
-        fid = await self.start() if flow_id is None else to_flow_id(flow_id)
-        instance = await self._load_existing(fid)
-        while not (instance.completed or instance.failed):
-            try:
-                instance = await self._advance(instance)
-            except ConcurrencyConflict:
-                logger.info("flow %s advanced elsewhere; reloading", fid)
+        if flow_id is None:
+            fid = await self.start(inputs=inputs)
+        else:
+            if inputs is not None:
+                raise InvalidInputError("inputs are given when a flow starts: pass no flow_id")
+            fid = to_flow_id(flow_id)
+        instance = await self.load(fid)
+        while True:
+            action = self.plan(instance)
+            if isinstance(action, Done):
+                return fid
+            if isinstance(action, Wait):
+                await self._sleep_until(action.until)
                 instance = await self.load(fid)
-        return fid
+                continue
+            try:
+                instance = await self.execute(instance, action)
+            except ConcurrencyConflict:
+                logger.info("flow %s advanced elsewhere; reloading", fid, extra={"flow_id": str(fid)})
+                instance = await self.load(fid)
 
     async def event_codes(self, flow_id: UUID | str) -> list[str]:
         return [event.code for event in await self._store.list(flow_id)]
@@ -142,96 +233,173 @@ class FlowEngine:
     async def flow_fingerprint(self, flow_id: UUID | str) -> str | None:
         return (await self.load(flow_id)).fingerprint
 
-    # --- one step ---------------------------------------------------------------------------
+    # --- the pieces -------------------------------------------------------------------------
 
-    async def _load_existing(self, flow_id: UUID | str) -> FlowInstance:
-        instance = await self.load(flow_id)
-        if instance.version == 0:
-            raise FlowNotFoundError(f"flow {flow_id} has no events")
-        return instance
+    def plan(self, instance: FlowInstance) -> Action:
+        """What happens next to ``instance``, now (pure: see ``engine.planner``)."""
+        return plan(instance, self._definition, self._policy, self._clock())
 
-    async def _advance(self, instance: FlowInstance) -> FlowInstance:
-        if instance.completed or instance.failed:
+    async def execute(
+        self,
+        instance: FlowInstance,
+        action: Action,
+        *,
+        lease_until: datetime | None = None,
+        tx: Transaction | None = None,
+    ) -> FlowInstance:
+        """Carry out one non-waiting action: begin, run and commit an attempt, close a lost one, or
+        complete the flow. ``tx`` is for the commit only (an attempt's start is committed first)."""
+        if isinstance(action, RunStep):
+            attempt = await self.begin(instance, action, lease_until=lease_until)
+            return await self.commit(attempt, await self.run_attempt(attempt), tx=tx)
+        if isinstance(action, CloseLost):
+            return await self.close_lost(instance, action, tx=tx)
+        if isinstance(action, Complete):
+            return await self.complete(instance, action, tx=tx)
+        if isinstance(action, Done):
             return instance
-        definition = self._definition
-        if instance.cursor == len(definition.steps):
-            fingerprints = [slot.fingerprint or "" for slot in instance.steps]
-            completed = await self._store.append_kind(
-                instance.flow_id,
-                FlowCompleted(flow_fingerprint=flow_fingerprint(definition.hash, fingerprints)),
-                expected_version=instance.version,
-            )
-            return apply_events(instance, [completed], definition)
-        return await self._attempt(instance, instance.cursor)
-
-    async def _attempt(self, instance: FlowInstance, index: int) -> FlowInstance:
-        flow_id = instance.flow_id
-        slot = instance.steps[index]
-        step: Any = self._definition.steps[index]
-        if slot.not_before is not None:
-            wait = (slot.not_before - self._clock()).total_seconds()
-            if wait > 0:
-                await anyio.sleep(wait)
-
-        attempt = slot.attempts + 1
-        started = await self._store.append_kind(
-            flow_id,
-            StepStarted(step_index=index, step_id=slot.step_id, attempt=attempt),
-            expected_version=instance.version,
+        raise InvalidInputError(
+            f"{action!r} cannot be executed now: it waits until {action.until.isoformat()}"
         )
-        previous = instance.steps[index - 1].fingerprint if index else self._definition.hash
-        assert previous is not None
-        params = self._definition.params_of(index)
-        inputs = await self._inputs(instance.steps[index - 1] if index else None)
+
+    async def begin(
+        self,
+        instance: FlowInstance,
+        action: RunStep,
+        *,
+        lease_until: datetime | None = None,
+        tx: Transaction | None = None,
+    ) -> Attempt:
+        """Append the attempt's ``StepStarted`` (after the events closing a lost attempt) with its
+        lease (``lease_until``: a worker's job lease; default now + ``attempt_lease``)."""
+        index = action.index
+        slot = instance.steps[index]
+        lease = lease_until or self._clock() + self._attempt_lease
+        started = StepStarted(
+            step_index=index, step_id=slot.step_id, attempt=action.attempt, lease_until=lease
+        )
+        kinds = [*action.close, started]
+        if action.close:
+            logger.warning(
+                "flow %s: step %s attempt %d was lost (no outcome by its lease); closing it",
+                instance.flow_id,
+                slot.step_id,
+                slot.attempts,
+                extra={"flow_id": str(instance.flow_id), "step_id": slot.step_id, "attempt": slot.attempts},
+            )
+        appended = await self._store.append_many(
+            instance.flow_id, kinds, expected_version=instance.version, tx=tx
+        )
+        after = apply_events(instance, appended, self._definition)
+        inputs = await self._inputs(after.steps[index - 1] if index else None, tx)
         ctx = StepContext(
-            flow_id=flow_id,
+            flow_id=instance.flow_id,
             step_index=index,
             step_id=slot.step_id,
-            attempt=attempt,
+            attempt=action.attempt,
             inputs=inputs,
-            params=params,
+            params=self._definition.params_of(index),
+            flow_inputs=after.inputs,
         )
+        return Attempt(after, ctx, previous_fingerprint(after, self._definition, index))
+
+    async def run_attempt(self, attempt: Attempt) -> Outcome:
+        """Run the step and describe what it did as events. Touches no storage; never raises for
+        what the step does (its exceptions become a ``StepFailed`` outcome)."""
+        ctx = attempt.ctx
+        step: Any = self._definition.steps[ctx.step_index]
         try:
             output = _check_output(await step.run(ctx))
         except Exception as exc:
-            appended = await self._record_failure(ctx, slot, previous, exc, started.flow_version)
-        else:
-            hashes = tuple(artifact.hash for artifact in output.artifacts)
-            kinds: list[Any] = []
-            if output.signal is not None:
-                kinds.append(
-                    StepSignal(
-                        step_index=index, step_id=slot.step_id, signal=output.signal, data=output.signal_data
-                    )
-                )
+            return self._failure(attempt, exc)
+        hashes = tuple(artifact.hash for artifact in output.artifacts)
+        kinds: list[FlowEventKind] = []
+        if output.signal is not None:
             kinds.append(
-                StepFinished(
-                    step_index=index,
-                    step_id=slot.step_id,
-                    outputs=hashes,
-                    fingerprint=step_fingerprint(previous, slot.step_id, hashes),
+                StepSignal(
+                    step_index=ctx.step_index,
+                    step_id=ctx.step_id,
+                    signal=output.signal,
+                    data=output.signal_data,
                 )
             )
-            appended = await self._store.append_many(
-                flow_id, kinds, artifacts=output.artifacts, expected_version=started.flow_version
+        kinds.append(
+            StepFinished(
+                step_index=ctx.step_index,
+                step_id=ctx.step_id,
+                outputs=hashes,
+                fingerprint=step_fingerprint(attempt.previous, ctx.step_id, hashes),
             )
-            for artifact in output.artifacts:
-                self._artifact_cache[artifact.hash] = artifact
-        # The appends succeeded at the versions this instance was decided on, so these events are
-        # exactly what the log now holds after it: apply them rather than read the flow back.
-        return apply_events(instance, [started, *appended], self._definition)
+        )
+        return Outcome(tuple(kinds), output.artifacts)
 
-    async def _record_failure(
-        self, ctx: StepContext, slot: StepSlot, previous: str, exc: Exception, version: int
-    ) -> list[FlowEvent]:
-        """Append the ``StepFailed`` (and its ``RetryScheduled`` when the policy retries) in one go."""
-        index, attempt, inputs, params = ctx.step_index, ctx.attempt, ctx.inputs, ctx.params
+    async def commit(
+        self, attempt: Attempt, outcome: Outcome, *, tx: Transaction | None = None
+    ) -> FlowInstance:
+        """Append the outcome, guarded by the version the attempt started at."""
+        instance = attempt.instance
+        appended = await self._store.append_many(
+            instance.flow_id,
+            outcome.kinds,
+            artifacts=outcome.artifacts,
+            expected_version=instance.version,
+            tx=tx,
+        )
+        if outcome.artifacts:
+            cache = self._artifacts
+            if tx is None:
+                cache.put_all(outcome.artifacts)
+            else:
+                tx.on_commit(lambda: cache.put_all(outcome.artifacts))
+        # The append succeeded at the version this instance was decided on, so these events are
+        # exactly what the log now holds after it: apply them rather than read the flow back.
+        return apply_events(instance, appended, self._definition)
+
+    async def close_lost(
+        self, instance: FlowInstance, action: CloseLost, *, tx: Transaction | None = None
+    ) -> FlowInstance:
+        """Close a lost attempt that may not be retried: the flow fails at this step."""
+        appended = await self._store.append_many(
+            instance.flow_id, action.close, expected_version=instance.version, tx=tx
+        )
+        slot = instance.steps[action.index]
+        logger.warning(
+            "flow %s: step %s attempt %d was lost and no retry is left; the flow failed",
+            instance.flow_id,
+            slot.step_id,
+            slot.attempts,
+            extra={"flow_id": str(instance.flow_id), "step_id": slot.step_id, "attempt": slot.attempts},
+        )
+        return apply_events(instance, appended, self._definition)
+
+    async def complete(
+        self, instance: FlowInstance, action: Complete, *, tx: Transaction | None = None
+    ) -> FlowInstance:
+        completed = await self._store.append_kind(
+            instance.flow_id,
+            FlowCompleted(flow_fingerprint=action.fingerprint),
+            expected_version=instance.version,
+            tx=tx,
+        )
+        return apply_events(instance, [completed], self._definition)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _sleep_until(self, until: datetime) -> None:
+        wait = (until - self._clock()).total_seconds()
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    def _failure(self, attempt: Attempt, exc: Exception) -> Outcome:
+        """The ``StepFailed`` (and its ``RetryScheduled`` when the policy retries) for ``exc``."""
+        ctx = attempt.ctx
+        slot: StepSlot = attempt.instance.steps[ctx.step_index]
         error_class = classify_error(exc)
         message = (str(exc) or type(exc).__name__)[:_MAX_MESSAGE]
         details: dict[str, Any] = {
             "stack_trace": "".join(traceback.format_exception(exc))[-_MAX_MESSAGE:],
-            "input_hash": content_hash([artifact.hash for artifact in inputs]),
-            "params": _jsonable(params),
+            "input_hash": content_hash([artifact.hash for artifact in ctx.inputs]),
+            "params": _jsonable(ctx.params),
             "exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
         }
         extra = getattr(exc, "details", None)
@@ -239,48 +407,63 @@ class FlowEngine:
             details["extra"] = _jsonable(extra)
         retry_count = slot.retry_count
         policy = self._policy
-        failed = StepFailed(
-            step_index=index,
-            step_id=slot.step_id,
-            attempt=attempt,
-            error=StepErrorInfo(error_class=error_class, message=message, details=details),
-            retry_count=retry_count,
-            max_retries=policy.max_retries,
-            fingerprint=failure_fingerprint(previous, slot.step_id, attempt, error_class.value),
-        )
-        kinds: list[Any] = [failed]
+        kinds: list[FlowEventKind] = [
+            StepFailed(
+                step_index=ctx.step_index,
+                step_id=ctx.step_id,
+                attempt=ctx.attempt,
+                error=StepErrorInfo(error_class=error_class, message=message, details=details),
+                retry_count=retry_count,
+                max_retries=policy.max_retries,
+                fingerprint=failure_fingerprint(
+                    attempt.previous, ctx.step_id, ctx.attempt, error_class.value
+                ),
+            )
+        ]
+        retry_at = None
         if policy.should_retry(error_class, retry_count):
+            retry_at = self._clock() + policy.backoff(retry_count + 1)
             kinds.append(
                 RetryScheduled(
-                    step_index=index,
-                    step_id=slot.step_id,
+                    step_index=ctx.step_index,
+                    step_id=ctx.step_id,
                     retry_index=retry_count + 1,
                     reason=f"{error_class.value}: {message[:200]}",
-                    not_before=self._clock() + policy.backoff(retry_count + 1),
+                    not_before=retry_at,
                 )
             )
         logger.info(
-            "step %s attempt %d failed (%s)%s",
-            slot.step_id,
-            attempt,
+            "flow %s: step %s attempt %d failed (%s): %s; %s",
+            ctx.flow_id,
+            ctx.step_id,
+            ctx.attempt,
             error_class.value,
-            "; retry scheduled" if len(kinds) == 2 else "; no retry",
+            message.splitlines()[0][:200] if message else "",
+            f"retry at {retry_at.isoformat()}" if retry_at else "no retry",
+            extra={
+                "flow_id": str(ctx.flow_id),
+                "step_id": ctx.step_id,
+                "attempt": ctx.attempt,
+                "error_class": error_class.value,
+            },
         )
-        return await self._store.append_many(ctx.flow_id, kinds, expected_version=version)
+        return Outcome(tuple(kinds), (), error_class, retry_at, message)
 
-    async def _inputs(self, previous: StepSlot | None) -> tuple[Artifact, ...]:
+    async def _inputs(self, previous: StepSlot | None, tx: Transaction | None) -> tuple[Artifact, ...]:
         if previous is None or not previous.outputs:
             return ()
-        missing = [h for h in previous.outputs if h not in self._artifact_cache]
+        cache = self._artifacts
+        missing = [h for h in previous.outputs if h not in cache]
         if missing:
-            self._artifact_cache.update(await self._store.get_artifacts(missing))
-        absent = [h for h in previous.outputs if h not in self._artifact_cache]
+            cache.put_all((await self._store.get_artifacts(missing, tx=tx)).values())
+        found = {h: cache.get(h) for h in previous.outputs}
+        absent = [h for h, artifact in found.items() if artifact is None]
         if absent:
             raise MissingArtifactError(
                 f"inputs of the step after {previous.step_id!r} are not stored: "
                 + ", ".join(h[:16] + "…" for h in absent)
             )
-        return tuple(self._artifact_cache[h] for h in previous.outputs)
+        return tuple(artifact for artifact in found.values() if artifact is not None)
 
 
 def _check_output(output: object) -> StepOutput:

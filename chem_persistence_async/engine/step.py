@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.failures import ErrorClass
+from chem_persistence_async.errors import DefinitionError, InvalidInputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,8 @@ class StepContext:
     attempt: int
     inputs: tuple[Artifact, ...]
     params: Mapping[str, Any]
+    flow_inputs: Mapping[str, Any] = field(default_factory=dict)
+    """The flow's inputs (``engine.start(inputs=...)``, ``submit(inputs=...)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +77,25 @@ class StepValidationError(StepError):
 
 
 def classify_error(exc: BaseException) -> ErrorClass:
-    """Step exceptions carry their class; pydantic validation errors are VALIDATION; all else RUNTIME."""
+    """Step exceptions carry their class; pydantic validation errors and the library's own bad-input
+    errors (an artifact holding NaN or a NUL, say) are VALIDATION; all else RUNTIME."""
     if isinstance(exc, StepError):
         return exc.error_class
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError | InvalidInputError):
         return ErrorClass.VALIDATION
     return ErrorClass.RUNTIME
+
+
+def require_runnable(step: object) -> None:
+    """Refuse, when a definition meets an engine, a step that could never run: no ``id`` or no
+    ``async def run(ctx)`` (a plain ``def run`` would fail every attempt at runtime)."""
+    step_id = getattr(step, "id", None)
+    run = getattr(step, "run", None)
+    if not isinstance(step_id, str) or not step_id:
+        raise DefinitionError(f"{type(step).__name__} has no string id: give the step an `id`")
+    if run is None or not callable(run):
+        raise DefinitionError(f"step {step_id!r} has no run(ctx) method")
+    if not inspect.iscoroutinefunction(run):
+        raise DefinitionError(
+            f"step {step_id!r}: run must be `async def run(self, ctx)`, not a plain function"
+        )

@@ -65,6 +65,12 @@ def test_pydantic_validation_error_is_validation() -> None:
     assert classify_error(_pydantic_error()) is ErrorClass.VALIDATION
 
 
+@pytest.mark.parametrize("exc", [UnstorableValueError("$: NaN"), InvalidInputError("bad")], ids=repr)
+def test_the_librarys_bad_input_errors_are_validation(exc: BaseException) -> None:
+    """An artifact holding NaN or a NUL fails the same way on every attempt: never retried."""
+    assert classify_error(exc) is ErrorClass.VALIDATION
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -74,8 +80,6 @@ def test_pydantic_validation_error_is_validation() -> None:
         TimeoutError(),
         ConnectionError(),
         asyncio.CancelledError(),
-        UnstorableValueError("$: NaN"),
-        InvalidInputError("bad"),
         ConcurrencyConflict(uuid.uuid4(), 1, 2),
     ],
     ids=lambda v: type(v).__name__,
