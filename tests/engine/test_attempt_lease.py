@@ -174,7 +174,9 @@ def test_the_planner_is_pure_and_total() -> None:
         t0 + timedelta(seconds=5), "in_progress", 0, 1
     )
     lost = plan(state(init, started), definition, policy, t0 + timedelta(seconds=6))
-    assert isinstance(lost, RunStep) and lost.attempt == 2 and [k.code for k in lost.close] == ["X", "R"]
+    assert isinstance(lost, RunStep)
+    assert lost.attempt == 2
+    assert [k.code for k in lost.close] == ["X", "R"]
     retry = RetryScheduled(
         step_index=0, step_id="slow", retry_index=1, reason="r", not_before=t0 + timedelta(1)
     )
