@@ -3,6 +3,7 @@ workflow engine. The public API, re-exported."""
 
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.backends.memory.transaction import MemoryTransaction
+from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.migrations import migrate
@@ -13,6 +14,7 @@ from chem_persistence_async.backends.postgres.retry import (
     transient_reason,
 )
 from chem_persistence_async.backends.postgres.transaction import PgTransaction
+from chem_persistence_async.backends.postgres.work_queue import WorkQueue
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
 from chem_persistence_async.domain.events import (
@@ -30,6 +32,7 @@ from chem_persistence_async.domain.events import (
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo, StepExecutionError
 from chem_persistence_async.domain.fingerprints import flow_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
 from chem_persistence_async.engine.demo import (
     ForwardStep,
     PrintAndCountStep,
@@ -73,7 +76,10 @@ from chem_persistence_async.errors import (
     InvalidExpectedVersionError,
     InvalidFlowIdError,
     InvalidInputError,
+    JobCancelledError,
+    JobError,
     JsonNestingError,
+    LeaseLostError,
     MigrationError,
     MissingArtifactError,
     PayloadTooLargeError,
@@ -82,12 +88,14 @@ from chem_persistence_async.errors import (
     StepInProgressError,
     TransactionError,
     TransientDatabaseError,
+    UnknownDefinitionError,
     UnlistedArtifactError,
     UnstorableValueError,
     ValueOutOfRangeError,
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import replay
 from chem_persistence_async.settings import DatabaseSettings
 
@@ -124,11 +132,19 @@ __all__ = [
     "ForwardStep",
     "InMemoryEventStore",
     "InMemoryFlowRepository",
+    "InMemoryWorkQueue",
     "InvalidEventError",
     "InvalidExpectedVersionError",
     "InvalidFlowIdError",
     "InvalidInputError",
+    "Job",
+    "JobCancelledError",
+    "JobError",
+    "JobInfo",
+    "JobSpec",
+    "JobState",
     "JsonNestingError",
+    "LeaseLostError",
     "MemoryTransaction",
     "MigrationError",
     "MissingArtifactError",
@@ -140,6 +156,7 @@ __all__ = [
     "PoolTimeoutError",
     "PrintAndCountStep",
     "PropertyPreferenceAssigned",
+    "QueueDepth",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
@@ -164,9 +181,12 @@ __all__ = [
     "TransactionError",
     "TransientDatabaseError",
     "TransientStepError",
+    "UnknownDefinitionError",
     "UnlistedArtifactError",
     "UnstorableValueError",
     "ValueOutOfRangeError",
+    "WorkQueue",
+    "WorkQueuePort",
     "artifact_hash",
     "canonical_json",
     "classify_error",

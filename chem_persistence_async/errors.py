@@ -25,6 +25,10 @@ step protocol in ``engine.step``.
     ├── ConcurrencyConflict                       expected_version was not the flow's version
     ├── FlowNotFoundError (LookupError)           a flow with no events
     ├── StepInProgressError                       another engine's attempt holds the step's lease
+    ├── JobError                                  the work queue refused a change to a job
+    │   ├── LeaseLostError                        another claim took the job over
+    │   └── JobCancelledError                     the job was cancelled while claimed
+    ├── UnknownDefinitionError (LookupError)      no such flow definition (name and hash)
     ├── CorruptEventError                         a stored row no longer decodes
     ├── ReplayError                               events that are not a run of the definition
     │   ├── DefinitionMismatchError               the flow was started with another definition
@@ -47,6 +51,7 @@ tell a serialization failure (``40001``) from a lost connection (``08006``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 
@@ -139,6 +144,42 @@ class StepInProgressError(ChemPersistError):
             f"flow {flow_id}: step {step_id!r} attempt {attempt} is in progress elsewhere "
             f"until {lease_until.isoformat()}"
         )
+
+
+# --- the work queue ------------------------------------------------------------------------------
+
+
+class JobError(ChemPersistError):
+    """The work queue refused a change to a job. ``job_id`` names it; after a ``heartbeat`` of
+    several jobs, ``renewed`` holds the jobs whose leases were renewed and ``cancelled_ids`` and
+    ``lost_ids`` the others."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: int,
+        renewed: list[Any] | None = None,
+        cancelled_ids: list[int] | None = None,
+        lost_ids: list[int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.renewed: list[Any] = renewed or []
+        self.cancelled_ids: list[int] = cancelled_ids or []
+        self.lost_ids: list[int] = lost_ids or []
+
+
+class LeaseLostError(JobError):
+    """The job's lease was taken over by another claim: this worker changes nothing."""
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled while claimed: it is finished as cancelled, its work must stop."""
+
+
+class UnknownDefinitionError(ChemPersistError, LookupError):
+    """No flow definition with this name (and hash) is registered or known here."""
 
 
 # --- stored data ---------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chem_persistence_async import Database, InMemoryEventStore, PgEventStore
-from tests.support import TestServer, url_with_database
+from chem_persistence_async import Database, InMemoryEventStore, InMemoryWorkQueue, PgEventStore, WorkQueue
+from tests.support.servers import TestServer, url_with_database
 
 TEMPLATE = f"chem_tmpl_{os.getpid()}"
 
@@ -133,3 +133,11 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def queue(backend: str, request: pytest.FixtureRequest) -> Any:
+    """The work queue contract, run once per backend."""
+    if backend == "memory":
+        return InMemoryWorkQueue()
+    return WorkQueue(request.getfixturevalue("db"))

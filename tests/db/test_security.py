@@ -27,7 +27,7 @@ from chem_persistence_async import (
     demo_definition,
 )
 from tests import support
-from tests.support import url_with_database
+from tests.support.servers import url_with_database
 
 LEAST_PRIVILEGE_GRANTS = """
 GRANT CONNECT ON DATABASE {database} TO {role};

@@ -24,6 +24,7 @@ from chem_persistence_async.backends.postgres.retry import (
     transient_reason,
 )
 from chem_persistence_async.backends.postgres.transaction import PgTransaction
+from chem_persistence_async.backends.postgres.wakeup import Listener, Notifier, send_notify
 from chem_persistence_async.errors import (
     DatabaseClosedError,
     DatabaseError,
@@ -96,6 +97,7 @@ class Database:
         self.metrics = RetryMetrics()
         self._parked: list[tuple[asyncpg.Connection, float]] = []
         """Connections borrowed from the pool and kept for the next caller (see ``_give_back``)."""
+        self._notifier: Notifier | None = None
         self._park_limit = settings.max_connections
         self._park_lifetime = settings.max_inactive_connection_lifetime
         self._waiting = 0
@@ -158,6 +160,8 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        if self._notifier is not None:
+            await self._notifier.aclose()
         await self._release_parked(pool)
         try:
             await asyncio.wait_for(pool.close(), timeout)
@@ -312,6 +316,31 @@ class Database:
             # Never hand this connection out again, whatever state asyncpg left it in.
             with contextlib.suppress(asyncpg.InterfaceError):  # already released
                 conn.terminate()
+
+    # --- wake-up (SPEC 8.4) -----------------------------------------------------------------
+
+    @property
+    def notifier(self) -> Notifier:
+        """This database's wake-up sender: local workers at once, ``pg_notify`` coalesced."""
+        if self._notifier is None:
+            self._notifier = Notifier(lambda queues: send_notify(self.run, queues), window=0.01)
+        return self._notifier
+
+    def listener(self, on_wake: Callable[[str | None], None], *, keepalive: float = 30.0) -> Listener:
+        """A ``Listener`` on a dedicated connection of its own (not a pooled one)."""
+        self._require_open()
+        settings = self._settings
+        url = self._url
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(
+                url,
+                timeout=settings.connect_timeout,
+                statement_cache_size=settings.statement_cache_size,
+                server_settings={"application_name": f"{settings.application_name}:listen"[:63]},
+            )
+
+        return Listener(connect, on_wake, keepalive=keepalive)
 
     # --- units of work ----------------------------------------------------------------------
 

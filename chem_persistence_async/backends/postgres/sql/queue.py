@@ -1,0 +1,291 @@
+"""The work queue's SQL (SPEC 8.1). All times come from the database clock (``now()``).
+
+A job leaves ``work_queue`` for ``work_queue_history`` in the statement that finishes it
+(``_MOVE``), so the hot table holds active jobs only. Every change a worker makes is guarded by
+its lease token; a job whose cancellation was requested is finished as ``cancelled`` by the first
+guarded statement that meets it.
+"""
+
+from __future__ import annotations
+
+from chem_persistence_async.backends.postgres.sql.query import query
+
+_JOB_COLUMNS = """id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, lease_token,
+    lease_expires_at, created_at, definition, not_before, worker_id"""
+
+_HISTORY_COLUMNS = """id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, definition,
+        state, lease_token, worker_id, last_error, created_at"""
+
+
+def _move(source: str, state: str, error: str = "g.last_error") -> str:
+    """Rows deleted by CTE ``source`` into the history as ``state`` (an SQL expression)."""
+    return f"""INSERT INTO work_queue_history ({_HISTORY_COLUMNS})
+    SELECT g.id, g.queue, g.kind, g.key, g.payload, g.priority, g.attempt, g.max_attempts, g.flow_id,
+        g.definition, {state}, g.lease_token, g.worker_id, {error}, g.created_at
+    FROM {source} AS g"""
+
+
+_FILTERS = """(:kinds::text[] IS NULL OR w.kind = ANY(:kinds))
+          AND (w.definition IS NULL OR :definitions::text[] IS NULL OR w.definition = ANY(:definitions))"""
+
+ENQUEUE = query(
+    """
+WITH ins AS (
+    INSERT INTO work_queue (
+        queue, kind, key, payload, priority, not_before, max_attempts, flow_id, definition
+    )
+    VALUES (:queue, :kind, :key, :payload::jsonb, :priority, COALESCE(:not_before::timestamptz, now()),
+            :max_attempts, :flow_id::uuid, :definition)
+    ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+SELECT id, true FROM ins
+UNION ALL
+SELECT w.id, false FROM work_queue w
+WHERE :key::text IS NOT NULL AND w.queue = :queue AND w.key = :key AND NOT EXISTS (SELECT 1 FROM ins)
+"""
+)
+"""One job. Rows back: ``(id, inserted)``; none when its key's holder committed after this
+statement's snapshot (or finished meanwhile): run it again."""
+
+ENQUEUE_MANY = query(
+    """
+WITH s AS (
+    SELECT * FROM ROWS FROM (
+        unnest(:queues::text[], :kinds::text[], :keys::text[], :priorities::int[],
+               :not_befores::timestamptz[], :max_attempts::int[], :flow_ids::uuid[], :definitions::text[]),
+        jsonb_array_elements(:payloads::jsonb)
+    ) WITH ORDINALITY
+    AS s(queue, kind, key, priority, not_before, max_attempts, flow_id, definition, payload, ord)
+), ins AS (
+    INSERT INTO work_queue (
+        queue, kind, key, payload, priority, not_before, max_attempts, flow_id, definition
+    )
+    SELECT queue, kind, key, payload, priority, COALESCE(not_before, now()), max_attempts, flow_id, definition
+    FROM s ORDER BY ord
+    ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+    RETURNING id, queue, key
+)
+SELECT id, queue, key, true FROM ins
+UNION ALL
+SELECT w.id, w.queue, w.key, false
+FROM s CROSS JOIN LATERAL (
+    SELECT id, queue, key FROM work_queue WHERE queue = s.queue AND key = s.key OFFSET 0
+) AS w
+WHERE s.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.queue = s.queue AND i.key = s.key)
+"""
+)
+"""Many jobs in one statement. Rows back: ``(id, queue, key, inserted)``; unkeyed jobs' ids
+ascend in the order given."""
+
+CLAIM = query(
+    f"""
+WITH expired AS (
+    SELECT j.id, j.priority, j.dead FROM unnest(:queues::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT w.id, w.priority, (w.max_attempts IS NOT NULL AND w.attempt >= w.max_attempts) AS dead
+        FROM work_queue w
+        WHERE w.state = 'claimed' AND w.queue = q.name AND w.lease_expires_at < now()
+          AND {_FILTERS}
+        ORDER BY w.lease_expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+), buried AS (
+    DELETE FROM work_queue w USING expired e WHERE w.id = e.id AND e.dead RETURNING w.*
+), dead AS (
+    {_move("buried", "'dead'", "COALESCE(g.last_error, 'its lease ran out on its last attempt')")}
+), ready AS (
+    SELECT j.id, j.priority, j.not_before FROM unnest(:queues::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT w.id, w.priority, w.not_before FROM work_queue w
+        WHERE w.state = 'ready' AND w.queue = q.name AND w.not_before <= now()
+          AND {_FILTERS}
+        ORDER BY w.priority DESC, w.not_before, w.id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+), picked AS (
+    SELECT id FROM (
+        SELECT id, 0 AS half, priority, NULL::timestamptz AS not_before FROM expired WHERE NOT dead
+        UNION ALL
+        SELECT id, 1, priority, not_before FROM ready
+    ) AS c
+    ORDER BY half, priority DESC, not_before, id
+    LIMIT :limit
+)
+UPDATE work_queue w
+SET state = 'claimed', attempt = w.attempt + 1, lease_token = gen_random_uuid(),
+    lease_expires_at = now() + :lease::interval, worker_id = :worker_id
+FROM picked WHERE w.id = picked.id
+RETURNING {", ".join("w." + c.strip() for c in _JOB_COLUMNS.split(","))}
+"""
+)
+"""ONE statement, ``FOR UPDATE SKIP LOCKED``: jobs whose lease ran out (a crashed worker's; those
+past their last attempt go to the history as ``dead`` instead) and ready jobs that are due, each
+half from its own partial index, per queue (``LATERAL``: one index probe per queue, which no
+statistics can turn into a scan). The few rows it locked are then changed through the primary key;
+on a table the planner believes tiny, that join may be planned as a scan of it, and a pooled
+connection keeps such a plan until asyncpg prepares the statement again
+(``max_cached_statement_lifetime``, 5 minutes by default) or the table is analyzed."""
+
+HEARTBEAT = query(
+    f"""
+WITH target AS (
+    SELECT w.id, w.cancel_requested FROM work_queue w
+    JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS h(id, token) ON w.id = h.id AND w.lease_token = h.token
+    FOR UPDATE OF w
+), renewed AS (
+    UPDATE work_queue w SET lease_expires_at = now() + :lease::interval
+    FROM target t WHERE w.id = t.id AND NOT t.cancel_requested
+    RETURNING w.id, w.lease_expires_at
+), gone AS (
+    DELETE FROM work_queue w USING target t WHERE w.id = t.id AND t.cancel_requested RETURNING w.*
+), cancelled AS (
+    {_move("gone", "'cancelled'")}
+)
+SELECT id, lease_expires_at, false FROM renewed
+UNION ALL
+SELECT id, NULL, true FROM gone
+"""
+)
+"""Renew the leases of ``:ids`` held with ``:tokens``. Rows back: ``(id, new expiry, cancelled)``;
+a job missing from them lost its lease."""
+
+FINISH = query(
+    f"""
+WITH gone AS (
+    DELETE FROM work_queue w WHERE w.id = :id AND w.lease_token = :token RETURNING w.*
+), moved AS (
+    {
+        _move(
+            "gone",
+            "CASE WHEN g.cancel_requested THEN 'cancelled' ELSE :state::text END",
+            "COALESCE(:error::text, g.last_error)",
+        )
+    }
+    RETURNING state
+)
+SELECT (SELECT state FROM moved),
+       (SELECT state FROM work_queue_history WHERE id = :id AND lease_token = :token)
+"""
+)
+"""Finish a claimed job as ``:state`` (``cancelled`` if its cancellation was requested). Row back:
+``(state it was finished as now, state an earlier run of this finish left)``; both NULL: the
+lease was lost."""
+
+REQUEUE = query(
+    f"""
+WITH target AS (
+    SELECT id, cancel_requested FROM work_queue WHERE id = :id AND lease_token = :token FOR UPDATE
+), back AS (
+    UPDATE work_queue w
+    SET state = 'ready', not_before = COALESCE(:not_before::timestamptz, now()),
+        attempt = greatest(w.attempt + :attempt_delta, 0), lease_token = NULL, lease_expires_at = NULL,
+        worker_id = NULL, last_error = COALESCE(:error::text, w.last_error)
+    FROM target t WHERE w.id = t.id AND NOT t.cancel_requested
+    RETURNING w.id
+), gone AS (
+    DELETE FROM work_queue w USING target t WHERE w.id = t.id AND t.cancel_requested RETURNING w.*
+), cancelled AS (
+    {_move("gone", "'cancelled'")}
+)
+SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM gone)
+"""
+)
+"""A claimed job back to ready at ``:not_before`` (NULL: now); ``:attempt_delta`` -1 gives the next
+claim the same attempt (suspend, release), 0 counts this one (fail). Row back: ``(requeued,
+cancelled)``; both 0: the lease was lost."""
+
+CANCEL = query(
+    f"""
+WITH target AS (
+    SELECT id, state FROM work_queue WHERE queue = :queue AND key = :key FOR UPDATE
+), gone AS (
+    DELETE FROM work_queue w USING target t WHERE w.id = t.id AND t.state = 'ready' RETURNING w.*
+), cancelled AS (
+    {_move("gone", "'cancelled'")}
+), marked AS (
+    UPDATE work_queue w SET cancel_requested = true
+    FROM target t WHERE w.id = t.id AND t.state = 'claimed'
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM marked)
+"""
+)
+
+RELEASE_EXPIRED = query(
+    f"""
+WITH expired AS (
+    SELECT id, (max_attempts IS NOT NULL AND attempt >= max_attempts) AS dead FROM work_queue
+    WHERE state = 'claimed' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), buried AS (
+    DELETE FROM work_queue w USING expired e WHERE w.id = e.id AND e.dead RETURNING w.*
+), dead AS (
+    {_move("buried", "'dead'", "COALESCE(g.last_error, 'its lease ran out on its last attempt')")}
+), back AS (
+    UPDATE work_queue w
+    SET state = 'ready', not_before = now(), lease_token = NULL, lease_expires_at = NULL, worker_id = NULL
+    FROM expired e WHERE w.id = e.id AND NOT e.dead
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM buried) + (SELECT count(*) FROM back)
+"""
+)
+"""Every queue at once: what ``claim`` does to expired leases, without claiming (operators)."""
+
+DEPTH = query(
+    """
+SELECT count(*) FILTER (WHERE state = 'ready' AND not_before <= now()),
+       count(*) FILTER (WHERE state = 'ready' AND not_before > now()),
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at >= now()),
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at < now())
+FROM work_queue WHERE :queue::text IS NULL OR queue = :queue
+"""
+)
+
+STATS = query(
+    """
+SELECT queue,
+       count(*) FILTER (WHERE state = 'ready' AND not_before <= now()),
+       count(*) FILTER (WHERE state = 'ready' AND not_before > now()),
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at >= now()),
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at < now()),
+       extract(epoch FROM now() - min(not_before) FILTER (WHERE state = 'ready' AND not_before <= now()))
+FROM work_queue GROUP BY queue ORDER BY queue
+"""
+)
+
+HISTORY_COUNTS = query(
+    "SELECT queue, state, count(*) FROM work_queue_history GROUP BY queue, state ORDER BY queue, state"
+)
+
+LIST_JOBS = query(
+    """
+SELECT * FROM (
+    SELECT id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, definition, state,
+           not_before, lease_expires_at, worker_id, last_error, created_at, NULL::timestamptz AS finished_at
+    FROM work_queue
+    WHERE (:queue::text IS NULL OR queue = :queue) AND (:flow_id::uuid IS NULL OR flow_id = :flow_id)
+    UNION ALL
+    SELECT id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, definition, state,
+           NULL, NULL, worker_id, last_error, created_at, finished_at
+    FROM work_queue_history
+    WHERE (:queue::text IS NULL OR queue = :queue) AND (:flow_id::uuid IS NULL OR flow_id = :flow_id)
+) AS j
+WHERE :states::text[] IS NULL OR state = ANY(:states)
+ORDER BY id LIMIT :limit
+"""
+)
+
+PURGE = query(
+    """
+WITH doomed AS (
+    SELECT id FROM work_queue_history WHERE finished_at < :cutoff ORDER BY finished_at LIMIT :batch_size
+)
+DELETE FROM work_queue_history h USING doomed d WHERE h.id = d.id
+"""
+)
+
+NOTIFY = query("SELECT pg_notify(:channel, q) FROM unnest(:queues::text[]) AS q")

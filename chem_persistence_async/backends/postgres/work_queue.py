@@ -1,0 +1,418 @@
+"""``WorkQueue``: the durable work queue on PostgreSQL (SPEC 8.1); its SQL is ``sql/queue.py``."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.errors import translate
+from chem_persistence_async.backends.postgres.sql import queue as sql
+from chem_persistence_async.backends.postgres.sql.query import Query
+from chem_persistence_async.backends.postgres.transaction import pg_tx
+from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.jobs import (
+    CheckedJob,
+    Job,
+    JobInfo,
+    JobSpec,
+    JobState,
+    QueueDepth,
+    check_aware,
+    check_heartbeat,
+    check_int,
+    check_lease,
+    check_name,
+    check_names,
+    claim_order,
+    default_backoff,
+)
+from chem_persistence_async.errors import InvalidInputError, JobCancelledError, LeaseLostError
+from chem_persistence_async.ports.unit_of_work import Transaction
+
+T = TypeVar("T")
+
+_MAX_ENQUEUE_ROUNDS = 50
+_MAX_ERROR_LENGTH = 10_000
+
+
+class WorkQueue:
+    """The ``WorkQueuePort`` on PostgreSQL. On its own an operation goes through ``Database.run``
+    (retried on transient failures: every write is keyed by job id and lease token, or by key);
+    with ``tx=`` it runs inside that unit of work."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        return self._db.transaction()
+
+    def on_enqueue(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        return self._db.notifier.subscribe(callback)
+
+    async def _run(
+        self, tx: Transaction | None, q: Query, values: Mapping[str, Any], operation: str
+    ) -> builtins.list[Any]:
+        args = q.args(values)
+        ptx = pg_tx(tx, id(self._db))
+
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
+            return list(await conn.fetch(q.text, *args))
+
+        if ptx is None:
+            return await self._db.run(fetch, operation=operation)
+        try:
+            return await fetch(ptx.connection)
+        except Exception as exc:
+            translated = translate(exc, operation=operation, retried=False)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def _committed(self, tx: Transaction | None, queues: set[str]) -> None:
+        """Wake workers for ``queues`` now, or once the unit of work commits."""
+        notifier = self._db.notifier
+        if tx is None:
+            notifier.enqueued(queues)
+        else:
+            tx.on_commit(lambda: notifier.enqueued(queues))
+
+    # --- enqueue ----------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        key: str | None = None,
+        priority: int = 0,
+        not_before: datetime | None = None,
+        max_attempts: int | None = 3,
+        flow_id: UUID | None = None,
+        definition: str | None = None,
+        tx: Transaction | None = None,
+    ) -> int:
+        job = JobSpec(
+            kind, payload, queue, key, priority, not_before, max_attempts, flow_id, definition
+        ).checked()
+        values = _job_values(job)
+        for _ in range(_MAX_ENQUEUE_ROUNDS):
+            rows = await self._run(tx, sql.ENQUEUE, values, "enqueue")
+            if rows:
+                if rows[0][1]:
+                    self._committed(tx, {job.queue})
+                return int(rows[0][0])
+            # The key's holder committed after this statement's snapshot, or finished meanwhile.
+        raise InvalidInputError(f"key {key!r} of queue {queue!r} kept changing hands; giving up")
+
+    async def enqueue_many(
+        self, specs: Iterable[JobSpec | Mapping[str, Any]], *, tx: Transaction | None = None
+    ) -> builtins.list[int]:
+        if isinstance(specs, str | bytes | Mapping):
+            raise InvalidInputError("enqueue_many takes an iterable of JobSpec (or mappings)")
+        jobs = [JobSpec.of(spec).checked() for spec in specs]
+        if not jobs:
+            return []
+        for _ in range(_MAX_ENQUEUE_ROUNDS):
+            rows = await self._run(tx, sql.ENQUEUE_MANY, _many_values(jobs), "enqueue_many")
+            by_key = {(row[1], row[2]): int(row[0]) for row in rows if row[2] is not None}
+            unkeyed = sorted(int(row[0]) for row in rows if row[2] is None)
+            if all(j.key is None or (j.queue, j.key) in by_key for j in jobs):
+                inserted = {row[1] for row in rows if row[3]}
+                if inserted:
+                    self._committed(tx, inserted)
+                fresh = iter(unkeyed)
+                return [next(fresh) if j.key is None else by_key[(j.queue, j.key)] for j in jobs]
+            if tx is not None:
+                raise InvalidInputError(
+                    "a key's holder finished while enqueueing; run the unit of work again"
+                )
+        raise InvalidInputError("keys kept changing hands while enqueueing; giving up")
+
+    # --- claim and what a worker does with a claimed job -----------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int = 1,
+        lease: timedelta = timedelta(seconds=30),
+        queues: Sequence[str] = ("default",),
+        kinds: Sequence[str] | None = None,
+        definitions: Sequence[str] | None = None,
+    ) -> builtins.list[Job]:
+        values = {
+            "worker_id": check_name(worker_id, "worker_id"),
+            "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
+            "lease": check_lease(lease),
+            "queues": check_names(queues, "queues"),
+            "kinds": None if kinds is None else check_names(kinds, "kinds"),
+            "definitions": None
+            if definitions is None
+            else check_names(definitions, "definitions", max_length=400),
+        }
+        rows = await self._run(None, sql.CLAIM, values, "claim")
+        jobs = [_job(row) for row in rows]
+        jobs.sort(key=claim_order)
+        return jobs
+
+    async def heartbeat(
+        self, jobs: Sequence[Job], *, lease: timedelta = timedelta(seconds=30), tx: Transaction | None = None
+    ) -> builtins.list[Job]:
+        """Renew the leases of ``jobs``; returns them with their new expiry. A job cancelled
+        meanwhile is finished as cancelled (``JobCancelledError``), one taken over by another claim
+        changes nothing (``LeaseLostError``); either error carries ``renewed``, the jobs that were."""
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        values = {
+            "ids": [j.id for j in jobs],
+            "tokens": [j.lease_token for j in jobs],
+            "lease": check_lease(lease),
+        }
+        rows = await self._run(tx, sql.HEARTBEAT, values, "heartbeat")
+        expiry = {int(row[0]): row[1] for row in rows if not row[2]}
+        cancelled = [int(row[0]) for row in rows if row[2]]
+        renewed = [_renewed(j, expiry[j.id]) for j in jobs if j.id in expiry]
+        lost = [j.id for j in jobs if j.id not in expiry and j.id not in cancelled]
+        return check_heartbeat(renewed, cancelled, lost)
+
+    async def complete(self, job: Job, *, tx: Transaction | None = None) -> None:
+        """Finish the job (it moves to the history as ``completed``)."""
+        await self._finish(job, JobState.COMPLETED, None, tx)
+
+    async def fail(
+        self,
+        job: Job,
+        error: str | BaseException,
+        *,
+        retry_at: datetime | None = None,
+        tx: Transaction | None = None,
+    ) -> JobState:
+        """Back to ready after a backoff (``retry_at``, default ``min(2**attempt s, 5 min)`` from now),
+        or ``dead`` once ``max_attempts`` are spent. Returns the state the job is in now."""
+        message = (str(error) or type(error).__name__)[:_MAX_ERROR_LENGTH]
+        if retry_at is not None:
+            check_aware(retry_at, "retry_at")
+        if job.last_attempt:
+            await self._finish(job, JobState.DEAD, message, tx)
+            return JobState.DEAD
+        not_before = retry_at or (await self._db_now(tx)) + default_backoff(job.attempt)
+        await self._requeue(job, not_before, 0, message, tx)
+        return JobState.READY
+
+    async def suspend(self, job: Job, until: datetime, *, tx: Transaction | None = None) -> None:
+        """Ready again at ``until``; the next claim has the same ``attempt`` as this one."""
+        await self._requeue(job, check_aware(until, "until"), -1, None, tx)
+
+    async def release(self, job: Job, *, tx: Transaction | None = None) -> None:
+        """Ready now (graceful shutdown); the next claim has the same ``attempt`` as this one."""
+        await self._requeue(job, None, -1, None, tx)
+
+    async def _finish(self, job: Job, state: JobState, error: str | None, tx: Transaction | None) -> None:
+        values = {"id": job.id, "token": job.lease_token, "state": state.value, "error": error}
+        ((now, before),) = await self._run(tx, sql.FINISH, values, state.value)
+        if now == state.value or (now is None and before == state.value):
+            return  # (``before``: an earlier run of this finish committed; its answer was lost)
+        if now == JobState.CANCELLED.value or before == JobState.CANCELLED.value:
+            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+        raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+
+    async def _requeue(
+        self, job: Job, not_before: datetime | None, delta: int, error: str | None, tx: Transaction | None
+    ) -> None:
+        values = {
+            "id": job.id,
+            "token": job.lease_token,
+            "not_before": not_before,
+            "attempt_delta": delta,
+            "error": error,
+        }
+        ((back, cancelled),) = await self._run(tx, sql.REQUEUE, values, "requeue")
+        if back:
+            self._committed(tx, {job.queue})
+            return
+        if cancelled:
+            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+        raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+
+    async def _db_now(self, tx: Transaction | None) -> datetime:
+        rows = await self._run(tx, _NOW, {}, "now")
+        value: datetime = rows[0][0]
+        return value
+
+    # --- operators --------------------------------------------------------------------------
+
+    async def cancel(self, key: str, *, queue: str = "default", tx: Transaction | None = None) -> bool:
+        """A ready (or delayed) job goes to the history as ``cancelled``; a claimed one is marked so
+        its worker's next heartbeat or completion raises ``JobCancelledError``."""
+        values = {"key": check_name(key, "key"), "queue": check_name(queue, "queue")}
+        rows = await self._run(tx, sql.CANCEL, values, "cancel")
+        return bool(rows[0][0])
+
+    async def release_expired(self) -> int:
+        rows = await self._run(None, sql.RELEASE_EXPIRED, {}, "release_expired")
+        return int(rows[0][0])
+
+    async def depth(self, *, queue: str | None = None) -> QueueDepth:
+        values = {"queue": None if queue is None else check_name(queue, "queue")}
+        ((ready, scheduled, claimed, expired),) = await self._run(None, sql.DEPTH, values, "depth")
+        return QueueDepth(ready, scheduled, claimed, expired)
+
+    async def stats(self) -> builtins.list[dict[str, Any]]:
+        """Per queue: the depth counts, the oldest due job's age in seconds, and finished counts."""
+        rows = await self._run(None, sql.STATS, {}, "stats")
+        history = await self._run(None, sql.HISTORY_COUNTS, {}, "stats")
+        finished: dict[str, dict[str, int]] = {}
+        for queue, state, count in history:
+            finished.setdefault(queue, {})[state] = int(count)
+        out = []
+        for queue, ready, scheduled, claimed, expired, age in rows:
+            out.append(
+                {
+                    "queue": queue,
+                    "depth": QueueDepth(ready, scheduled, claimed, expired),
+                    "oldest_ready_age_s": None if age is None else float(age),
+                    "finished": finished.pop(queue, {}),
+                }
+            )
+        for queue, counts in finished.items():
+            out.append(
+                {"queue": queue, "depth": QueueDepth(), "oldest_ready_age_s": None, "finished": counts}
+            )
+        return sorted(out, key=lambda row: row["queue"])
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        states: Sequence[JobState | str] | None = None,
+        flow_id: UUID | None = None,
+        limit: int = 100,
+    ) -> builtins.list[JobInfo]:
+        values = {
+            "queue": None if queue is None else check_name(queue, "queue"),
+            "states": None if states is None else [JobState(s).value for s in states],
+            "flow_id": None if flow_id is None else to_flow_id(flow_id),
+            "limit": check_int(limit, "limit", minimum=1, maximum=100_000),
+        }
+        rows = await self._run(None, sql.LIST_JOBS, values, "list_jobs")
+        return [_info(row) for row in rows]
+
+    async def purge(self, older_than: timedelta | datetime, *, batch_size: int = 10_000) -> int:
+        """Delete finished jobs older than ``older_than`` (an age or an aware time), in batches of
+        ``batch_size`` (each its own short transaction); returns how many were deleted."""
+        check_int(batch_size, "batch_size", minimum=1, maximum=1_000_000)
+        if isinstance(older_than, timedelta):
+            cutoff = await self._db_now(None) - older_than
+        else:
+            cutoff = check_aware(older_than, "older_than")
+        total = 0
+        while True:
+
+            async def batch(conn: asyncpg.Connection) -> int:
+                status = await conn.execute(
+                    sql.PURGE.text, *sql.PURGE.args({"cutoff": cutoff, "batch_size": batch_size})
+                )
+                return int(status.split()[-1])
+
+            deleted = await self._db.run(batch, operation="purge")
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    async def run_in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        return await self._db.run_in_transaction(fn)
+
+    def __repr__(self) -> str:
+        return f"<WorkQueue {self._db!r}>"
+
+
+_NOW = Query("SELECT now()", ())
+
+
+def _job_values(job: CheckedJob) -> dict[str, Any]:
+    return {
+        "queue": job.queue,
+        "kind": job.kind,
+        "key": job.key,
+        "payload": job.payload,
+        "priority": job.priority,
+        "not_before": job.not_before,
+        "max_attempts": job.max_attempts,
+        "flow_id": job.flow_id,
+        "definition": job.definition,
+    }
+
+
+def _many_values(jobs: Sequence[CheckedJob]) -> dict[str, Any]:
+    return {
+        "queues": [j.queue for j in jobs],
+        "kinds": [j.kind for j in jobs],
+        "keys": [j.key for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "not_befores": [j.not_before for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "flow_ids": [j.flow_id for j in jobs],
+        "definitions": [j.definition for j in jobs],
+        "payloads": b"[" + b",".join([j.payload for j in jobs]) + b"]",
+    }
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        id=row[0],
+        queue=row[1],
+        kind=row[2],
+        key=row[3],
+        payload=json.loads(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        max_attempts=row[7],
+        flow_id=row[8],
+        lease_token=row[9],
+        lease_expires_at=row[10],
+        created_at=row[11],
+        definition=row[12],
+        not_before=row[13],
+        worker_id=row[14],
+    )
+
+
+def _renewed(job: Job, expiry: datetime) -> Job:
+    return replace(job, lease_expires_at=expiry)
+
+
+def _info(row: Any) -> JobInfo:
+    return JobInfo(
+        id=row[0],
+        queue=row[1],
+        kind=row[2],
+        key=row[3],
+        payload=json.loads(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        max_attempts=row[7],
+        flow_id=row[8],
+        definition=row[9],
+        state=JobState(row[10]),
+        not_before=row[11],
+        lease_expires_at=row[12],
+        worker_id=row[13],
+        last_error=row[14],
+        created_at=row[15],
+        finished_at=row[16],
+    )

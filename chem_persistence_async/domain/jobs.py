@@ -1,0 +1,255 @@
+"""Jobs of the work queue (SPEC 8.1): what is enqueued, what a claim hands out, what depth counts.
+
+``JobSpec.checked`` is the one place enqueue arguments are validated, for every backend, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from chem_persistence_async.domain.canonical import canonical_json
+from chem_persistence_async.domain.ids import check_text, to_flow_id
+from chem_persistence_async.errors import (
+    InvalidInputError,
+    JobCancelledError,
+    LeaseLostError,
+    ValueOutOfRangeError,
+)
+
+INT_MAX = 2**31 - 1
+MAX_NAME_LENGTH = 200
+MAX_KEY_LENGTH = 500
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+class JobState(StrEnum):
+    READY = "ready"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to enqueue: ``enqueue``'s parameters as fields (``kind`` required)."""
+
+    kind: str
+    payload: Any = None
+    queue: str = "default"
+    key: str | None = None
+    priority: int = 0
+    not_before: datetime | None = None
+    max_attempts: int | None = 3
+    """``None``: no limit (flow jobs)."""
+    flow_id: UUID | None = None
+    definition: str | None = None
+    """For flow jobs: ``name@hash`` of the definition, so only workers that know it claim it."""
+
+    @classmethod
+    def of(cls, spec: JobSpec | Mapping[str, Any]) -> JobSpec:
+        """A ``JobSpec`` from itself or from a mapping of the same fields."""
+        if isinstance(spec, JobSpec):
+            return spec
+        if not isinstance(spec, Mapping):
+            raise InvalidInputError(f"a job spec is a JobSpec or a mapping, not {type(spec).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown job spec field(s): {', '.join(map(str, unknown))}")
+        if "kind" not in spec:
+            raise InvalidInputError("a job spec needs a kind")
+        return cls(**spec)
+
+    def checked(self) -> CheckedJob:
+        """Validate every field; the payload becomes canonical JSON bytes."""
+        kind = check_name(self.kind, "kind")
+        queue = check_name(self.queue, "queue")
+        key = None if self.key is None else check_text(self.key, "key", max_length=MAX_KEY_LENGTH)
+        if self.key is not None and not key:
+            raise InvalidInputError("key must not be empty (use None for no key)")
+        priority = check_int(self.priority, "priority", minimum=0)
+        max_attempts = (
+            None if self.max_attempts is None else check_int(self.max_attempts, "max_attempts", minimum=1)
+        )
+        not_before = None if self.not_before is None else check_aware(self.not_before, "not_before")
+        flow_id = None if self.flow_id is None else to_flow_id(self.flow_id)
+        definition = (
+            None if self.definition is None else check_name(self.definition, "definition", max_length=400)
+        )
+        return CheckedJob(
+            kind,
+            queue,
+            key,
+            canonical_json(self.payload),
+            priority,
+            not_before,
+            max_attempts,
+            flow_id,
+            definition,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedJob:
+    """A ``JobSpec`` that passed ``checked``: what the backends write."""
+
+    kind: str
+    queue: str
+    key: str | None
+    payload: bytes
+    priority: int
+    not_before: datetime | None
+    max_attempts: int | None
+    flow_id: UUID | None
+    definition: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job. ``lease_token`` guards every change a worker makes to it."""
+
+    id: int
+    queue: str
+    kind: str
+    key: str | None
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int | None
+    flow_id: UUID | None
+    lease_token: UUID
+    lease_expires_at: datetime
+    created_at: datetime
+    definition: str | None = None
+    not_before: datetime | None = None
+    worker_id: str | None = None
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.max_attempts is not None and self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """An active or finished job, for inspection (``list_jobs``)."""
+
+    id: int
+    queue: str
+    kind: str
+    key: str | None
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int | None
+    flow_id: UUID | None
+    definition: str | None
+    state: JobState
+    not_before: datetime | None
+    lease_expires_at: datetime | None
+    worker_id: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Disjoint counts of active jobs: ready and due, ready but not yet due, claimed with a live
+    lease, claimed with a lease run out. They add up to the active jobs."""
+
+    ready: int = 0
+    scheduled: int = 0
+    claimed: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.scheduled + self.claimed + self.expired
+
+
+def claim_order(job: Job) -> tuple[int, datetime, int]:
+    """How a claim lists what it took: higher priority first, then earlier ``not_before``, then
+    lower id."""
+    return (-job.priority, job.not_before or job.created_at, job.id)
+
+
+def default_backoff(attempt: int) -> timedelta:
+    """``fail``'s default wait before the next attempt: ``min(2**attempt seconds, 5 minutes)``."""
+    if attempt >= 20:
+        return MAX_BACKOFF
+    return min(timedelta(seconds=2**attempt), MAX_BACKOFF)
+
+
+def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
+    """A non-empty name PostgreSQL can store (queue, kind, worker id, definition ref)."""
+    text = check_text(value, what, max_length=max_length)
+    if not text:
+        raise InvalidInputError(f"{what} must not be empty")
+    return text
+
+
+def check_int(value: object, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueOutOfRangeError(f"{what} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_aware(value: object, what: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got {value!r}")
+    return value
+
+
+def check_names(values: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> list[str]:
+    """A non-empty list of names (``queues``, ``kinds``, ``definitions``)."""
+    if isinstance(values, str | bytes) or not isinstance(values, list | tuple | set | frozenset):
+        raise InvalidInputError(f"{what} must be a list of names, got {type(values).__name__}")
+    names = [check_name(v, what, max_length=max_length) for v in values]
+    if not names:
+        raise InvalidInputError(f"{what} must not be empty")
+    return names
+
+
+def check_lease(value: object) -> timedelta:
+    if not isinstance(value, timedelta):
+        raise InvalidInputError(f"lease must be a timedelta, got {type(value).__name__}")
+    seconds = value.total_seconds()
+    if not math.isfinite(seconds) or not 0 < seconds <= 7 * 24 * 3600:
+        raise ValueOutOfRangeError(f"lease must be between 0 and 7 days, got {value}")
+    return value
+
+
+def check_heartbeat(renewed: list[Job], cancelled: list[int], lost: list[int]) -> list[Job]:
+    """``heartbeat``'s outcome, the same on every backend: the renewed jobs, or the error naming
+    what was cancelled or lost (with ``renewed`` on it)."""
+    if cancelled:
+        raise JobCancelledError(
+            f"job(s) {cancelled} were cancelled",
+            job_id=cancelled[0],
+            renewed=renewed,
+            cancelled_ids=cancelled,
+            lost_ids=lost,
+        )
+    if lost:
+        raise LeaseLostError(
+            f"job(s) {lost}: their lease was taken over by another claim",
+            job_id=lost[0],
+            renewed=renewed,
+            lost_ids=lost,
+        )
+    return renewed

@@ -1,0 +1,96 @@
+"""``WorkQueuePort``: the durable work queue contract (SPEC 8.1), met by every backend.
+
+Delivery is at least once: a claim hands a job out with a fresh lease token and bumps its
+``attempt``; a job whose lease runs out comes back with the next claim (no sweeper). Every change a
+worker makes is guarded by its lease token (``LeaseLostError`` once another claim took the job).
+Everything takes ``tx=``, so a job's end can commit in the same unit of work as its effects.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
+from chem_persistence_async.ports.unit_of_work import Transaction
+
+
+class WorkQueuePort(Protocol):
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        key: str | None = None,
+        priority: int = 0,
+        not_before: datetime | None = None,
+        max_attempts: int | None = 3,
+        flow_id: UUID | None = None,
+        definition: str | None = None,
+        tx: Transaction | None = None,
+    ) -> int:
+        """The job's id; an active job's id when its ``key`` is taken (nothing written)."""
+        ...
+
+    async def enqueue_many(
+        self, specs: Iterable[JobSpec | Mapping[str, Any]], *, tx: Transaction | None = None
+    ) -> builtins.list[int]: ...
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int = 1,
+        lease: timedelta = timedelta(seconds=30),
+        queues: Sequence[str] = ("default",),
+        kinds: Sequence[str] | None = None,
+        definitions: Sequence[str] | None = None,
+    ) -> builtins.list[Job]: ...
+
+    async def heartbeat(
+        self, jobs: Sequence[Job], *, lease: timedelta = timedelta(seconds=30), tx: Transaction | None = None
+    ) -> builtins.list[Job]: ...
+
+    async def complete(self, job: Job, *, tx: Transaction | None = None) -> None: ...
+
+    async def fail(
+        self,
+        job: Job,
+        error: str | BaseException,
+        *,
+        retry_at: datetime | None = None,
+        tx: Transaction | None = None,
+    ) -> JobState: ...
+
+    async def suspend(self, job: Job, until: datetime, *, tx: Transaction | None = None) -> None: ...
+
+    async def release(self, job: Job, *, tx: Transaction | None = None) -> None: ...
+
+    async def cancel(self, key: str, *, queue: str = "default", tx: Transaction | None = None) -> bool: ...
+
+    async def release_expired(self) -> int: ...
+
+    async def depth(self, *, queue: str | None = None) -> QueueDepth: ...
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        states: Sequence[JobState | str] | None = None,
+        flow_id: UUID | None = None,
+        limit: int = 100,
+    ) -> builtins.list[JobInfo]: ...
+
+    async def purge(self, older_than: timedelta | datetime, *, batch_size: int = 10_000) -> int: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    def on_enqueue(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(queue)`` once a job for ``queue`` is committed by this process (the
+        in-process wake-up of SPEC 8.4)."""
+        ...

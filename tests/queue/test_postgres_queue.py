@@ -1,0 +1,116 @@
+"""The PostgreSQL queue under concurrency, and the plans its claim is served by."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import Database, JobSpec, WorkQueue
+from chem_persistence_async.backends.postgres.sql import queue as sql
+from tests.support.plans import nodes, plan_of, scans, sequential_scans_of
+
+
+async def test_eight_claimers_over_ten_thousand_jobs_each_claimed_once(db: Database) -> None:
+    queue = WorkQueue(db)
+    ids = await queue.enqueue_many([JobSpec("k", {"n": n}) for n in range(10_000)])
+    assert len(set(ids)) == 10_000
+    claims: Counter[int] = Counter()
+    tokens: dict[int, str] = {}
+
+    async def claimer(worker: str) -> None:
+        while jobs := await queue.claim(worker, limit=25, lease=timedelta(minutes=10)):
+            for job in jobs:
+                claims[job.id] += 1
+                tokens[job.id] = str(job.lease_token)
+
+    await asyncio.wait_for(asyncio.gather(*(claimer(f"w{i}") for i in range(8))), 120)
+    assert set(claims) == set(ids)
+    assert set(claims.values()) == {1}  # while its lease lives, nobody else got it
+    assert len(set(tokens.values())) == 10_000
+    depth = await queue.depth()
+    assert (depth.ready, depth.claimed) == (0, 10_000)
+
+
+async def test_concurrent_enqueues_of_one_key_make_one_job(db: Database) -> None:
+    queue = WorkQueue(db)
+    results = await asyncio.gather(*(queue.enqueue("k", {"n": n}, key="same") for n in range(20)))
+    assert len(set(results)) == 1
+    assert (await queue.depth()).ready == 1
+
+
+# --- plans ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def big_queue(conn: asyncpg.Connection) -> asyncpg.Connection:
+    """100,000 active jobs, never analyzed (autovacuum off for the table): ready ones due and
+    not yet due across queues, claimed ones with live and run-out leases."""
+    await conn.execute("ALTER TABLE work_queue SET (autovacuum_enabled = false)")
+    await conn.execute(
+        """
+        INSERT INTO work_queue (queue, kind, payload, priority, not_before, state, lease_token,
+                                lease_expires_at, attempt, created_at)
+        SELECT 'q' || (n % 5), 'k', 'null'::jsonb, n % 3,
+               now() + CASE WHEN n % 4 = 0 THEN interval '1 hour' ELSE interval '-1 minute' END,
+               CASE WHEN n % 10 = 0 THEN 'claimed' ELSE 'ready' END,
+               CASE WHEN n % 10 = 0 THEN gen_random_uuid() END,
+               CASE WHEN n % 10 = 0 THEN now() + (CASE WHEN n % 20 = 0 THEN -1 ELSE 1 END) * interval '1 minute' END,
+               CASE WHEN n % 10 = 0 THEN 1 ELSE 0 END, now()
+        FROM generate_series(1, 100000) AS n
+        """
+    )
+    assert await conn.fetchval(
+        "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL FROM pg_stat_user_tables WHERE relname = 'work_queue'"
+    )
+    return conn
+
+
+CLAIM_VALUES = {
+    "worker_id": "w",
+    "limit": 10,
+    "lease": timedelta(seconds=30),
+    "queues": ["q1"],
+    "kinds": None,
+    "definitions": None,
+}
+
+
+@pytest.mark.parametrize("generic", [True, False], ids=["generic", "custom"])
+async def test_the_claim_uses_its_two_partial_indexes_on_a_large_unanalyzed_table(
+    big_queue: asyncpg.Connection, generic: bool
+) -> None:
+    plan = await plan_of(big_queue, sql.CLAIM, CLAIM_VALUES, generic=generic)
+    assert sequential_scans_of(plan, ["work_queue"]) == [], scans(plan)
+    indexes = {index for _, relation, index in scans(plan) if relation == "work_queue"}
+    assert {"work_queue_ready_idx", "work_queue_expired_idx"} <= indexes, scans(plan)
+
+
+async def test_the_claim_plan_made_on_an_empty_table_still_finds_jobs_through_the_indexes(
+    conn: asyncpg.Connection,
+) -> None:
+    """The plan a pooled connection caches while the table is empty is the one it keeps: the
+    search for jobs (the locking halves) stays on the partial indexes."""
+    await conn.execute("ALTER TABLE work_queue SET (autovacuum_enabled = false)")
+    plan = await plan_of(conn, sql.CLAIM, CLAIM_VALUES, generic=True)
+    searches = [scans(node) for node in nodes(plan) if node["Node Type"] == "LockRows"]
+    assert len(searches) == 2
+    assert sorted(index for found in searches for _, _, index in found) == [
+        "work_queue_expired_idx",
+        "work_queue_ready_idx",
+    ]
+
+
+async def test_claims_on_the_large_table_find_the_right_jobs(
+    big_queue: asyncpg.Connection, db: Database
+) -> None:
+    queue = WorkQueue(db)
+    jobs = await queue.claim("w", queues=["q1"], limit=50)
+    assert len(jobs) == 50
+    due = await big_queue.fetch(
+        "SELECT id FROM work_queue WHERE queue = 'q1' AND lease_expires_at < now() AND state = 'claimed'"
+    )
+    assert {row[0] for row in due} <= {j.id for j in jobs}  # run-out leases come back first
