@@ -426,14 +426,19 @@ class Database:
 
 
 async def _migrate(dsn: str, settings: DatabaseSettings) -> list[str]:
-    # A connection of its own: the advisory lock must not outlive the migration on a pooled one.
+    # A connection of its own, opened with the pool's settings: its statement cache size (0 behind
+    # PgBouncer in transaction mode: no named prepared statement may be left on a server connection),
+    # its timeouts (``command_timeout`` also bounds the wait for another process's migration) and its
+    # application name. The migrations run in one transaction on it (see ``migrations.migrate``).
     conn = await asyncpg.connect(
         dsn,
         timeout=settings.connect_timeout,
+        command_timeout=settings.command_timeout,
+        statement_cache_size=settings.statement_cache_size,
         server_settings={"application_name": f"{settings.application_name}:migrate"[:63]},
     )
     try:
-        return await migrate(conn, dsn)
+        return await migrate(conn)
     finally:
         await conn.close()
 
