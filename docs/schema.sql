@@ -59,3 +59,69 @@ TABLE step_execution_errors
     INDEX step_execution_errors_step_attempt_idx: CREATE INDEX step_execution_errors_step_attempt_idx ON public.step_execution_errors USING btree (step_id, attempt_number)
     TRIGGER step_execution_errors_append_only: CREATE TRIGGER step_execution_errors_append_only BEFORE DELETE OR UPDATE ON public.step_execution_errors FOR EACH ROW EXECUTE FUNCTION chem_reject_mutation()
     TRIGGER step_execution_errors_no_truncate: CREATE TRIGGER step_execution_errors_no_truncate BEFORE TRUNCATE ON public.step_execution_errors FOR EACH STATEMENT EXECUTE FUNCTION chem_reject_mutation()
+
+TABLE work_queue
+    COLUMN id bigint NOT NULL DEFAULT nextval('work_queue_id_seq'::regclass)
+    COLUMN queue text NOT NULL
+    COLUMN kind text NOT NULL
+    COLUMN key text
+    COLUMN payload jsonb NOT NULL DEFAULT 'null'::jsonb
+    COLUMN priority integer NOT NULL DEFAULT 0
+    COLUMN not_before timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN attempt integer NOT NULL DEFAULT 0
+    COLUMN max_attempts integer
+    COLUMN flow_id uuid
+    COLUMN definition text
+    COLUMN state text NOT NULL DEFAULT 'ready'::text
+    COLUMN lease_token uuid
+    COLUMN lease_expires_at timestamp with time zone
+    COLUMN worker_id text
+    COLUMN cancel_requested boolean NOT NULL DEFAULT false
+    COLUMN last_error text
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    CONSTRAINT work_queue_attempt_check CHECK ((attempt >= 0))
+    CONSTRAINT work_queue_key_check CHECK (((key IS NULL) OR ((key <> ''::text) AND (length(key) <= 500))))
+    CONSTRAINT work_queue_kind_check CHECK (((kind <> ''::text) AND (length(kind) <= 200)))
+    CONSTRAINT work_queue_lease_check CHECK (((state = 'claimed'::text) = ((lease_token IS NOT NULL) AND (lease_expires_at IS NOT NULL))))
+    CONSTRAINT work_queue_max_attempts_check CHECK (((max_attempts IS NULL) OR (max_attempts >= 1)))
+    CONSTRAINT work_queue_pkey PRIMARY KEY (id)
+    CONSTRAINT work_queue_queue_check CHECK (((queue <> ''::text) AND (length(queue) <= 200)))
+    CONSTRAINT work_queue_state_check CHECK ((state = ANY (ARRAY['ready'::text, 'claimed'::text])))
+    INDEX work_queue_expired_idx: CREATE INDEX work_queue_expired_idx ON public.work_queue USING btree (queue, lease_expires_at) WHERE (state = 'claimed'::text)
+    INDEX work_queue_flow_idx: CREATE INDEX work_queue_flow_idx ON public.work_queue USING btree (flow_id) WHERE (flow_id IS NOT NULL)
+    INDEX work_queue_key_idx: CREATE UNIQUE INDEX work_queue_key_idx ON public.work_queue USING btree (queue, key) WHERE (key IS NOT NULL)
+    INDEX work_queue_pkey: CREATE UNIQUE INDEX work_queue_pkey ON public.work_queue USING btree (id)
+    INDEX work_queue_ready_idx: CREATE INDEX work_queue_ready_idx ON public.work_queue USING btree (queue, priority DESC, not_before, id) WHERE (state = 'ready'::text)
+
+TABLE work_queue_history
+    COLUMN id bigint NOT NULL
+    COLUMN queue text NOT NULL
+    COLUMN kind text NOT NULL
+    COLUMN key text
+    COLUMN payload jsonb NOT NULL
+    COLUMN priority integer NOT NULL
+    COLUMN attempt integer NOT NULL
+    COLUMN max_attempts integer
+    COLUMN flow_id uuid
+    COLUMN definition text
+    COLUMN state text NOT NULL
+    COLUMN lease_token uuid
+    COLUMN worker_id text
+    COLUMN last_error text
+    COLUMN created_at timestamp with time zone NOT NULL
+    COLUMN finished_at timestamp with time zone NOT NULL DEFAULT now()
+    CONSTRAINT work_queue_history_pkey PRIMARY KEY (id)
+    CONSTRAINT work_queue_history_state_check CHECK ((state = ANY (ARRAY['completed'::text, 'dead'::text, 'cancelled'::text])))
+    INDEX work_queue_history_finished_idx: CREATE INDEX work_queue_history_finished_idx ON public.work_queue_history USING btree (finished_at)
+    INDEX work_queue_history_flow_idx: CREATE INDEX work_queue_history_flow_idx ON public.work_queue_history USING btree (flow_id) WHERE (flow_id IS NOT NULL)
+    INDEX work_queue_history_pkey: CREATE UNIQUE INDEX work_queue_history_pkey ON public.work_queue_history USING btree (id)
+
+TABLE flow_definitions
+    COLUMN name text NOT NULL
+    COLUMN hash text NOT NULL
+    COLUMN steps jsonb NOT NULL
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    CONSTRAINT flow_definitions_hash_check CHECK ((hash ~ '^[0-9a-f]{64}$'::text))
+    CONSTRAINT flow_definitions_name_check CHECK (((name <> ''::text) AND (length(name) <= 200)))
+    CONSTRAINT flow_definitions_pkey PRIMARY KEY (name, hash)
+    INDEX flow_definitions_pkey: CREATE UNIQUE INDEX flow_definitions_pkey ON public.flow_definitions USING btree (name, hash)

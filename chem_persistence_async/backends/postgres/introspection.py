@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import asyncpg
 
-OWNED_TABLES = ("event_log", "workflow_step_artifacts", "step_execution_errors")
+OWNED_TABLES = (
+    "event_log",
+    "workflow_step_artifacts",
+    "step_execution_errors",
+    "work_queue",
+    "work_queue_history",
+    "flow_definitions",
+)
 
 _COLUMNS = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
