@@ -1,10 +1,13 @@
 """chem-persistence-async: durable, asyncio-native PostgreSQL persistence for an event-sourced
 workflow engine. The public API, re-exported."""
 
+from chem_persistence_async.backends.memory.backend import InMemoryBackend
+from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.backends.memory.transaction import MemoryTransaction
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
 from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.migrations import migrate
 from chem_persistence_async.backends.postgres.retry import (
@@ -17,6 +20,7 @@ from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
+from chem_persistence_async.domain.definitions import DefinitionRecord
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -93,17 +97,20 @@ from chem_persistence_async.errors import (
     UnstorableValueError,
     ValueOutOfRangeError,
 )
+from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import replay
 from chem_persistence_async.settings import DatabaseSettings
+from chem_persistence_async.worker.worker import Worker, WorkerStats
 
 __all__ = [
     "Artifact",
     "ArtifactError",
     "ArtifactHashMismatchError",
     "AsyncEventStore",
+    "Backend",
     "BackoffPolicy",
     "ChemPersistError",
     "ConcurrencyConflict",
@@ -116,6 +123,8 @@ __all__ = [
     "DatabaseSettings",
     "DefinitionError",
     "DefinitionMismatchError",
+    "DefinitionRecord",
+    "DefinitionRegistry",
     "EmbeddedServerError",
     "ErrorClass",
     "ErrorRecordMismatchError",
@@ -130,6 +139,8 @@ __all__ = [
     "FlowRecord",
     "FlowRepository",
     "ForwardStep",
+    "InMemoryBackend",
+    "InMemoryDefinitionRegistry",
     "InMemoryEventStore",
     "InMemoryFlowRepository",
     "InMemoryWorkQueue",
@@ -187,6 +198,8 @@ __all__ = [
     "ValueOutOfRangeError",
     "WorkQueue",
     "WorkQueuePort",
+    "Worker",
+    "WorkerStats",
     "artifact_hash",
     "canonical_json",
     "classify_error",

@@ -67,6 +67,18 @@ class FlowDefinition:
     def params_of(self, index: int) -> Mapping[str, Any]:
         return _step_params(self.steps[index])
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Each step's id, type and params: what the hash covers besides the name (and what the
+        definition registry stores)."""
+        return [
+            {
+                "id": step.id,
+                "type": type(step).__qualname__,
+                "params": normalize_json(dict(_step_params(step))),
+            }
+            for step in self.steps
+        ]
+
     def __repr__(self) -> str:
         return f"FlowDefinition(name={self.name!r}, steps={list(self.step_ids)!r}, hash={self.hash[:12]}…)"
 

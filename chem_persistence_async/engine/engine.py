@@ -27,8 +27,10 @@ import anyio
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
+from chem_persistence_async.domain.definitions import definition_ref
 from chem_persistence_async.domain.events import (
     FlowCompleted,
+    FlowEvent,
     FlowEventKind,
     FlowInitialized,
     RetryScheduled,
@@ -41,6 +43,7 @@ from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
 from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
 from chem_persistence_async.engine.planner import (
     Action,
@@ -49,6 +52,7 @@ from chem_persistence_async.engine.planner import (
     Done,
     RunStep,
     Wait,
+    lost_attempt_events,
     plan,
     previous_fingerprint,
 )
@@ -71,6 +75,7 @@ from chem_persistence_async.errors import (
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import apply_events
 
 logger = logging.getLogger("chem_persistence_async.engine")
@@ -105,6 +110,20 @@ class Outcome:
     message: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What ``commit`` wrote: the flow after it, and the next attempt when it started one."""
+
+    instance: FlowInstance
+    then: Attempt | None = None
+
+
+_NO_ID = UUID(int=0)
+
+FLOW_JOB = "flow"
+"""The kind of the job that moves a flow on (its key is the flow id; no attempt limit)."""
+
+
 class FlowEngine:
     """Runs flows of one ``FlowDefinition`` against a store, through a repository."""
 
@@ -118,6 +137,7 @@ class FlowEngine:
         clock: Callable[[], datetime] | None = None,
         attempt_lease: timedelta = DEFAULT_ATTEMPT_LEASE,
         artifact_cache_bytes: int = 64 * 1024 * 1024,
+        queue: WorkQueuePort | None = None,
     ) -> None:
         for step in definition.steps:
             require_runnable(step)
@@ -130,6 +150,7 @@ class FlowEngine:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempt_lease = attempt_lease
         self._artifacts = ArtifactCache(artifact_cache_bytes)
+        self._queue = queue
 
     @property
     def definition(self) -> FlowDefinition:
@@ -142,6 +163,11 @@ class FlowEngine:
     @property
     def store(self) -> AsyncEventStore:
         return self._store
+
+    @property
+    def definition_ref(self) -> str:
+        """``name@hash``: how flow jobs name the definition they need."""
+        return definition_ref(self._definition)
 
     def now(self) -> datetime:
         return self._clock()
@@ -159,6 +185,47 @@ class FlowEngine:
         fid = uuid4() if flow_id is None else to_flow_id(flow_id)
         await self._store.append_kind(fid, self.initialized(inputs), expected_version=0, tx=tx)
         return fid
+
+    async def submit(
+        self,
+        *,
+        flow_id: UUID | str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        not_before: datetime | None = None,
+        queue: str = "default",
+    ) -> UUID:
+        """Start a flow for the workers: its ``FlowInitialized`` and its first job, in ONE unit of
+        work. The job's key is the flow id (a flow has at most one active job)."""
+        work = self._require_queue()
+        fid = uuid4() if flow_id is None else to_flow_id(flow_id)
+        initialized = self.initialized(inputs)
+
+        async def both(tx: Transaction) -> None:
+            await self._store.append_kind(fid, initialized, expected_version=0, tx=tx)
+            await work.enqueue(
+                FLOW_JOB,
+                None,
+                queue=queue,
+                key=str(fid),
+                priority=priority,
+                not_before=not_before,
+                max_attempts=None,
+                flow_id=fid,
+                definition=self.definition_ref,
+                tx=tx,
+            )
+
+        try:
+            await self._store.run_in_transaction(both)
+        except ConcurrencyConflict:
+            raise InvalidInputError(f"flow {fid} already exists") from None
+        return fid
+
+    def _require_queue(self) -> WorkQueuePort:
+        if self._queue is None:
+            raise InvalidInputError("this engine has no queue: FlowEngine(..., queue=WorkQueue(db))")
+        return self._queue
 
     def initialized(self, inputs: Mapping[str, Any] | None = None) -> FlowInitialized:
         """The ``FlowInitialized`` that starts a flow of this engine's definition on ``inputs``."""
@@ -230,9 +297,18 @@ class FlowEngine:
                 continue
             look_again = _FIRST_LOOK
             try:
-                instance = await self.execute(instance, action)
+                if isinstance(action, RunStep):
+                    attempt: Attempt | None = await self.begin(instance, action)
+                    while attempt is not None:  # one append per step: outcome and next start
+                        outcome = await self.run_attempt(attempt)
+                        committed = await self.commit(attempt, outcome, chain=True)
+                        instance, attempt = committed.instance, committed.then
+                else:
+                    instance = await self.execute(instance, action)
             except ConcurrencyConflict:
-                logger.info("flow %s advanced elsewhere; reloading", fid, extra={"flow_id": str(fid)})
+                logger.info(
+                    "flow %s advanced elsewhere; reloading", fid, extra=log_context.extra(flow_id=str(fid))
+                )
                 instance = await self.load(fid)
 
     async def event_codes(self, flow_id: UUID | str) -> list[str]:
@@ -262,7 +338,7 @@ class FlowEngine:
         complete the flow. ``tx`` is for the commit only (an attempt's start is committed first)."""
         if isinstance(action, RunStep):
             attempt = await self.begin(instance, action, lease_until=lease_until)
-            return await self.commit(attempt, await self.run_attempt(attempt), tx=tx)
+            return (await self.commit(attempt, await self.run_attempt(attempt), tx=tx)).instance
         if isinstance(action, CloseLost):
             return await self.close_lost(instance, action, tx=tx)
         if isinstance(action, Complete):
@@ -296,18 +372,31 @@ class FlowEngine:
                 instance.flow_id,
                 slot.step_id,
                 slot.attempts,
-                extra={"flow_id": str(instance.flow_id), "step_id": slot.step_id, "attempt": slot.attempts},
+                extra=log_context.extra(
+                    flow_id=str(instance.flow_id), step_id=slot.step_id, attempt=slot.attempts
+                ),
             )
         appended = await self._store.append_many(
             instance.flow_id, kinds, expected_version=instance.version, tx=tx
         )
         after = apply_events(instance, appended, self._definition)
-        inputs = await self._inputs(after.steps[index - 1] if index else None, tx)
+        return await self._attempt(after, index, action.attempt, tx, ())
+
+    async def _attempt(
+        self,
+        after: FlowInstance,
+        index: int,
+        attempt: int,
+        tx: Transaction | None,
+        produced: tuple[Artifact, ...],
+    ) -> Attempt:
+        """The started attempt ``attempt`` of step ``index`` (its ``StepStarted`` is in ``after``)."""
+        inputs = await self._inputs(after.steps[index - 1] if index else None, tx, produced)
         ctx = StepContext(
-            flow_id=instance.flow_id,
+            flow_id=after.flow_id,
             step_index=index,
-            step_id=slot.step_id,
-            attempt=action.attempt,
+            step_id=after.steps[index].step_id,
+            attempt=attempt,
             inputs=inputs,
             params=self._definition.params_of(index),
             flow_inputs=after.inputs,
@@ -345,13 +434,37 @@ class FlowEngine:
         return Outcome(tuple(kinds), output.artifacts)
 
     async def commit(
-        self, attempt: Attempt, outcome: Outcome, *, tx: Transaction | None = None
-    ) -> FlowInstance:
-        """Append the outcome, guarded by the version the attempt started at."""
+        self,
+        attempt: Attempt,
+        outcome: Outcome,
+        *,
+        tx: Transaction | None = None,
+        chain: bool = False,
+        lease_until: datetime | None = None,
+    ) -> Committed:
+        """Append the outcome, guarded by the version the attempt started at.
+
+        With ``chain``, what comes next goes into the same append when it can: the next step's
+        ``StepStarted`` (with ``lease_until``, returned started as ``Committed.then``) or the
+        ``FlowCompleted``. One statement per step instead of two; the events are the same.
+        """
         instance = attempt.instance
+        kinds = list(outcome.kinds)
+        follow = self._follow(instance, kinds) if chain else None
+        started: StepStarted | None = None
+        if isinstance(follow, RunStep) and not follow.close:
+            started = StepStarted(
+                step_index=follow.index,
+                step_id=instance.steps[follow.index].step_id,
+                attempt=follow.attempt,
+                lease_until=lease_until or self._clock() + self._attempt_lease,
+            )
+            kinds.append(started)
+        elif isinstance(follow, Complete):
+            kinds.append(FlowCompleted(flow_fingerprint=follow.fingerprint))
         appended = await self._store.append_many(
             instance.flow_id,
-            outcome.kinds,
+            kinds,
             artifacts=outcome.artifacts,
             expected_version=instance.version,
             tx=tx,
@@ -364,7 +477,42 @@ class FlowEngine:
                 tx.on_commit(lambda: cache.put_all(outcome.artifacts))
         # The append succeeded at the version this instance was decided on, so these events are
         # exactly what the log now holds after it: apply them rather than read the flow back.
+        after = apply_events(instance, appended, self._definition)
+        then = None
+        if started is not None:
+            then = await self._attempt(after, started.step_index, started.attempt, tx, outcome.artifacts)
+        return Committed(after, then)
+
+    async def interrupt(
+        self, attempt: Attempt, reason: str, *, tx: Transaction | None = None
+    ) -> FlowInstance:
+        """End an attempt its runner gives up on (a worker shutting down): a runtime ``StepFailed``
+        (``attempt interrupted: reason``) and, if the policy allows, a ``RetryScheduled`` due now,
+        so the next runner need not wait for the attempt's lease to run out."""
+        instance = attempt.instance
+        close = lost_attempt_events(
+            instance,
+            self._definition,
+            self._policy,
+            attempt.ctx.step_index,
+            self._clock(),
+            message=f"attempt interrupted: {reason}",
+        )
+        appended = await self._store.append_many(
+            instance.flow_id, close, expected_version=instance.version, tx=tx
+        )
         return apply_events(instance, appended, self._definition)
+
+    def _follow(self, instance: FlowInstance, kinds: list[FlowEventKind]) -> Action:
+        """What the plan will be once ``kinds`` are appended (on provisional events)."""
+        now = self._clock()
+        provisional = [
+            FlowEvent(0, instance.flow_id, instance.version + i, now, kind, _NO_ID)
+            for i, kind in enumerate(kinds, 1)
+        ]
+        return plan(
+            apply_events(instance, provisional, self._definition), self._definition, self._policy, now
+        )
 
     async def close_lost(
         self, instance: FlowInstance, action: CloseLost, *, tx: Transaction | None = None
@@ -379,7 +527,9 @@ class FlowEngine:
             instance.flow_id,
             slot.step_id,
             slot.attempts,
-            extra={"flow_id": str(instance.flow_id), "step_id": slot.step_id, "attempt": slot.attempts},
+            extra=log_context.extra(
+                flow_id=str(instance.flow_id), step_id=slot.step_id, attempt=slot.attempts
+            ),
         )
         return apply_events(instance, appended, self._definition)
 
@@ -451,18 +601,23 @@ class FlowEngine:
             error_class.value,
             message.splitlines()[0][:200] if message else "",
             f"retry at {retry_at.isoformat()}" if retry_at else "no retry",
-            extra={
-                "flow_id": str(ctx.flow_id),
-                "step_id": ctx.step_id,
-                "attempt": ctx.attempt,
-                "error_class": error_class.value,
-            },
+            extra=log_context.extra(
+                flow_id=str(ctx.flow_id),
+                step_id=ctx.step_id,
+                attempt=ctx.attempt,
+                error_class=error_class.value,
+            ),
         )
         return Outcome(tuple(kinds), (), error_class, retry_at, message)
 
-    async def _inputs(self, previous: StepSlot | None, tx: Transaction | None) -> tuple[Artifact, ...]:
+    async def _inputs(
+        self, previous: StepSlot | None, tx: Transaction | None, produced: tuple[Artifact, ...] = ()
+    ) -> tuple[Artifact, ...]:
         if previous is None or not previous.outputs:
             return ()
+        fresh = {artifact.hash: artifact for artifact in produced}
+        if all(h in fresh for h in previous.outputs):
+            return tuple(fresh[h] for h in previous.outputs)
         cache = self._artifacts
         missing = [h for h in previous.outputs if h not in cache]
         if missing:

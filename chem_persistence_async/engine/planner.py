@@ -102,17 +102,23 @@ def previous_fingerprint(instance: FlowInstance, definition: FlowDefinition, ind
 
 
 def lost_attempt_events(
-    instance: FlowInstance, definition: FlowDefinition, policy: RetryPolicy, index: int, now: datetime
+    instance: FlowInstance,
+    definition: FlowDefinition,
+    policy: RetryPolicy,
+    index: int,
+    now: datetime,
+    message: str | None = None,
 ) -> tuple[FlowEventKind, ...]:
-    """``StepFailed`` (runtime, ``attempt lost``) for the running attempt of step ``index``, and its
-    ``RetryScheduled`` due at ``now`` when the policy retries it."""
+    """``StepFailed`` (runtime, ``attempt lost``, or ``message``) for the running attempt of step
+    ``index``, and its ``RetryScheduled`` due at ``now`` when the policy retries it."""
     slot: StepSlot = instance.steps[index]
     lease = slot.lease_until
-    message = (
-        f"attempt lost: no outcome by the end of its lease ({lease.isoformat()})"
-        if lease is not None
-        else "attempt lost: no outcome and no lease (started before attempt leases)"
-    )
+    if message is None:
+        message = (
+            f"attempt lost: no outcome by the end of its lease ({lease.isoformat()})"
+            if lease is not None
+            else "attempt lost: no outcome and no lease (started before attempt leases)"
+        )
     failed = StepFailed(
         step_index=index,
         step_id=slot.step_id,

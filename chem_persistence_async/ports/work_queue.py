@@ -64,6 +64,7 @@ class WorkQueuePort(Protocol):
         error: str | BaseException,
         *,
         retry_at: datetime | None = None,
+        retry: bool = True,
         tx: Transaction | None = None,
     ) -> JobState: ...
 
@@ -90,7 +91,7 @@ class WorkQueuePort(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
-    def on_enqueue(self, callback: Callable[[str], None]) -> None:
+    def on_enqueue(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(queue)`` once a job for ``queue`` is committed by this process (the
-        in-process wake-up of SPEC 8.4)."""
+        in-process wake-up of SPEC 8.4); returns the function that unsubscribes it."""
         ...

@@ -280,13 +280,14 @@ class InMemoryWorkQueue:
         error: str | BaseException,
         *,
         retry_at: datetime | None = None,
+        retry: bool = True,
         tx: Transaction | None = None,
     ) -> JobState:
         message = (str(error) or type(error).__name__)[:_MAX_ERROR_LENGTH]
         if retry_at is not None:
             check_aware(retry_at, "retry_at")
         journal = memory_tx(tx)
-        if job.last_attempt:
+        if job.last_attempt or not retry:
             self._finish(job, JobState.DEAD, message, journal)
             return JobState.DEAD
         self._requeue(job, retry_at or self._clock() + default_backoff(job.attempt), 0, message, journal)

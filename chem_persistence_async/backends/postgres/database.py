@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import asyncpg
@@ -34,6 +34,11 @@ from chem_persistence_async.errors import (
 )
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.settings import DatabaseSettings, redact_url, scrub
+
+if TYPE_CHECKING:
+    from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
+    from chem_persistence_async.backends.postgres.event_store import PgEventStore
+    from chem_persistence_async.backends.postgres.work_queue import WorkQueue
 
 T = TypeVar("T")
 
@@ -98,6 +103,9 @@ class Database:
         self._parked: list[tuple[asyncpg.Connection, float]] = []
         """Connections borrowed from the pool and kept for the next caller (see ``_give_back``)."""
         self._notifier: Notifier | None = None
+        self._event_store: PgEventStore | None = None
+        self._work_queue: WorkQueue | None = None
+        self._registry: DefinitionRegistry | None = None
         self._park_limit = settings.max_connections
         self._park_lifetime = settings.max_inactive_connection_lifetime
         self._waiting = 0
@@ -316,6 +324,31 @@ class Database:
             # Never hand this connection out again, whatever state asyncpg left it in.
             with contextlib.suppress(asyncpg.InterfaceError):  # already released
                 conn.terminate()
+
+    # --- the ports on this database (what a ``Worker`` takes) -------------------------------
+    # One of each per Database: workers share one version cache, one group commit and one
+    # registry cache. (Imported here: those modules import this one.)
+
+    def event_store(self) -> PgEventStore:
+        if self._event_store is None:
+            from chem_persistence_async.backends.postgres.event_store import PgEventStore
+
+            self._event_store = PgEventStore(self)
+        return self._event_store
+
+    def work_queue(self) -> WorkQueue:
+        if self._work_queue is None:
+            from chem_persistence_async.backends.postgres.work_queue import WorkQueue
+
+            self._work_queue = WorkQueue(self)
+        return self._work_queue
+
+    def definition_registry(self) -> DefinitionRegistry:
+        if self._registry is None:
+            from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
+
+            self._registry = DefinitionRegistry(self)
+        return self._registry
 
     # --- wake-up (SPEC 8.4) -----------------------------------------------------------------
 

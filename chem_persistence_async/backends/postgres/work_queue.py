@@ -200,14 +200,16 @@ class WorkQueue:
         error: str | BaseException,
         *,
         retry_at: datetime | None = None,
+        retry: bool = True,
         tx: Transaction | None = None,
     ) -> JobState:
         """Back to ready after a backoff (``retry_at``, default ``min(2**attempt s, 5 min)`` from now),
-        or ``dead`` once ``max_attempts`` are spent. Returns the state the job is in now."""
+        or ``dead`` once ``max_attempts`` are spent or when ``retry`` is false. Returns the state the
+        job is in now."""
         message = (str(error) or type(error).__name__)[:_MAX_ERROR_LENGTH]
         if retry_at is not None:
             check_aware(retry_at, "retry_at")
-        if job.last_attempt:
+        if job.last_attempt or not retry:
             await self._finish(job, JobState.DEAD, message, tx)
             return JobState.DEAD
         not_before = retry_at or (await self._db_now(tx)) + default_backoff(job.attempt)

@@ -1,0 +1,1 @@
+"""Workers: claim flow jobs from the work queue and run them (engine + ports, never a backend)."""

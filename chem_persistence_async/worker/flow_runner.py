@@ -1,0 +1,150 @@
+"""Running one claimed flow job: the step's outcome, the flow's next move and the job's own end
+commit in ONE unit of work.
+
+For a claimed job the runner replays the flow and asks the planner what comes next:
+
+* a step to run: it appends the attempt's ``StepStarted`` (its lease is the job's), runs the step
+  (heartbeats keep the job's lease alive), then in one unit of work appends the outcome (guarded
+  by ``expected_version``) together with the next step's ``StepStarted`` or the ``FlowCompleted``,
+  and renews, suspends or completes its own job (guarded by the lease token). If any part fails,
+  none of it commits: a job delivered twice commits nothing the second time, and a worker that
+  stalled past its lease commits nothing once another took the job over;
+* a retry not yet due, or an attempt still held by someone else: the job is suspended until
+  then; it holds no worker, no connection and no timer meanwhile;
+* a flow already done (or one that completes or fails now): the job is completed.
+
+Consecutive steps of one flow run on in the same worker without going back to the queue: each
+commit is durable on its own, and the job's lease stays this worker's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from chem_persistence_async.domain.flow import FlowInstance
+from chem_persistence_async.domain.jobs import Job
+from chem_persistence_async.engine.engine import Attempt, FlowEngine, Outcome
+from chem_persistence_async.engine.planner import CloseLost, Complete, Done, RunStep, Wait
+from chem_persistence_async.errors import ConcurrencyConflict
+from chem_persistence_async.ports.backend import Backend
+from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.ports.work_queue import WorkQueuePort
+
+logger = logging.getLogger("chem_persistence_async.worker")
+
+T = TypeVar("T")
+
+_MAX_RELOADS = 20
+
+
+@dataclass
+class Holding:
+    """A claimed job as the worker holds it: its latest lease, and the attempt it runs now."""
+
+    job: Job
+    attempt: Attempt | None = None
+    cancelled: bool = False
+    """Its lease was lost or the job was cancelled: nothing more may be committed for it."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class FlowRunner:
+    """Moves flows of the definitions it knows on, one claimed job at a time."""
+
+    def __init__(self, backend: Backend, engines: dict[str, FlowEngine], queue: WorkQueuePort) -> None:
+        self._backend = backend
+        self._engines = engines
+        self._queue = queue
+
+    async def run(self, holding: Holding, log_extra: Callable[[Job], dict[str, str]]) -> str:
+        """Move the job's flow on as far as it can go now; returns how the job ended
+        (``completed``, ``suspended``)."""
+        job = holding.job
+        engine = self._engines[job.definition or ""]
+        assert job.flow_id is not None
+        for _ in range(_MAX_RELOADS):
+            instance = await engine.load(job.flow_id)
+            try:
+                return await self._advance(engine, instance, holding, log_extra)
+            except ConcurrencyConflict:
+                # Another engine wrote to the flow meanwhile (a run_to_end elsewhere, or the
+                # previous holder of this job): replay and decide again.
+                logger.info(
+                    "flow %s advanced elsewhere; replaying it", job.flow_id, extra=log_extra(holding.job)
+                )
+                holding.attempt = None
+        raise ConcurrencyConflict(job.flow_id, None, None)
+
+    async def _advance(
+        self,
+        engine: FlowEngine,
+        instance: FlowInstance,
+        holding: Holding,
+        log_extra: Callable[[Job], dict[str, str]],
+    ) -> str:
+        queue = self._queue
+        action = engine.plan(instance)
+        if isinstance(action, Done):
+            await queue.complete(holding.job)
+            return "completed"
+        if isinstance(action, Wait):
+            await queue.suspend(holding.job, action.until)
+            return "suspended"
+        if isinstance(action, Complete | CloseLost):
+
+            async def settle(tx: Transaction) -> None:
+                await engine.execute(instance, action, tx=tx)
+                await queue.complete(holding.job, tx=tx)
+
+            await self._in_transaction(settle)
+            return "completed"
+        assert isinstance(action, RunStep)
+        attempt: Attempt | None = await engine.begin(
+            instance, action, lease_until=holding.job.lease_expires_at
+        )
+        while attempt is not None:
+            holding.attempt = attempt
+            outcome = await engine.run_attempt(
+                attempt
+            )  # (the engine logs a failure, job and worker included)
+            attempt, ended = await self._commit(engine, holding, attempt, outcome)
+            if ended is not None:
+                holding.attempt = None
+                return ended
+        return "suspended"  # pragma: no cover - the loop always ends through ``ended``
+
+    async def _commit(
+        self, engine: FlowEngine, holding: Holding, attempt: Attempt, outcome: Outcome
+    ) -> tuple[Attempt | None, str | None]:
+        """One unit of work: the lease guard, the outcome (with the next step's start or the flow's
+        end), and the job's next state. Returns the next attempt, or how the job ended."""
+        queue = self._queue
+
+        async def unit(tx: Transaction) -> tuple[Attempt | None, str | None]:
+            # The lease guard first: a worker whose job was taken over writes nothing at all.
+            (renewed,) = await queue.heartbeat([holding.job], tx=tx)
+            committed = await engine.commit(
+                attempt, outcome, tx=tx, chain=True, lease_until=renewed.lease_expires_at
+            )
+            if committed.then is not None:
+                tx.on_commit(lambda: setattr(holding, "job", renewed))
+                return committed.then, None
+            follow = engine.plan(committed.instance)
+            if isinstance(follow, Done):
+                await queue.complete(holding.job, tx=tx)
+                return None, "completed"
+            # A retry not yet due waits in the queue; anything else (a lost attempt to close, a
+            # step another engine started) goes round through the queue at once.
+            until = follow.until if isinstance(follow, Wait) else engine.now()
+            await queue.suspend(holding.job, until, tx=tx)
+            return None, "suspended"
+
+        return await self._in_transaction(unit)
+
+    async def _in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        """``fn`` in one unit of work, run again from the start after a transient failure (an
+        outcome whose commit was lost is found by ``expected_version``: a conflict, then a replay)."""
+        return await self._backend.run_in_transaction(fn)

@@ -1,0 +1,362 @@
+"""``Worker``: claims flow jobs and runs them, many at a time, until it is stopped (SPEC 8.2).
+
+* It claims only jobs of the definitions it was given (by name and hash), at most
+  ``concurrency`` at once, woken at once by a local enqueue or a NOTIFY from another process, and
+  every ``poll_interval`` seconds whatever happens (a lost notification costs latency, not a job).
+* A heartbeat renews every held lease at a third of the lease; a job whose lease was lost or that
+  was cancelled stops being worked on (its commit would be refused anyway).
+* ``stop()`` is graceful: nothing more is claimed, running steps get ``grace`` seconds to finish;
+  what is still running then is interrupted: its attempt is closed (a runtime failure, retried at
+  once if the policy allows) and its job released, in one unit of work, so another worker takes
+  it over immediately instead of waiting for the lease.
+
+It runs on any ``Backend`` (a PostgreSQL ``Database``, or ``InMemoryBackend()``): it reaches
+every store through it and imports no backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+
+from chem_persistence_async.domain.definitions import definition_ref
+from chem_persistence_async.domain.flow import FlowDefinition
+from chem_persistence_async.domain.jobs import Job
+from chem_persistence_async.engine import log_context
+from chem_persistence_async.engine.engine import FLOW_JOB, FlowEngine
+from chem_persistence_async.engine.repository import FlowRepository
+from chem_persistence_async.engine.retry_policy import RetryPolicy
+from chem_persistence_async.errors import (
+    ChemPersistError,
+    DefinitionError,
+    DefinitionMismatchError,
+    FlowNotFoundError,
+    InvalidInputError,
+    JobCancelledError,
+    JobError,
+    LeaseLostError,
+)
+from chem_persistence_async.ports.backend import Backend, WakeListener
+from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
+
+logger = logging.getLogger("chem_persistence_async.worker")
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did (``worker.stats``)."""
+
+    claimed: int = 0
+    completed: int = 0
+    suspended: int = 0
+    failed: int = 0
+    """Jobs that raised (retried with a backoff, or dead when they cannot ever succeed)."""
+    lost: int = 0
+    """Jobs whose lease was taken over, or that were cancelled, while this worker held them."""
+    interrupted: int = 0
+    """Jobs released at shutdown with their attempt closed."""
+    claims: int = 0
+    """Claim statements sent."""
+
+
+class Worker:
+    """Runs flows of ``definitions`` from the work queue of ``db`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Backend,
+        definitions: FlowDefinition | Iterable[FlowDefinition],
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        queues: Iterable[str] = ("default",),
+        lease: timedelta = timedelta(seconds=30),
+        poll_interval: float = 1.0,
+        listen: bool = True,
+        retry_policy: RetryPolicy | None = None,
+        grace: float = 30.0,
+    ) -> None:
+        defs = [definitions] if isinstance(definitions, FlowDefinition) else list(definitions)
+        if not defs:
+            raise DefinitionError("a worker needs at least one FlowDefinition")
+        for definition in defs:
+            if not isinstance(definition, FlowDefinition):
+                raise DefinitionError(f"expected FlowDefinition objects, got {type(definition).__name__}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidInputError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise InvalidInputError(f"lease must be a positive timedelta, got {lease!r}")
+        if not poll_interval > 0:
+            raise InvalidInputError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+        self._backend = db
+        self._definitions = defs
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._concurrency = concurrency
+        self._queues = tuple(queues)
+        self._lease = lease
+        self._poll = poll_interval
+        self._listen = listen
+        self._grace = grace
+        self._queue = db.work_queue()
+        store = db.event_store()
+        self._engines = {
+            definition_ref(d): FlowEngine(
+                store, FlowRepository(), d, retry_policy=retry_policy, queue=self._queue
+            )
+            for d in defs
+        }
+        self._runner = FlowRunner(db, self._engines, self._queue)
+        self._holding: dict[int, tuple[Holding, asyncio.Task[None]]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = WorkerStats()
+        self.started = asyncio.Event()
+        """Set once the worker registered its definitions and listens (if it does)."""
+
+    # --- running ----------------------------------------------------------------------------
+
+    @property
+    def definitions(self) -> list[str]:
+        """``name@hash`` of every definition this worker runs."""
+        return list(self._engines)
+
+    @property
+    def running(self) -> int:
+        return len(self._holding)
+
+    def stop(self) -> None:
+        """Stop gracefully: claim nothing more, finish or release what is held (see the module)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self, queue: str | None = None) -> None:
+        """Claim now rather than at the next poll (for ``queue``, or ``None``: any)."""
+        if queue is None or queue in self._queues:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()``; then let running steps finish within the grace period."""
+        registry = self._backend.definition_registry()
+        for definition in self._definitions:
+            await registry.register(definition)
+        unsubscribe = self._queue.on_enqueue(self.wake)
+        listener: WakeListener | None = self._backend.listener(self.wake) if self._listen else None
+        if listener is not None:
+            await listener.start()
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeats(), name="chem-persist-heartbeat")
+        logger.info(
+            "worker %s started: %s on queue(s) %s, concurrency %d",
+            self.worker_id,
+            ", ".join(d.name for d in self._definitions),
+            ", ".join(self._queues),
+            self._concurrency,
+            extra={"worker_id": self.worker_id},
+        )
+        self.started.set()
+        try:
+            await self._claim_loop()
+        finally:
+            await self._shut_down()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            if listener is not None:
+                await listener.aclose()
+            unsubscribe()
+            logger.info(
+                "worker %s stopped: %s", self.worker_id, self.stats, extra={"worker_id": self.worker_id}
+            )
+
+    async def _claim_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self._concurrency - len(self._holding)
+            claimed: list[Job] = []
+            if free > 0:
+                try:
+                    claimed = await self._queue.claim(
+                        self.worker_id,
+                        limit=free,
+                        lease=self._lease,
+                        queues=self._queues,
+                        kinds=(FLOW_JOB,),
+                        definitions=list(self._engines),
+                    )
+                    self.stats.claims += 1
+                    failures = 0
+                except ChemPersistError as exc:
+                    failures += 1
+                    delay = min(self._poll, 0.05 * 2**failures)
+                    logger.warning(
+                        "worker %s: claim failed (%s); again in %.2fs",
+                        self.worker_id,
+                        exc,
+                        delay,
+                        extra={"worker_id": self.worker_id},
+                    )
+                    await self._sleep(delay)
+                    continue
+            for job in claimed:
+                self._start(job)
+            if claimed and len(claimed) == free:
+                continue  # every slot was filled: the next claim waits for one to free up
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _start(self, job: Job) -> None:
+        self.stats.claimed += 1
+        holding = Holding(job)
+        task = asyncio.get_running_loop().create_task(
+            self._handle(holding), name=f"chem-persist-job-{job.id}"
+        )
+        self._holding[job.id] = (holding, task)
+
+    def _log_extra(self, job: Job) -> dict[str, str]:
+        return {"worker_id": self.worker_id, "job_id": str(job.id), "flow_id": str(job.flow_id)}
+
+    async def _handle(self, holding: Holding) -> None:
+        job = holding.job
+        log_context.bind(job_id=str(job.id), worker_id=self.worker_id)
+        try:
+            ended = await self._runner.run(holding, self._log_extra)
+            if ended == "completed":
+                self.stats.completed += 1
+            else:
+                self.stats.suspended += 1
+        except asyncio.CancelledError:
+            raise
+        except (LeaseLostError, JobCancelledError) as exc:
+            self.stats.lost += 1
+            logger.info("job %d no longer ours: %s", job.id, exc, extra=self._log_extra(job))
+            if isinstance(exc, JobCancelledError):
+                await self._finish_cancelled(holding)
+        except (FlowNotFoundError, DefinitionMismatchError) as exc:
+            self.stats.failed += 1
+            logger.error("job %d can never run: %s", job.id, exc, extra=self._log_extra(job))
+            await self._give_up(holding, exc, retry=False)
+        except Exception as exc:
+            self.stats.failed += 1
+            logger.warning("job %d failed: %s", job.id, exc, exc_info=True, extra=self._log_extra(job))
+            await self._give_up(holding, exc, retry=True)
+        finally:
+            self._holding.pop(job.id, None)
+            self._wake.set()  # a slot is free
+
+    async def _give_up(self, holding: Holding, exc: BaseException, *, retry: bool) -> None:
+        """The job goes back with a backoff (or to the dead ones when it can never succeed)."""
+        try:
+            await self._queue.fail(holding.job, f"{type(exc).__name__}: {exc}", retry=retry)
+        except JobCancelledError:
+            pass
+        except ChemPersistError as err:  # the lease ran out meanwhile: the next claim handles it
+            logger.info(
+                "job %d: could not record its failure: %s",
+                holding.job.id,
+                err,
+                extra=self._log_extra(holding.job),
+            )
+
+    async def _finish_cancelled(self, holding: Holding) -> None:
+        """A job cancelled while held is finished as cancelled (outside any unit of work)."""
+        with contextlib.suppress(JobCancelledError, LeaseLostError):
+            await self._queue.release(holding.job)
+
+    # --- heartbeats and shutdown ------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = [holding for holding, _ in self._holding.values() if not holding.cancelled]
+            if not held:
+                continue
+            try:
+                renewed = await self._queue.heartbeat([h.job for h in held], lease=self._lease)
+            except JobError as exc:
+                renewed = exc.renewed
+                for job_id in (*exc.lost_ids, *exc.cancelled_ids):
+                    self._drop(job_id, "cancelled" if job_id in exc.cancelled_ids else "lease lost")
+            except ChemPersistError as exc:
+                logger.warning("heartbeat failed: %s", exc, extra={"worker_id": self.worker_id})
+                continue
+            by_id = {job.id: job for job in renewed}
+            for holding in held:
+                fresh = by_id.get(holding.job.id)
+                if fresh is not None:
+                    holding.job = fresh
+
+    def _drop(self, job_id: int, why: str) -> None:
+        """Stop working on a job that is no longer ours: its commit would be refused anyway."""
+        entry = self._holding.get(job_id)
+        if entry is None:
+            return
+        holding, task = entry
+        holding.cancelled = True
+        logger.info("job %d: %s; stopping its step", job_id, why, extra=self._log_extra(holding.job))
+        task.cancel()
+
+    async def _shut_down(self) -> None:
+        if not self._holding:
+            return
+        tasks = [task for _, task in self._holding.values()]
+        _, pending = await asyncio.wait(tasks, timeout=self._grace)
+        for holding, task in list(self._holding.values()):
+            if task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                await self._interrupt(holding)
+
+    async def _interrupt(self, holding: Holding) -> None:
+        """Close the running attempt and release the job in one unit of work."""
+        self.stats.interrupted += 1
+        attempt, job = holding.attempt, holding.job
+        engine = self._engines.get(job.definition or "")
+
+        async def close(tx: Transaction) -> None:
+            if attempt is not None and engine is not None:
+                await engine.interrupt(attempt, f"worker {self.worker_id} shut down", tx=tx)
+            await self._queue.release(job, tx=tx)
+
+        try:
+            await self._backend.run_in_transaction(close)
+        except ChemPersistError as exc:  # the flow moved on or the lease is gone: nothing to release
+            logger.info("job %d: not released at shutdown: %s", job.id, exc, extra=self._log_extra(job))
+
+    # --- as a context manager ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        self._task = asyncio.get_running_loop().create_task(
+            self.run(), name=f"chem-persist-worker-{self.worker_id}"
+        )
+        started = asyncio.ensure_future(self.started.wait())
+        await asyncio.wait({started, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            started.cancel()
+            self._task.result()  # raises why it could not start
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        if self._task is not None:
+            await self._task
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} running={len(self._holding)} {self.stats}>"
