@@ -80,7 +80,13 @@ from chem_persistence_async.errors import (
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.replay import replay
-from chem_persistence_async.settings import DatabaseSettings
+from chem_persistence_async.settings import (
+    ConnectionSettings,
+    DatabaseSettings,
+    QueueSettings,
+    StoreSettings,
+    WorkerSettings,
+)
 
 __all__ = [
     "Artifact",
@@ -91,6 +97,7 @@ __all__ = [
     "ChemPersistError",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "ConnectionSettings",
     "CorruptEventError",
     "Database",
     "DatabaseClosedError",
@@ -125,6 +132,7 @@ __all__ = [
     "PoolTimeoutError",
     "PrintAndCountStep",
     "PropertyPreferenceAssigned",
+    "QueueSettings",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
@@ -144,10 +152,12 @@ __all__ = [
     "StepStarted",
     "StepStatus",
     "StepValidationError",
+    "StoreSettings",
     "TransientDatabaseError",
     "TransientStepError",
     "UnlistedArtifactError",
     "UnstorableValueError",
+    "WorkerSettings",
     "artifact_hash",
     "canonical_json",
     "classify_error",

@@ -47,10 +47,10 @@ class SuiteResult:
 
 async def resolve_url(url: str | None) -> str:
     """``url``, else ``DATABASE_URL``, else the library's default (the embedded server)."""
-    settings = DatabaseSettings.load(url=url)
-    if settings.url_value is not None:
-        return settings.url_value
-    return await anyio.to_thread.run_sync(start_embedded, settings.data_dir)
+    connection = DatabaseSettings.load(url=url).connection
+    if connection.url_value is not None:
+        return connection.url_value
+    return await anyio.to_thread.run_sync(start_embedded, connection.data_dir)
 
 
 async def _create_database(server_url: str, synchronous_commit: str | None) -> tuple[str, str]:

@@ -93,7 +93,7 @@ async def test_from_env_reads_database_url(db_url: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("DATABASE_MAX_CONNECTIONS", "3")
     async with Database.from_env() as db:
-        assert db.settings.max_connections == 3
+        assert db.settings.connection.max_connections == 3
         assert not db.embedded
         async with db.acquire() as conn:
             assert await conn.fetchval("SELECT current_database()") == urlsplit(db_url).path.lstrip("/")
@@ -108,7 +108,7 @@ async def test_bad_settings_fail_before_connecting(monkeypatch: pytest.MonkeyPat
 async def test_jsonb_codec_is_set_on_every_pool_connection(db: Database) -> None:
     """Codecs are installed once per connection, so every borrowed connection speaks bytes for JSONB."""
     seen = []
-    for _ in range(db.settings.max_connections):
+    for _ in range(db.settings.connection.max_connections):
         async with db.acquire() as conn:
             seen.append(await conn.fetchval("SELECT '{\"a\": 1}'::jsonb"))
     assert set(seen) == {b'{"a": 1}'}
