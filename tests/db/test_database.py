@@ -118,3 +118,21 @@ def test_lost_connection_is_transient_but_bad_input_is_not() -> None:
     assert is_lost_connection(transient_reason(asyncpg.ConnectionDoesNotExistError("gone")))
     assert transient_reason(asyncpg.UniqueViolationError("dup")) is None
     assert transient_reason(ValueError("bad")) is None
+
+
+async def test_open_with_settings_and_keywords_overrides_only_those(db_url: str) -> None:
+    from chem_persistence_async import DatabaseSettings
+
+    settings = DatabaseSettings.load(url="postgresql://nobody@127.0.0.1:1/none", max_connections=3)
+    db = await Database.open(db_url, settings=settings, min_connections=1)
+    try:
+        assert db.settings.connection.url_value == db_url
+        assert db.settings.connection.max_connections == 3
+        assert db.settings.connection.min_connections == 1
+        assert not db.embedded
+        assert db.data_dir is None
+        assert db.describe() == db.url
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()

@@ -7,13 +7,18 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio.to_thread
 import asyncpg
 
-from chem_persistence_async.backends.postgres.embedded import start_embedded
+from chem_persistence_async.backends.postgres.embedded import (
+    resolve_data_dir,
+    start_embedded,
+    stop_embedded_on_sigterm,
+)
 from chem_persistence_async.backends.postgres.migrations import migrate
 from chem_persistence_async.backends.postgres.retry import (
     BackoffPolicy,
@@ -76,11 +81,19 @@ class Database:
     started in the user's data directory.
     """
 
-    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings, url: str, embedded: bool) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: DatabaseSettings,
+        url: str,
+        embedded: bool,
+        data_dir: Path | None = None,
+    ) -> None:
         self._pool: asyncpg.Pool | None = pool
         self._settings = settings
         self._url = url
         self._embedded = embedded
+        self._data_dir = data_dir
         connection = settings.connection
         self._backoff = BackoffPolicy.from_milliseconds(connection.retry_delays_ms)
         self.metrics = RetryMetrics()
@@ -120,8 +133,11 @@ class Database:
         connection = settings.connection
         dsn = connection.url_value
         embedded = dsn is None
+        data_dir: Path | None = None
         if dsn is None:
-            dsn = await anyio.to_thread.run_sync(start_embedded, connection.data_dir)
+            data_dir = resolve_data_dir(connection.data_dir)
+            stop_embedded_on_sigterm()
+            dsn = await anyio.to_thread.run_sync(start_embedded, data_dir)
         server_settings = {"application_name": connection.application_name}
         try:
             if connection.auto_migrate:
@@ -149,7 +165,7 @@ class Database:
             raise DatabaseError(
                 f"cannot open {redact_url(dsn)}: {type(exc).__name__}: {scrub(str(exc), dsn)}"
             ) from None
-        return cls(pool, settings, dsn, embedded)
+        return cls(pool, settings, dsn, embedded, data_dir)
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations now (what opening does unless ``auto_migrate`` is off)."""
@@ -193,6 +209,17 @@ class Database:
     @property
     def embedded(self) -> bool:
         return self._embedded
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The embedded server's data directory (``None`` on a server of your own)."""
+        return self._data_dir
+
+    def describe(self) -> str:
+        """Which database this is, for people: the embedded server's directory, or the redacted URL."""
+        if self._embedded:
+            return f"embedded PostgreSQL in {self._data_dir}"
+        return self.url
 
     @property
     def pool(self) -> asyncpg.Pool:
