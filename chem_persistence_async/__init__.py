@@ -1,6 +1,8 @@
 """chem-persistence-async: durable, asyncio-native PostgreSQL persistence for an event-sourced
 workflow engine. The public API, re-exported."""
 
+from importlib import metadata as _metadata
+
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
@@ -61,6 +63,7 @@ from chem_persistence_async.errors import (
     CorruptEventError,
     DatabaseClosedError,
     DatabaseError,
+    DefinitionError,
     DefinitionMismatchError,
     EmbeddedServerError,
     ErrorRecordMismatchError,
@@ -88,6 +91,12 @@ from chem_persistence_async.settings import (
     WorkerSettings,
 )
 
+try:
+    __version__: str = _metadata.version("chem-persistence-async")
+    """The installed distribution's version (from its metadata, so it cannot drift from pyproject)."""
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "Artifact",
     "ArtifactError",
@@ -103,6 +112,7 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseError",
     "DatabaseSettings",
+    "DefinitionError",
     "DefinitionMismatchError",
     "EmbeddedServerError",
     "ErrorClass",
@@ -158,6 +168,7 @@ __all__ = [
     "UnlistedArtifactError",
     "UnstorableValueError",
     "WorkerSettings",
+    "__version__",
     "artifact_hash",
     "canonical_json",
     "classify_error",

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.failures import ErrorClass
+from chem_persistence_async.errors import UnstorableValueError
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +74,11 @@ class StepValidationError(StepError):
 
 
 def classify_error(exc: BaseException) -> ErrorClass:
-    """Step exceptions carry their class; pydantic validation errors are VALIDATION; all else RUNTIME."""
+    """Step exceptions carry their class; pydantic validation errors and values no store can hold
+    (``UnstorableValueError``: NaN, infinities, ``\\u0000``, e.g. in ``Artifact.of``) are VALIDATION,
+    never retried, since the same step makes the same value again; all else is RUNTIME."""
     if isinstance(exc, StepError):
         return exc.error_class
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError | UnstorableValueError):
         return ErrorClass.VALIDATION
     return ErrorClass.RUNTIME

@@ -23,6 +23,7 @@ from chem_persistence_async.engine.step import (
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
+    JsonNestingError,
     UnstorableValueError,
 )
 
@@ -65,6 +66,12 @@ def test_pydantic_validation_error_is_validation() -> None:
     assert classify_error(_pydantic_error()) is ErrorClass.VALIDATION
 
 
+@pytest.mark.parametrize("exc", [UnstorableValueError("$: NaN"), JsonNestingError("$: too deep")])
+def test_a_value_no_store_can_hold_is_validation(exc: BaseException) -> None:
+    """The same step makes the same NaN again: retrying it would only fail the same way."""
+    assert classify_error(exc) is ErrorClass.VALIDATION
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -74,7 +81,6 @@ def test_pydantic_validation_error_is_validation() -> None:
         TimeoutError(),
         ConnectionError(),
         asyncio.CancelledError(),
-        UnstorableValueError("$: NaN"),
         InvalidInputError("bad"),
         ConcurrencyConflict(uuid.uuid4(), 1, 2),
     ],
