@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Database, InMemoryEventStore, PgEventStore
-from tests.support import TestServer, url_with_database
+from tests.support import TestServer, describe_backend, pick_backend, url_with_database
 
 TEMPLATE = f"chem_tmpl_{os.getpid()}"
 
@@ -29,8 +29,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    source = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "testcontainers or embedded"
-    return f"chem-persistence-async test database: {source}"
+    return f"chem-persistence-async test database: {describe_backend(pick_backend())}"
 
 
 async def _admin(server: TestServer) -> asyncpg.Connection:
