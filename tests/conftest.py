@@ -7,6 +7,8 @@ every test gets a database nobody else writes to.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Database, InMemoryEventStore, PgEventStore
-from tests.support import TestServer, describe_backend, pick_backend, url_with_database
+from tests.support import TestServer, describe_backend, pick_backend, running_postmaster, url_with_database
 
 TEMPLATE = f"chem_tmpl_{os.getpid()}"
 
@@ -132,3 +134,21 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def embedded_pgdata() -> Iterator[Path]:
+    """A data directory for an embedded server of the test's own, outside pytest's temporary root.
+
+    Run as root, pgserver runs the server as another user and opens the directory's parents to it;
+    another pytest session starting meanwhile (a subprocess, a colleague's run) resets pytest's
+    root to mode 0700 and the server can no longer reach its files. Whatever the test leaves
+    running is stopped here.
+    """
+    base = Path(tempfile.mkdtemp(prefix="chem-embedded-"))
+    yield base / "pgdata"
+    postmaster = running_postmaster(base / "pgdata")
+    if postmaster is not None:
+        postmaster.terminate()
+        postmaster.wait(30)
+    shutil.rmtree(base, ignore_errors=True)

@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
+
 from chem_persistence_async.settings import redact_url
 
 CONTAINER_IMAGE = "postgres:16-alpine"
@@ -85,3 +87,13 @@ class TestServer:
             self._container.stop()  # type: ignore[attr-defined]
         if self._embedded is not None:
             self._embedded.cleanup()  # type: ignore[attr-defined]
+
+
+def running_postmaster(pgdata: Path) -> psutil.Process | None:
+    """The embedded server's postmaster for ``pgdata`` if it runs (from its ``postmaster.pid``)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        process = psutil.Process(pid)
+    except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
+        return None
+    return process if process.is_running() and process.status() != psutil.STATUS_ZOMBIE else None

@@ -109,9 +109,9 @@ def test_an_unknown_flow_is_said_not_to_exist(db_url: str, command: str) -> None
 
 
 @pytest.mark.slow
-def test_demo_on_the_embedded_server_leaves_no_server_behind(tmp_path: Path) -> None:
+def test_demo_on_the_embedded_server_leaves_no_server_behind(embedded_pgdata: Path) -> None:
     """With no DATABASE_URL the demo starts an embedded PostgreSQL and stops it when it exits."""
-    pgdata = tmp_path / "pgdata"
+    pgdata = embedded_pgdata
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CHEM_PERSIST_DATA_DIR"] = str(pgdata)
     result = chem_persist("demo", env=env, timeout=180)

@@ -7,19 +7,18 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
 from chem_persistence_async.backends.postgres.embedded import HANDLE_FILE, prune_dead_holders
+from tests.support import running_postmaster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,17 +40,8 @@ asyncio.run(main(sys.argv[1]))
 
 
 @pytest.fixture
-def pgdata() -> Iterator[Path]:
-    """A data directory outside pytest's own temporary root (pgserver runs the server as another
-    user when the tests run as root, and a concurrent pytest resets that root's permissions).
-    Whatever the test leaves running is stopped here."""
-    base = Path(tempfile.mkdtemp(prefix="chem-embedded-"))
-    yield base / "pgdata"
-    postmaster = _postmaster(base / "pgdata")
-    if postmaster is not None:
-        postmaster.terminate()
-        postmaster.wait(30)
-    shutil.rmtree(base, ignore_errors=True)
+def pgdata(embedded_pgdata: Path) -> Path:
+    return embedded_pgdata
 
 
 def _spawn(mode: str, pgdata: Path, log: Path, level: str = "INFO") -> subprocess.Popen[str]:
@@ -88,15 +78,6 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
-def _postmaster(pgdata: Path) -> psutil.Process | None:
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-        process = psutil.Process(pid)
-    except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
-        return None
-    return process if process.is_running() and process.status() != psutil.STATUS_ZOMBIE else None
-
-
 def _holders(pgdata: Path) -> list[int]:
     text = (pgdata / HANDLE_FILE).read_text().strip()
     return [int(pid) for pid in json.loads(text)] if text else []
@@ -107,7 +88,7 @@ def test_sigterm_stops_the_embedded_server_like_sigint(pgdata: Path, tmp_path: P
     log = tmp_path / "child.log"
     child = _spawn("hold", pgdata, log)
     _wait_ready(child, log)
-    postmaster = _postmaster(pgdata)
+    postmaster = running_postmaster(pgdata)
     assert postmaster is not None
     assert _holders(pgdata) == [child.pid]
 
@@ -127,7 +108,7 @@ def test_a_dead_holder_does_not_keep_the_embedded_server_running(pgdata: Path, t
     first_log = tmp_path / "first.log"
     first = _spawn("hold", pgdata, first_log)
     _wait_ready(first, first_log)
-    postmaster = _postmaster(pgdata)
+    postmaster = running_postmaster(pgdata)
     assert postmaster is not None
     first.kill()  # SIGKILL: no handler, no atexit, its pid stays in the handle file
     assert first.wait(30) == -signal.SIGKILL
