@@ -16,6 +16,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 def main() -> int:
     from chem_persistence_async._bench import cli_main
+    from chem_persistence_async._bench.config import operation_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="server URL (default: $DATABASE_URL, else embedded)")
@@ -29,7 +30,12 @@ def main() -> int:
         help="set on the benchmark database; 'off' shows the client's cost instead of the disk flush",
     )
     parser.add_argument(
-        "--only", nargs="+", default=None, metavar="OPERATION", help="run only these (e.g. list stream)"
+        "--only",
+        nargs="+",
+        default=None,
+        choices=operation_names(),
+        metavar="OPERATION",
+        help="run only these: " + ", ".join(operation_names()),
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS reads and their seeding")
     return asyncio.run(cli_main(parser.parse_args()))

@@ -1,6 +1,8 @@
 """chem-persistence-async: durable, asyncio-native PostgreSQL persistence for an event-sourced
 workflow engine. The public API, re-exported."""
 
+from importlib import metadata as _metadata
+
 from chem_persistence_async.backends.memory.backend import InMemoryBackend
 from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
@@ -102,8 +104,20 @@ from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import replay
-from chem_persistence_async.settings import DatabaseSettings
+from chem_persistence_async.settings import (
+    ConnectionSettings,
+    DatabaseSettings,
+    QueueSettings,
+    StoreSettings,
+    WorkerSettings,
+)
 from chem_persistence_async.worker.worker import Worker, WorkerStats
+
+try:
+    __version__: str = _metadata.version("chem-persistence-async")
+    """The installed distribution's version (from its metadata, so it cannot drift from pyproject)."""
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Artifact",
@@ -115,6 +129,7 @@ __all__ = [
     "ChemPersistError",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "ConnectionSettings",
     "ConstraintViolationError",
     "CorruptEventError",
     "Database",
@@ -168,6 +183,7 @@ __all__ = [
     "PrintAndCountStep",
     "PropertyPreferenceAssigned",
     "QueueDepth",
+    "QueueSettings",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
@@ -188,6 +204,7 @@ __all__ = [
     "StepStarted",
     "StepStatus",
     "StepValidationError",
+    "StoreSettings",
     "Transaction",
     "TransactionError",
     "TransientDatabaseError",
@@ -199,7 +216,9 @@ __all__ = [
     "WorkQueue",
     "WorkQueuePort",
     "Worker",
+    "WorkerSettings",
     "WorkerStats",
+    "__version__",
     "artifact_hash",
     "canonical_json",
     "classify_error",

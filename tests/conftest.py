@@ -7,6 +7,8 @@ every test gets a database nobody else writes to.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +18,16 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Database, InMemoryEventStore, InMemoryWorkQueue, PgEventStore, WorkQueue
-from tests.support.servers import TestServer, url_with_database
+from tests.support.servers import (
+    TestServer,
+    describe_backend,
+    pick_backend,
+    running_postmaster,
+    url_with_database,
+)
+
+pytest_plugins = ["tests.support.faults"]
+"""Fixtures of the support package (``private_server``) for every test module."""
 
 TEMPLATE = f"chem_tmpl_{os.getpid()}"
 
@@ -29,8 +40,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    source = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "testcontainers or embedded"
-    return f"chem-persistence-async test database: {source}"
+    return f"chem-persistence-async test database: {describe_backend(pick_backend())}"
 
 
 async def _admin(server: TestServer) -> asyncpg.Connection:
@@ -133,6 +143,24 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def embedded_pgdata() -> Iterator[Path]:
+    """A data directory for an embedded server of the test's own, outside pytest's temporary root.
+
+    Run as root, pgserver runs the server as another user and opens the directory's parents to it;
+    another pytest session starting meanwhile (a subprocess, a colleague's run) resets pytest's
+    root to mode 0700 and the server can no longer reach its files. Whatever the test leaves
+    running is stopped here.
+    """
+    base = Path(tempfile.mkdtemp(prefix="chem-embedded-"))
+    yield base / "pgdata"
+    postmaster = running_postmaster(base / "pgdata")
+    if postmaster is not None:
+        postmaster.terminate()
+        postmaster.wait(30)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

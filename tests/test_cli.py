@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import pytest
@@ -95,21 +96,28 @@ def test_bad_flow_id_gives_a_clear_error(db_url: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_flow_replay_says_so(db_url: str) -> None:
-    result = chem_persist("--url", db_url, "replay", str(uuid.uuid4()))
-    assert result.returncode == 1
-    assert "no events" in result.stderr
+@pytest.mark.parametrize("command", ["replay", "timeline"])
+def test_an_unknown_flow_is_said_not_to_exist(db_url: str, command: str) -> None:
+    """Not "no failed attempts" with rc 0, as for a healthy flow: the flow is not there."""
+    flow_id = str(uuid.uuid4())
+    result = chem_persist(command, flow_id, "--url", db_url)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"chem-persist: FlowNotFoundError: flow {flow_id} does not exist in this database (it has no events)"
+    )
+    assert "no failed attempts" not in result.stdout
 
 
 @pytest.mark.slow
-def test_demo_on_the_embedded_server_leaves_no_server_behind(tmp_path: Path) -> None:
+def test_demo_on_the_embedded_server_leaves_no_server_behind(embedded_pgdata: Path) -> None:
     """With no DATABASE_URL the demo starts an embedded PostgreSQL and stops it when it exits."""
-    pgdata = tmp_path / "pgdata"
+    pgdata = embedded_pgdata
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CHEM_PERSIST_DATA_DIR"] = str(pgdata)
     result = chem_persist("demo", env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     assert re.search(r"variants:\s+I,S,F,C", result.stdout)
+    assert re.search(rf"^database:\s+embedded PostgreSQL in {re.escape(str(pgdata))}$", result.stdout, re.M)
     assert (pgdata / "PG_VERSION").read_text().strip() == "18"
     running = [
         p.pid
@@ -122,3 +130,256 @@ def test_demo_on_the_embedded_server_leaves_no_server_behind(tmp_path: Path) -> 
     assert re.search(r"fingerprint:\s+(\S+)", again.stdout).group(1) == re.search(  # type: ignore[union-attr]
         r"fingerprint:\s+(\S+)", result.stdout
     ).group(1)  # type: ignore[union-attr]
+
+
+# --- errors a user meets: one line, typed, rc 2, no traceback, no password ---------------------------
+
+SECRET = "Pa55-w0rd"
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], error: str) -> str:
+    """The last stderr line is the error; no traceback, no password anywhere."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"chem-persist: {error}: "), result.stderr
+    return line
+
+
+@pytest.mark.parametrize(
+    ("url", "expected", "given"),
+    [
+        (f"postgresql://alice:{SECRET}@127.0.0.1:abc/chem", "the port 'abc' is not a number", "env"),
+        (
+            f"postgresql://alice:{SECRET}@127.0.0.1:99999/chem",
+            "the port 99999 is out of range (1-65535)",
+            "option",
+        ),
+        (f"postgresql://alice:{SECRET}@127.0.0.1:0/chem", "the port 0 is out of range (1-65535)", "env"),
+        ("postgresql://alice:Pa55@w0rd@127.0.0.1:5432/chem", "contains '@': percent-encode it", "env"),
+        ("postgresql://alice:Pa55@w0rd@127.0.0.1:5432/chem", "contains '@': percent-encode it", "option"),
+        (
+            "postgresql://alice:Pa55/w0rd@127.0.0.1:5432/chem",
+            "seems to contain '/', '?' or '#': percent-encode",
+            "env",
+        ),
+        (
+            f"postgresql://alice:{SECRET}@127.0.0.1/chem?port=x",
+            "the port parameter 'x' is not a number",
+            "env",
+        ),
+        (f"postgresql://alice:{SECRET}@127.0.0.1/chem?sslmode", "query string is malformed", "env"),
+        (
+            f"postgresql://alice:{SECRET}@127.0.0.1/chem?sslmode=bogus",
+            "`sslmode` parameter must be one of",
+            "env",
+        ),
+    ],
+    ids=[
+        "port-text",
+        "port-big",
+        "port-zero",
+        "at-in-password",
+        "at-in-password-option",
+        "slash-in-password",
+        "query-port",
+        "query",
+        "ssl",
+    ],
+)
+def test_a_bad_url_is_one_typed_line_with_no_password(url: str, expected: str, given: str) -> None:
+    env = dict(os.environ)
+    args = ["migrate"]
+    if given == "env":
+        env["DATABASE_URL"] = url
+    else:
+        args += ["--url", url]  # after the subcommand
+    line = _one_error_line(chem_persist(*args, env=env, timeout=60), "ConfigurationError")
+    assert expected in line
+    assert "Pa55" not in line  # not even the half of a password that an unencoded '@' or '/' splits off
+
+
+def test_bad_settings_from_the_environment_are_named_and_echoed(db_url: str) -> None:
+    env = dict(os.environ, DATABASE_MAX_CONNECTIONS="lots", CHEM_PERSIST_WORKER_LISTEN="maybe")
+    line = _one_error_line(chem_persist("demo", "--url", db_url, env=env, timeout=60), "ConfigurationError")
+    assert "DATABASE_MAX_CONNECTIONS='lots'" in line
+    assert "CHEM_PERSIST_WORKER_LISTEN='maybe'" in line
+
+
+def test_bench_refuses_an_unknown_operation_before_doing_anything() -> None:
+    # A URL nothing answers on: had bench opened a database first, the error would be another one.
+    result = chem_persist(
+        "bench", "--only", "nosuchop", "--url", "postgresql://nobody@127.0.0.1:1/x", timeout=60
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "invalid choice: 'nosuchop'" in result.stderr
+    for name in ("single_append", "append_with_artifacts", "list", "concurrent_32", "demo_flow"):
+        assert name in result.stderr
+    assert "created database" not in result.stderr
+
+
+def test_bench_help_lists_the_operations() -> None:
+    result = chem_persist("bench", "--help", timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "run only these operations: single_append, append_with_artifacts, append_many, list," in text
+    assert "concurrent_8, concurrent_32, demo_flow" in text
+
+
+async def _demo_flow(db_url: str, count: int) -> str:
+    from chem_persistence_async import demo_definition
+
+    async with Database.connect(db_url) as db:
+        engine = FlowEngine(PgEventStore(db), PgFlowRepository(), demo_definition(count=count))
+        return str(await engine.run_to_end())
+
+
+async def test_replay_demo_of_a_flow_started_with_another_count_says_which(db_url: str) -> None:
+    flow_id = await _demo_flow(db_url, 25)
+    line = _one_error_line(
+        chem_persist("replay", flow_id, "--demo", "--url", db_url), "DefinitionMismatchError"
+    )
+    assert f"flow {flow_id} was started with the demo for --count 25, not --count 10" in line
+    assert f"run 'chem-persist replay {flow_id} --demo --count 25'" in line
+    fixed = chem_persist("replay", flow_id, "--demo", "--count", "25", "--url", db_url)
+    assert fixed.returncode == 0, fixed.stderr
+    assert '"completed": true' in fixed.stdout
+
+
+async def test_replay_demo_of_a_failed_demo_finds_its_count_in_the_failure(db_url: str) -> None:
+    flow_id = await _demo_flow(db_url, -5)  # the seed step fails: its params are in the error details
+    line = _one_error_line(
+        chem_persist("replay", flow_id, "--demo", "--url", db_url), "DefinitionMismatchError"
+    )
+    assert "was started with the demo for --count -5, not --count 10" in line
+
+
+async def test_replay_demo_of_another_definition_says_it_is_not_the_demo(db_url: str) -> None:
+    async with Database.connect(db_url) as db:
+        engine = FlowEngine(
+            PgEventStore(db),
+            PgFlowRepository(),
+            flaky_definition(0),
+            retry_policy=RetryPolicy(initial_delay=0.0),
+        )
+        flow_id = await engine.run_to_end()
+    line = _one_error_line(
+        chem_persist("replay", str(flow_id), "--demo", "--url", db_url), "DefinitionMismatchError"
+    )
+    assert f"flow {flow_id} was started with definition 'flaky' (3 steps), not the demo" in line
+    assert "without --demo" in line
+
+
+async def test_timeline_of_a_step_the_flow_never_ran(db_url: str) -> None:
+    flow_id = await _demo_flow(db_url, 3)
+    line = _one_error_line(
+        chem_persist("timeline", flow_id, "--step", "nosuch", "--url", db_url), "FlowNotFoundError"
+    )
+    assert "has run no step 'nosuch' (steps it ran: forward, print_and_count, seed, split)" in line
+    healthy = chem_persist("timeline", flow_id, "--step", "split", "--url", db_url)
+    assert healthy.returncode == 0
+    assert "no failed attempts of step 'split'" in healthy.stdout
+
+
+def test_a_failed_demo_exits_non_zero_and_says_where_it_failed(db_url: str) -> None:
+    result = chem_persist("demo", "--count", "-5", "--url", db_url)
+    assert result.returncode == 1, result.stderr
+    assert re.search(
+        r"^status:\s+failed at step 'seed' \(validation\): count must be >= 0$", result.stdout, re.M
+    )
+    assert re.search(r"^variants:\s+I,S,X$", result.stdout, re.M)
+
+
+def test_demo_says_which_database_it_opened_without_the_password(db_url: str) -> None:
+    # The test server trusts local connections, so a password in the URL is sent and ignored.
+    parts = urlsplit(db_url)
+    url = urlunsplit(parts._replace(netloc=f"postgres:{SECRET}@{parts.netloc.rpartition('@')[2]}"))
+    result = chem_persist("demo", "--url", url)
+    assert result.returncode == 0, result.stderr
+    said = re.search(r"^database:\s+(\S+)$", result.stdout, re.M)
+    assert said, result.stdout
+    assert said.group(1).startswith("postgresql://postgres:***@")
+    assert parts.path in said.group(1)  # the database's name, for diagnosis
+    assert re.search(r"^status:\s+completed$", result.stdout, re.M)
+    assert SECRET not in result.stdout + result.stderr
+
+
+# --- the command line explains itself ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("migrate",),
+        ("demo", "--count", "2"),
+        ("timeline", "FLOW"),
+        ("replay", "FLOW"),
+    ],
+    ids=lambda a: a[0],
+)
+def test_url_is_accepted_after_the_subcommand(db_url: str, args: tuple[str, ...]) -> None:
+    argv = [str(uuid.uuid4()) if a == "FLOW" else a for a in args]
+    result = chem_persist(*argv, "--url", db_url)
+    assert "unrecognized arguments" not in result.stderr
+    if "FLOW" in args:
+        assert result.returncode == 2, result.stderr
+        assert "FlowNotFoundError" in result.stderr  # it reached the database named by --url
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_url_after_the_subcommand_wins_over_one_before(db_url: str) -> None:
+    result = chem_persist("--url", "postgresql://nobody@127.0.0.1:1/none", "migrate", "--url", db_url)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_subcommand_and_argument_has_help() -> None:
+    import argparse
+
+    from chem_persistence_async.cli import build_parser
+
+    parser = build_parser()
+    assert parser.description
+    assert "``" not in parser.description  # plain text, not reST
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"migrate", "demo", "timeline", "replay", "bench"}
+    for choice in subparsers._choices_actions:
+        assert choice.help, choice.dest
+    for name, sub in [("", parser), *subparsers.choices.items()]:
+        assert sub.description, name
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{name}: {action.dest} has no help"
+            assert action.help != argparse.SUPPRESS, f"{name}: {action.dest} has no help"
+
+
+def test_top_level_help_is_plain_text() -> None:
+    result = chem_persist("--help", timeout=60)
+    assert result.returncode == 0
+    assert "``" not in result.stdout
+    for command in ("migrate", "demo", "timeline", "replay", "bench"):
+        assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.M), command
+    assert "DATABASE_URL" in result.stdout
+
+
+def test_version_from_the_package_metadata() -> None:
+    from importlib import metadata
+
+    import chem_persistence_async
+
+    installed = metadata.version("chem-persistence-async")
+    assert chem_persistence_async.__version__ == installed
+    result = chem_persist("--version", timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"chem-persist {installed}"
+    module = subprocess.run(
+        [sys.executable, "-m", "chem_persistence_async.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert module.stdout.strip() == f"chem-persist {installed}"

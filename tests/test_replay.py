@@ -41,6 +41,9 @@ OUT_B = "b" * 64
 class S:
     id: str
 
+    async def run(self, ctx: object) -> None:
+        """Never called: replay only reads a definition's ids (a definition's steps must be runnable)."""
+
 
 DEFINITION = FlowDefinition("three", [S("seed"), S("split"), S("count")])
 OTHER = FlowDefinition("three", [S("seed"), S("split"), S("other")])

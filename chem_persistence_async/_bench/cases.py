@@ -14,7 +14,7 @@ import asyncpg
 
 from chem_persistence_async._bench import raw
 from chem_persistence_async._bench import workload as wl
-from chem_persistence_async._bench.config import SuiteConfig
+from chem_persistence_async._bench.config import SuiteConfig, check_operations, operation_names
 from chem_persistence_async._bench.peer import Peer
 from chem_persistence_async._bench.runner import BenchmarkError, Case, Timed, Variant
 from chem_persistence_async.backends.postgres.database import Database
@@ -77,11 +77,10 @@ def build_cases(ctx: Context) -> list[Case]:
     ]
     cases += [_concurrent(ctx, tasks) for tasks in ctx.config.concurrency]
     cases.append(_demo_flow(ctx))
+    assert [case.name for case in cases] == list(operation_names(ctx.config.concurrency))
     only = ctx.config.only
     if only:
-        unknown = set(only) - {case.name for case in cases}
-        if unknown:
-            raise ValueError(f"unknown operation(s): {', '.join(sorted(unknown))}")
+        check_operations(only, ctx.config.concurrency)
         cases = [case for case in cases if case.name in only]
     return cases
 

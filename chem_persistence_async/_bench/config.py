@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+SERIAL_OPERATIONS = ("single_append", "append_with_artifacts", "append_many", "list", "stream", "replay")
+"""The operations measured one call after the other, in the table's order."""
+
+
+def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
+    """Every operation name ``--only`` accepts, in the table's order."""
+    return (*SERIAL_OPERATIONS, *(f"concurrent_{tasks}" for tasks in concurrency), "demo_flow")
+
+
+def check_operations(only: Iterable[str], concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
+    """``only`` as a tuple, or ``ValueError`` naming the unknown ones and listing the valid names."""
+    names = tuple(only)
+    valid = operation_names(concurrency)
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise ValueError(f"unknown benchmark operation(s): {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return names
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ class SuiteConfig:
                 raise ValueError("synchronous_commit must be 'on' or 'off'")
             config = replace(config, synchronous_commit=synchronous_commit)
         if only:
-            config = replace(config, only=tuple(only), memory=False)
+            config = replace(config, only=check_operations(only, config.concurrency), memory=False)
         return config
 
     @property

@@ -26,7 +26,7 @@ from chem_persistence_async._bench.config import SuiteConfig
 from chem_persistence_async._bench.rss import measure_in_subprocess
 from chem_persistence_async._bench.runner import BenchmarkError, Progress, run_rounds, summarise
 from chem_persistence_async.backends.postgres.database import Database
-from chem_persistence_async.backends.postgres.embedded import start_embedded
+from chem_persistence_async.backends.postgres.embedded import start_embedded, stop_embedded_on_sigterm
 from chem_persistence_async.domain.flow import FlowDefinition
 from chem_persistence_async.settings import DatabaseSettings, redact_url
 
@@ -47,10 +47,11 @@ class SuiteResult:
 
 async def resolve_url(url: str | None) -> str:
     """``url``, else ``DATABASE_URL``, else the library's default (the embedded server)."""
-    settings = DatabaseSettings.load(url=url)
-    if settings.url_value is not None:
-        return settings.url_value
-    return await anyio.to_thread.run_sync(start_embedded, settings.data_dir)
+    connection = DatabaseSettings.load(url=url).connection
+    if connection.url_value is not None:
+        return connection.url_value
+    stop_embedded_on_sigterm()  # as ``Database.open`` does: SIGTERM must not leave the server running
+    return await anyio.to_thread.run_sync(start_embedded, connection.data_dir)
 
 
 async def _create_database(server_url: str, synchronous_commit: str | None) -> tuple[str, str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -11,51 +12,80 @@ from uuid import UUID
 
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
 from chem_persistence_async.domain.failures import StepExecutionError
+from chem_persistence_async.errors import DefinitionError, UnstorableValueError
 
 
 @runtime_checkable
 class StepLike(Protocol):
-    """What the domain needs of a step: a stable id (the engine's ``Step`` adds ``run``)."""
+    """What the domain needs of a step: a stable id (the engine's ``Step`` adds ``run``, which
+    ``FlowDefinition`` checks is ``async def``)."""
 
     @property
     def id(self) -> str: ...
 
 
-def _step_params(step: StepLike) -> Mapping[str, Any]:
+def _step_params(step: object) -> Mapping[str, Any]:
     params = getattr(step, "params", None)
     return {} if params is None else params
+
+
+def _check_step(position: int, step: object) -> tuple[str, Any]:
+    """The step's id and normalised params, or ``DefinitionError`` saying what is wrong with it."""
+    where = f"step {position} ({type(step).__qualname__})"
+    try:
+        step_id = step.id  # type: ignore[attr-defined]
+    except AttributeError:
+        raise DefinitionError(f"{where} has no 'id': give it a non-empty string id") from None
+    if not isinstance(step_id, str) or not step_id:
+        raise DefinitionError(f"{where} has id {step_id!r}: a step id must be a non-empty string")
+    where = f"step {step_id!r} ({type(step).__qualname__})"
+    run = getattr(step, "run", None)
+    if run is None:
+        raise DefinitionError(f"{where} has no run method: define 'async def run(self, ctx)'")
+    if not inspect.iscoroutinefunction(run):
+        kind = "a synchronous def" if inspect.isroutine(run) else f"a {type(run).__name__}"
+        raise DefinitionError(f"{where}: run is {kind}, not 'async def run(self, ctx)'; the engine awaits it")
+    params = _step_params(step)
+    if not isinstance(params, Mapping):
+        raise DefinitionError(f"{where}: params must be a mapping, not {type(params).__name__}")
+    try:
+        normalized = normalize_json(dict(params))
+    except UnstorableValueError as exc:
+        raise DefinitionError(f"{where}: params cannot be stored as JSON: {exc}") from None
+    return step_id, normalized
 
 
 class FlowDefinition:
     """A name and an ordered list of steps with unique ids.
 
     Its ``hash`` covers the name, each step's id, class name and params; it is what a stored flow
-    is checked against when it is replayed.
+    is checked against when it is replayed. Mistakes a step can only make once (no id, an empty or
+    repeated one, a ``run`` that is not ``async def``, params that are not JSON) raise
+    ``DefinitionError`` here, when the definition is built, not as failed attempts at run time.
     """
 
     __slots__ = ("hash", "name", "steps")
 
     def __init__(self, name: str, steps: Sequence[StepLike]) -> None:
-        if not name:
-            raise ValueError("a flow definition needs a name")
-        ids = [step.id for step in steps]
-        if any(not isinstance(i, str) or not i for i in ids):
-            raise ValueError("every step needs a non-empty string id")
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(f"a flow definition needs a non-empty string name, not {name!r}")
+        if isinstance(steps, str | bytes | Mapping) or not isinstance(steps, Iterable):
+            raise DefinitionError(f"definition {name!r}: steps must be a list of steps")
+        self.steps: tuple[StepLike, ...] = tuple(steps)
+        checked = [_check_step(position, step) for position, step in enumerate(self.steps)]
+        ids = [step_id for step_id, _ in checked]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"step ids must be unique; repeated: {', '.join(duplicates)}")
+            raise DefinitionError(
+                f"definition {name!r}: step ids must be unique; repeated: {', '.join(duplicates)}"
+            )
         self.name = name
-        self.steps: tuple[StepLike, ...] = tuple(steps)
         self.hash = content_hash(
             {
                 "name": name,
                 "steps": [
-                    {
-                        "id": step.id,
-                        "type": type(step).__qualname__,
-                        "params": normalize_json(dict(_step_params(step))),
-                    }
-                    for step in self.steps
+                    {"id": step_id, "type": type(step).__qualname__, "params": params}
+                    for (step_id, params), step in zip(checked, self.steps, strict=True)
                 ],
             }
         )

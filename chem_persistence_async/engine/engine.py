@@ -63,10 +63,10 @@ from chem_persistence_async.engine.step import (
     StepOutput,
     StepValidationError,
     classify_error,
-    require_runnable,
 )
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
+    DefinitionError,
     FlowNotFoundError,
     InvalidInputError,
     MissingArtifactError,
@@ -139,8 +139,8 @@ class FlowEngine:
         artifact_cache_bytes: int = 64 * 1024 * 1024,
         queue: WorkQueuePort | None = None,
     ) -> None:
-        for step in definition.steps:
-            require_runnable(step)
+        if not isinstance(definition, FlowDefinition):
+            raise DefinitionError(f"expected a FlowDefinition, got {type(definition).__name__}")
         if attempt_lease <= timedelta(0):
             raise InvalidInputError("attempt_lease must be positive")
         self._store = store

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -12,7 +11,7 @@ from pydantic import ValidationError
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.failures import ErrorClass
-from chem_persistence_async.errors import DefinitionError, InvalidInputError
+from chem_persistence_async.errors import InvalidInputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +83,3 @@ def classify_error(exc: BaseException) -> ErrorClass:
     if isinstance(exc, ValidationError | InvalidInputError):
         return ErrorClass.VALIDATION
     return ErrorClass.RUNTIME
-
-
-def require_runnable(step: object) -> None:
-    """Refuse, when a definition meets an engine, a step that could never run: no ``id`` or no
-    ``async def run(ctx)`` (a plain ``def run`` would fail every attempt at runtime)."""
-    step_id = getattr(step, "id", None)
-    run = getattr(step, "run", None)
-    if not isinstance(step_id, str) or not step_id:
-        raise DefinitionError(f"{type(step).__name__} has no string id: give the step an `id`")
-    if run is None or not callable(run):
-        raise DefinitionError(f"step {step_id!r} has no run(ctx) method")
-    if not inspect.iscoroutinefunction(run):
-        raise DefinitionError(
-            f"step {step_id!r}: run must be `async def run(self, ctx)`, not a plain function"
-        )

@@ -93,7 +93,7 @@ async def test_from_env_reads_database_url(db_url: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("DATABASE_MAX_CONNECTIONS", "3")
     async with Database.from_env() as db:
-        assert db.settings.max_connections == 3
+        assert db.settings.connection.max_connections == 3
         assert not db.embedded
         async with db.acquire() as conn:
             assert await conn.fetchval("SELECT current_database()") == urlsplit(db_url).path.lstrip("/")
@@ -108,7 +108,7 @@ async def test_bad_settings_fail_before_connecting(monkeypatch: pytest.MonkeyPat
 async def test_jsonb_codec_is_set_on_every_pool_connection(db: Database) -> None:
     """Codecs are installed once per connection, so every borrowed connection speaks bytes for JSONB."""
     seen = []
-    for _ in range(db.settings.max_connections):
+    for _ in range(db.settings.connection.max_connections):
         async with db.acquire() as conn:
             seen.append(await conn.fetchval("SELECT '{\"a\": 1}'::jsonb"))
     assert set(seen) == {b'{"a": 1}'}
@@ -118,3 +118,21 @@ def test_lost_connection_is_transient_but_bad_input_is_not() -> None:
     assert is_lost_connection(transient_reason(asyncpg.ConnectionDoesNotExistError("gone")))
     assert transient_reason(asyncpg.UniqueViolationError("dup")) is None
     assert transient_reason(ValueError("bad")) is None
+
+
+async def test_open_with_settings_and_keywords_overrides_only_those(db_url: str) -> None:
+    from chem_persistence_async import DatabaseSettings
+
+    settings = DatabaseSettings.load(url="postgresql://nobody@127.0.0.1:1/none", max_connections=3)
+    db = await Database.open(db_url, settings=settings, min_connections=1)
+    try:
+        assert db.settings.connection.url_value == db_url
+        assert db.settings.connection.max_connections == 3
+        assert db.settings.connection.min_connections == 1
+        assert not db.embedded
+        assert db.data_dir is None
+        assert db.describe() == db.url
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()

@@ -35,9 +35,9 @@ from chem_persistence_async import (
 )
 from chem_persistence_async.backends.postgres.introspection import describe_schema
 from chem_persistence_async.backends.postgres.migrations import known_migration_ids
-from tests import support
-from tests.bouncer import APT_PACKAGE, PgBouncer, pgbouncer_binary
 from tests.factories import H, started
+from tests.support import servers as support
+from tests.support.bouncer import APT_PACKAGE, PgBouncer, pgbouncer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = ROOT / "docs" / "schema.sql"

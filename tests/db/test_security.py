@@ -26,7 +26,7 @@ from chem_persistence_async import (
     PgFlowRepository,
     demo_definition,
 )
-from tests import support
+from tests.support import servers as support
 from tests.support.servers import url_with_database
 
 LEAST_PRIVILEGE_GRANTS = """
@@ -133,7 +133,11 @@ async def test_password_never_in_reprs_errors_or_logs(
     try:
         store = PgEventStore(db)
         said += [repr(db), str(db), db.url, repr(store), repr(db.settings), str(db.settings)]
-        said += [str(db.settings.model_dump()), db.settings.model_dump_json(), repr(db.settings.url)]
+        said += [
+            str(db.settings.model_dump()),
+            db.settings.model_dump_json(),
+            repr(db.settings.connection.url),
+        ]
         assert ":***@" in db.url
 
         # A retried failure: the backend is killed in the middle of the first attempt.
@@ -199,7 +203,7 @@ async def test_password_given_as_a_query_parameter_is_redacted(db_url: str, make
     parts = urlsplit(with_credentials(db_url, role))
     url = urlunsplit(parts._replace(query="&".join(q for q in (parts.query, f"password={password}") if q)))
     settings = DatabaseSettings.load(url=url)
-    for text in (repr(settings), str(settings), settings.redacted_url or ""):
+    for text in (repr(settings), str(settings), settings.connection.redacted_url or ""):
         assert token not in text
     with pytest.raises(DatabaseError) as failed:
         await Database.open(with_port(url, 1), connect_timeout=5)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
-from chem_persistence_async.errors import UnstorableValueError
+from chem_persistence_async.errors import DefinitionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,12 +23,18 @@ class S:
     id: str
     params: dict[str, Any] | None = field(default=None)
 
+    async def run(self, ctx: object) -> None:
+        """Never called: these tests only build definitions."""
+
 
 class T:
     """Another step class with the same id: the class enters the hash."""
 
     def __init__(self, id: str) -> None:
         self.id = id
+
+    async def run(self, ctx: object) -> None:
+        """Never called."""
 
 
 def _definition(*steps: Any, name: str = "demo") -> FlowDefinition:
@@ -94,24 +100,86 @@ def test_steps_are_copied() -> None:
 
 
 def test_duplicate_step_ids_are_rejected() -> None:
-    with pytest.raises(ValueError, match=r"unique.*: a$"):
+    with pytest.raises(DefinitionError, match=r"unique.*: a$"):
         _definition(S("a"), S("b"), S("a"))
 
 
 @pytest.mark.parametrize("bad_id", ["", None, 3])
 def test_empty_or_non_string_step_ids_are_rejected(bad_id: Any) -> None:
-    with pytest.raises(ValueError, match="non-empty string id"):
+    with pytest.raises(
+        DefinitionError, match=r"step 1 \(S\) has id .*: a step id must be a non-empty string"
+    ):
         _definition(S("a"), S(bad_id))
 
 
 def test_empty_name_is_rejected() -> None:
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(DefinitionError, match="name"):
         _definition(S("a"), name="")
 
 
 def test_unstorable_params_are_rejected() -> None:
-    with pytest.raises(UnstorableValueError):
+    with pytest.raises(DefinitionError, match=r"step 'a' \(S\): params cannot be stored as JSON: \$.x: nan"):
         _definition(S("a", {"x": float("nan")}))
+
+
+class NoId:
+    async def run(self, ctx: object) -> None:
+        """Never called."""
+
+
+class SyncRun:
+    id = "sync"
+
+    def run(self, ctx: object) -> None:
+        """A synchronous run: the engine would await its None and fail every attempt."""
+
+
+class NoRun:
+    id = "lazy"
+
+
+class RunIsNotCallable:
+    id = "odd"
+    run = 42
+
+
+class BadParams:
+    id = "p"
+    params = ["not", "a", "mapping"]
+
+    async def run(self, ctx: object) -> None:
+        """Never called."""
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (NoId(), r"step 1 \(NoId\) has no 'id'"),
+        (SyncRun(), r"step 'sync' \(SyncRun\): run is a synchronous def, not 'async def run\(self, ctx\)'"),
+        (NoRun(), r"step 'lazy' \(NoRun\) has no run method"),
+        (RunIsNotCallable(), r"step 'odd' \(RunIsNotCallable\): run is a int"),
+        (BadParams(), r"step 'p' \(BadParams\): params must be a mapping, not list"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
+)
+def test_step_mistakes_are_definition_errors_when_the_definition_is_built(step: Any, message: str) -> None:
+    """Typed and named at definition time: never a bare AttributeError, or four failed attempts later."""
+    with pytest.raises(DefinitionError, match=message) as info:
+        _definition(S("a"), step)
+    assert not isinstance(info.value, AttributeError | TypeError)
+
+
+def test_steps_may_be_any_iterable_but_not_a_string() -> None:
+    assert FlowDefinition("gen", (s for s in [S("a"), S("b")])).step_ids == ("a", "b")
+    with pytest.raises(DefinitionError, match="steps must be a list"):
+        FlowDefinition("bad", "ab")  # type: ignore[arg-type]
+
+
+def test_the_definition_hash_did_not_change() -> None:
+    """The checks added at definition time leave every stored flow's definition hash as it was."""
+    from chem_persistence_async import demo_definition
+
+    assert demo_definition().hash == "81f382894f5a1e019b11690b912a50ff53c2470fcce1cf3c764bd815e0db21c9"
 
 
 _CHILD = """
@@ -123,6 +191,9 @@ from chem_persistence_async.domain.flow import FlowDefinition
 class S:
     id: str
     params: dict[str, Any] | None = field(default=None)
+
+    async def run(self, ctx):
+        pass
 
 print(FlowDefinition("demo", [S("a", {"n": 1, "s": "é"}), S("b")]).hash)
 """

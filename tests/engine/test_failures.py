@@ -9,14 +9,18 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import (
+    Artifact,
     Database,
     ErrorClass,
     ErrorRecordMismatchError,
+    FlowDefinition,
     FlowEngine,
     InMemoryFlowRepository,
     PgEventStore,
     PgFlowRepository,
     RetryPolicy,
+    StepContext,
+    StepOutput,
     StepStatus,
     content_hash,
     replay,
@@ -171,3 +175,32 @@ async def test_unknown_flow_has_no_errors(store: Any) -> None:
     flow_id = uuid.uuid4()
     assert await store.list_errors(flow_id) == []
     assert await store.get_error_timeline(flow_id) == []
+
+
+class _Unstorable:
+    """Builds an artifact from a value no store can hold (``Artifact.of`` refuses it in ``run``)."""
+
+    def __init__(self, value: Any) -> None:
+        self.id = "unstorable"
+        self.value = value
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        return StepOutput(artifacts=(Artifact.of("reading", {"ppm": self.value}),))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "a\x00b"], ids=["nan", "infinity", "nul"])
+async def test_an_unstorable_artifact_is_a_validation_failure_and_never_retried(
+    store: Any, backend: str, value: Any
+) -> None:
+    repository = PgFlowRepository() if backend == "postgres" else InMemoryFlowRepository()
+    definition = FlowDefinition("unstorable", [_Unstorable(value)])
+    engine = FlowEngine(store, repository, definition, retry_policy=RetryPolicy(initial_delay=0.0))
+    flow_id = await engine.run_to_end()
+    assert await engine.event_codes(flow_id) == ["I", "S", "X"]  # one attempt, no RetryScheduled
+    instance = await engine.load(flow_id)
+    assert instance.failed
+    (error,) = instance.steps[0].errors
+    assert error.error_class is ErrorClass.VALIDATION
+    assert (error.error_message or "").startswith("$.ppm: ")  # where the bad value sits
+    assert error.details is not None
+    assert error.details["exception_type"] == "chem_persistence_async.errors.UnstorableValueError"

@@ -23,6 +23,7 @@ from chem_persistence_async.engine.step import (
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
+    JsonNestingError,
     UnstorableValueError,
 )
 
@@ -65,7 +66,11 @@ def test_pydantic_validation_error_is_validation() -> None:
     assert classify_error(_pydantic_error()) is ErrorClass.VALIDATION
 
 
-@pytest.mark.parametrize("exc", [UnstorableValueError("$: NaN"), InvalidInputError("bad")], ids=repr)
+@pytest.mark.parametrize(
+    "exc",
+    [UnstorableValueError("$: NaN"), JsonNestingError("$: too deep"), InvalidInputError("bad")],
+    ids=repr,
+)
 def test_the_librarys_bad_input_errors_are_validation(exc: BaseException) -> None:
     """An artifact holding NaN or a NUL fails the same way on every attempt: never retried."""
     assert classify_error(exc) is ErrorClass.VALIDATION

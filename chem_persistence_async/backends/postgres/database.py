@@ -7,13 +7,18 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import asyncpg
 
-from chem_persistence_async.backends.postgres.embedded import start_embedded
+from chem_persistence_async.backends.postgres.embedded import (
+    resolve_data_dir,
+    start_embedded,
+    stop_embedded_on_sigterm,
+)
 from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.migrations import migrate
 from chem_persistence_async.backends.postgres.retry import (
@@ -26,6 +31,7 @@ from chem_persistence_async.backends.postgres.retry import (
 from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.backends.postgres.wakeup import Listener, Notifier, send_notify
 from chem_persistence_async.errors import (
+    ConfigurationError,
     DatabaseClosedError,
     DatabaseError,
     MigrationError,
@@ -33,7 +39,7 @@ from chem_persistence_async.errors import (
     TransientDatabaseError,
 )
 from chem_persistence_async.ports.unit_of_work import Transaction
-from chem_persistence_async.settings import DatabaseSettings, redact_url, scrub
+from chem_persistence_async.settings import ConnectionSettings, DatabaseSettings, redact_url, scrub
 
 if TYPE_CHECKING:
     from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
@@ -93,12 +99,21 @@ class Database:
     started in the user's data directory.
     """
 
-    def __init__(self, pool: asyncpg.Pool, settings: DatabaseSettings, url: str, embedded: bool) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: DatabaseSettings,
+        url: str,
+        embedded: bool,
+        data_dir: Path | None = None,
+    ) -> None:
         self._pool: asyncpg.Pool | None = pool
         self._settings = settings
         self._url = url
         self._embedded = embedded
-        self._backoff = BackoffPolicy.from_milliseconds(settings.retry_delays_ms)
+        self._data_dir = data_dir
+        connection = settings.connection
+        self._backoff = BackoffPolicy.from_milliseconds(connection.retry_delays_ms)
         self.metrics = RetryMetrics()
         self._parked: list[tuple[asyncpg.Connection, float]] = []
         """Connections borrowed from the pool and kept for the next caller (see ``_give_back``)."""
@@ -106,62 +121,78 @@ class Database:
         self._event_store: PgEventStore | None = None
         self._work_queue: WorkQueue | None = None
         self._registry: DefinitionRegistry | None = None
-        self._park_limit = settings.max_connections
-        self._park_lifetime = settings.max_inactive_connection_lifetime
+        self._park_limit = connection.max_connections
+        self._park_lifetime = connection.max_inactive_connection_lifetime
         self._waiting = 0
 
     # --- opening and closing ---------------------------------------------------------------
 
     @classmethod
     def connect(cls, url: str | None = None, **overrides: Any) -> DatabaseOpener:
-        """``async with Database.connect(url) as db`` (or ``await``); settings not given come from the env."""
-        return DatabaseOpener(lambda: cls.open(url, **overrides))
+        """``async with Database.connect(url) as db`` (or ``await``); settings not given come from the env.
+
+        ``overrides`` are the settings' flat keyword names (``max_connections=32``); they are
+        checked here, so a misspelled one fails at this call, not at the first query.
+        """
+        settings = DatabaseSettings.load(url=url, **overrides)
+        return DatabaseOpener(lambda: cls.open(settings=settings))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> DatabaseOpener:
         """``async with Database.from_env() as db``: everything from the environment."""
-        return DatabaseOpener(lambda: cls.open(None, **overrides))
+        settings = DatabaseSettings.load(**overrides)
+        return DatabaseOpener(lambda: cls.open(settings=settings))
 
     @classmethod
     async def open(
         cls, url: str | None = None, *, settings: DatabaseSettings | None = None, **overrides: Any
     ) -> Database:
+        """Open a pool (``await db.close()`` when done); ``settings`` replaces reading the environment."""
         if settings is None:
             settings = DatabaseSettings.load(url=url, **overrides)
         elif url is not None or overrides:
-            settings = DatabaseSettings.load(**{**settings.model_dump(), "url": url, **overrides})
-        dsn = settings.url_value
+            settings = settings.replace(url=url, **overrides)
+        connection = settings.connection
+        dsn = connection.url_value
         embedded = dsn is None
+        data_dir: Path | None = None
         if dsn is None:
-            dsn = await anyio.to_thread.run_sync(start_embedded, settings.data_dir)
-        server_settings = {"application_name": settings.application_name}
+            data_dir = resolve_data_dir(connection.data_dir)
+            stop_embedded_on_sigterm()
+            dsn = await anyio.to_thread.run_sync(start_embedded, data_dir)
+        server_settings = {"application_name": connection.application_name}
         try:
-            if settings.auto_migrate:
-                await _migrate(dsn, settings)
+            if connection.auto_migrate:
+                await _migrate(dsn, connection)
             pool = await asyncpg.create_pool(
                 dsn,
-                min_size=settings.min_connections,
-                max_size=settings.max_connections,
-                max_inactive_connection_lifetime=settings.max_inactive_connection_lifetime,
-                command_timeout=settings.command_timeout,
-                statement_cache_size=settings.statement_cache_size,
-                timeout=settings.connect_timeout,
+                min_size=connection.min_connections,
+                max_size=connection.max_connections,
+                max_inactive_connection_lifetime=connection.max_inactive_connection_lifetime,
+                command_timeout=connection.command_timeout,
+                statement_cache_size=connection.statement_cache_size,
+                timeout=connection.connect_timeout,
                 init=_init_connection,
                 connection_class=PooledConnection,
                 server_settings=server_settings,
             )
         except MigrationError:
             raise
+        except asyncpg.ClientConfigurationError as exc:
+            raise ConfigurationError(f"cannot use {redact_url(dsn)}: {scrub(str(exc), dsn)}") from None
+        except ValueError as exc:
+            # asyncpg's own URL parsing (what ``url_problem`` does not foresee): a user's mistake.
+            raise ConfigurationError(f"cannot use {redact_url(dsn)}: {scrub(str(exc), dsn)}") from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise DatabaseError(
                 f"cannot open {redact_url(dsn)}: {type(exc).__name__}: {scrub(str(exc), dsn)}"
             ) from None
-        return cls(pool, settings, dsn, embedded)
+        return cls(pool, settings, dsn, embedded, data_dir)
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations now (what opening does unless ``auto_migrate`` is off)."""
         self._require_open()
-        return await _migrate(self._url, self._settings)
+        return await _migrate(self._url, self._settings.connection)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Close every connection (waiting up to ``timeout`` for borrowed ones, then terminating)."""
@@ -204,6 +235,17 @@ class Database:
         return self._embedded
 
     @property
+    def data_dir(self) -> Path | None:
+        """The embedded server's data directory (``None`` on a server of your own)."""
+        return self._data_dir
+
+    def describe(self) -> str:
+        """Which database this is, for people: the embedded server's directory, or the redacted URL."""
+        if self._embedded:
+            return f"embedded PostgreSQL in {self._data_dir}"
+        return self.url
+
+    @property
     def pool(self) -> asyncpg.Pool:
         return self._require_open()
 
@@ -232,7 +274,7 @@ class Database:
             if not conn.is_closed():
                 return pool, conn
             await pool.release(conn)  # asyncpg finishes a closed one off
-        wait = self._settings.acquire_timeout if timeout is None else timeout
+        wait = self._settings.connection.acquire_timeout if timeout is None else timeout
         self._waiting += 1
         try:
             # ``asyncio.timeout`` rather than ``acquire(timeout=...)``: asyncpg's ``wait_for`` costs
@@ -241,7 +283,7 @@ class Database:
                 conn = await pool.acquire()
         except TimeoutError:
             raise PoolTimeoutError(
-                f"no connection free within {wait:g}s (pool max {self._settings.max_connections})"
+                f"no connection free within {wait:g}s (pool max {self._settings.connection.max_connections})"
             ) from None
         except asyncpg.InterfaceError:
             if self.closed or pool.is_closing():
@@ -362,7 +404,7 @@ class Database:
     def listener(self, on_wake: Callable[[str | None], None], *, keepalive: float = 30.0) -> Listener:
         """A ``Listener`` on a dedicated connection of its own (not a pooled one)."""
         self._require_open()
-        settings = self._settings
+        settings = self._settings.connection
         url = self._url
 
         async def connect() -> asyncpg.Connection:
@@ -458,7 +500,7 @@ class Database:
         return f"<Database {self.url} {state}{' embedded' if self._embedded else ''}>"
 
 
-async def _migrate(dsn: str, settings: DatabaseSettings) -> list[str]:
+async def _migrate(dsn: str, settings: ConnectionSettings) -> list[str]:
     # A connection of its own, opened with the pool's settings: its statement cache size (0 behind
     # PgBouncer in transaction mode: no named prepared statement may be left on a server connection),
     # its timeouts (``command_timeout`` also bounds the wait for another process's migration) and its

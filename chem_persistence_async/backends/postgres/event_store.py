@@ -54,7 +54,7 @@ class PgEventStore(EventStoreBase):
         group_commit: bool | None = None,
     ) -> None:
         self._db = db
-        settings = db.settings  # TODO(settings groups): .store
+        settings = db.settings.store
         self._limits = StoreLimits(
             max_payload_bytes=settings.max_payload_bytes if max_payload_bytes is None else max_payload_bytes,
             store_artifacts=settings.store_artifacts if store_artifacts is None else store_artifacts,
