@@ -173,22 +173,13 @@ class StoreSettings(_Group):
 
 
 class QueueSettings(_Group):
-    """The work queue's defaults (SPEC 8.1) and its wake-up (SPEC 8.4)."""
+    """The work queue's wake-up (SPEC 8.4). (``enqueue``, ``fail`` and ``purge`` take their
+    defaults as arguments, the same on every backend.)"""
 
     notify_window_ms: float = _setting(
         10.0, env="CHEM_PERSIST_QUEUE_NOTIFY_WINDOW_MS", keyword="queue_notify_window_ms", ge=0, le=10_000
     )
     """Enqueues within this window share one NOTIFY (0: one per enqueueing transaction)."""
-    max_attempts: int = _setting(3, env="CHEM_PERSIST_QUEUE_MAX_ATTEMPTS", keyword="queue_max_attempts", ge=1)
-    """``enqueue``'s default ``max_attempts``."""
-    max_backoff: float = _setting(
-        300.0, env="CHEM_PERSIST_QUEUE_MAX_BACKOFF", keyword="queue_max_backoff", gt=0
-    )
-    """Seconds: the cap of ``fail``'s default backoff, ``min(2**attempt, max_backoff)``."""
-    purge_batch_size: int = _setting(
-        10_000, env="CHEM_PERSIST_QUEUE_PURGE_BATCH_SIZE", keyword="queue_purge_batch_size", ge=1
-    )
-    """Rows ``purge`` deletes per statement."""
 
 
 class WorkerSettings(_Group):

@@ -93,9 +93,7 @@ def test_queue_and_worker_defaults() -> None:
     assert settings.worker == WorkerSettings(
         concurrency=8, queues=("default",), lease=30.0, poll_interval=1.0, listen=True, grace_period=30.0
     )
-    assert settings.queue == QueueSettings(
-        notify_window_ms=10.0, max_attempts=3, max_backoff=300.0, purge_batch_size=10_000
-    )
+    assert settings.queue == QueueSettings(notify_window_ms=10.0)
 
 
 def test_every_setting_sits_in_one_group_with_one_variable_and_one_keyword() -> None:
@@ -135,8 +133,7 @@ def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("CHEM_PERSIST_WORKER_LEASE", "12.5")
     monkeypatch.setenv("CHEM_PERSIST_WORKER_POLL_INTERVAL", "0.25")
     monkeypatch.setenv("CHEM_PERSIST_WORKER_LISTEN", "off")
-    monkeypatch.setenv("CHEM_PERSIST_QUEUE_NOTIFY_WINDOW_MS", "0")
-    monkeypatch.setenv("CHEM_PERSIST_QUEUE_MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("CHEM_PERSIST_QUEUE_NOTIFY_WINDOW_MS", "25")
     settings = DatabaseSettings.load()
     connection = settings.connection
     assert connection.url_value == URL
@@ -159,8 +156,7 @@ def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert settings.worker.lease == 12.5
     assert settings.worker.poll_interval == 0.25
     assert settings.worker.listen is False
-    assert settings.queue.notify_window_ms == 0.0
-    assert settings.queue.max_attempts == 7
+    assert settings.queue.notify_window_ms == 25
 
 
 def test_lower_case_environment_names_work(monkeypatch: pytest.MonkeyPatch) -> None:

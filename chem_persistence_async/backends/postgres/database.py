@@ -398,7 +398,8 @@ class Database:
     def notifier(self) -> Notifier:
         """This database's wake-up sender: local workers at once, ``pg_notify`` coalesced."""
         if self._notifier is None:
-            self._notifier = Notifier(lambda queues: send_notify(self.run, queues), window=0.01)
+            window = self._settings.queue.notify_window_ms / 1000
+            self._notifier = Notifier(lambda queues: send_notify(self.run, queues), window=window)
         return self._notifier
 
     def listener(self, on_wake: Callable[[str | None], None], *, keepalive: float = 30.0) -> Listener:
