@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,9 +74,10 @@ from chem_persistence_async.errors import (
     UnstorableValueError,
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
-from chem_persistence_async.replay import apply_events
+from chem_persistence_async.replay import apply_events, initial_instance
 
 logger = logging.getLogger("chem_persistence_async.engine")
 
@@ -138,6 +139,7 @@ class FlowEngine:
         attempt_lease: timedelta = DEFAULT_ATTEMPT_LEASE,
         artifact_cache_bytes: int = 64 * 1024 * 1024,
         queue: WorkQueuePort | None = None,
+        records: FlowRecorder | None = None,
     ) -> None:
         if not isinstance(definition, FlowDefinition):
             raise DefinitionError(f"expected a FlowDefinition, got {type(definition).__name__}")
@@ -151,6 +153,7 @@ class FlowEngine:
         self._attempt_lease = attempt_lease
         self._artifacts = ArtifactCache(artifact_cache_bytes)
         self._queue = queue
+        self._records = records
 
     @property
     def definition(self) -> FlowDefinition:
@@ -183,7 +186,7 @@ class FlowEngine:
     ) -> UUID:
         """Append the ``FlowInitialized`` of a new flow and return its id."""
         fid = uuid4() if flow_id is None else to_flow_id(flow_id)
-        await self._store.append_kind(fid, self.initialized(inputs), expected_version=0, tx=tx)
+        await self._append(initial_instance(fid, self._definition), [self.initialized(inputs)], tx=tx)
         return fid
 
     async def submit(
@@ -202,7 +205,7 @@ class FlowEngine:
         initialized = self.initialized(inputs)
 
         async def both(tx: Transaction) -> None:
-            await self._store.append_kind(fid, initialized, expected_version=0, tx=tx)
+            await self._append(initial_instance(fid, self._definition), [initialized], tx=tx)
             await work.enqueue(
                 FLOW_JOB,
                 None,
@@ -376,10 +379,7 @@ class FlowEngine:
                     flow_id=str(instance.flow_id), step_id=slot.step_id, attempt=slot.attempts
                 ),
             )
-        appended = await self._store.append_many(
-            instance.flow_id, kinds, expected_version=instance.version, tx=tx
-        )
-        after = apply_events(instance, appended, self._definition)
+        after = await self._append(instance, kinds, tx=tx)
         return await self._attempt(after, index, action.attempt, tx, ())
 
     async def _attempt(
@@ -462,22 +462,13 @@ class FlowEngine:
             kinds.append(started)
         elif isinstance(follow, Complete):
             kinds.append(FlowCompleted(flow_fingerprint=follow.fingerprint))
-        appended = await self._store.append_many(
-            instance.flow_id,
-            kinds,
-            artifacts=outcome.artifacts,
-            expected_version=instance.version,
-            tx=tx,
-        )
+        after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx)
         if outcome.artifacts:
             cache = self._artifacts
             if tx is None:
                 cache.put_all(outcome.artifacts)
             else:
                 tx.on_commit(lambda: cache.put_all(outcome.artifacts))
-        # The append succeeded at the version this instance was decided on, so these events are
-        # exactly what the log now holds after it: apply them rather than read the flow back.
-        after = apply_events(instance, appended, self._definition)
         then = None
         if started is not None:
             then = await self._attempt(after, started.step_index, started.attempt, tx, outcome.artifacts)
@@ -498,10 +489,7 @@ class FlowEngine:
             self._clock(),
             message=f"attempt interrupted: {reason}",
         )
-        appended = await self._store.append_many(
-            instance.flow_id, close, expected_version=instance.version, tx=tx
-        )
-        return apply_events(instance, appended, self._definition)
+        return await self._append(instance, close, tx=tx)
 
     def _follow(self, instance: FlowInstance, kinds: list[FlowEventKind]) -> Action:
         """What the plan will be once ``kinds`` are appended (on provisional events)."""
@@ -518,9 +506,7 @@ class FlowEngine:
         self, instance: FlowInstance, action: CloseLost, *, tx: Transaction | None = None
     ) -> FlowInstance:
         """Close a lost attempt that may not be retried: the flow fails at this step."""
-        appended = await self._store.append_many(
-            instance.flow_id, action.close, expected_version=instance.version, tx=tx
-        )
+        after = await self._append(instance, action.close, tx=tx)
         slot = instance.steps[action.index]
         logger.warning(
             "flow %s: step %s attempt %d was lost and no retry is left; the flow failed",
@@ -531,20 +517,46 @@ class FlowEngine:
                 flow_id=str(instance.flow_id), step_id=slot.step_id, attempt=slot.attempts
             ),
         )
-        return apply_events(instance, appended, self._definition)
+        return after
 
     async def complete(
         self, instance: FlowInstance, action: Complete, *, tx: Transaction | None = None
     ) -> FlowInstance:
-        completed = await self._store.append_kind(
-            instance.flow_id,
-            FlowCompleted(flow_fingerprint=action.fingerprint),
-            expected_version=instance.version,
-            tx=tx,
-        )
-        return apply_events(instance, [completed], self._definition)
+        return await self._append(instance, [FlowCompleted(flow_fingerprint=action.fingerprint)], tx=tx)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    async def _append(
+        self,
+        instance: FlowInstance,
+        kinds: Sequence[FlowEventKind],
+        *,
+        artifacts: tuple[Artifact, ...] = (),
+        tx: Transaction | None = None,
+    ) -> FlowInstance:
+        """Append ``kinds`` at the version ``instance`` was decided on; returns the flow after them.
+
+        The append succeeded at that version, so these events are exactly what the log now holds
+        after it: they are applied rather than read back. With a recorder, the records follow in
+        the same unit of work (one is opened when none is given)."""
+        store, recorder, definition = self._store, self._records, self._definition
+        if recorder is None:
+            appended = await store.append_many(
+                instance.flow_id, kinds, artifacts=artifacts, expected_version=instance.version, tx=tx
+            )
+            return apply_events(instance, appended, definition)
+
+        async def unit(unit_tx: Transaction) -> FlowInstance:
+            appended = await store.append_many(
+                instance.flow_id, kinds, artifacts=artifacts, expected_version=instance.version, tx=unit_tx
+            )
+            after = apply_events(instance, appended, definition)
+            await recorder.record_flow(after, definition, appended, tx=unit_tx)
+            return after
+
+        if tx is not None:
+            return await unit(tx)
+        return await store.run_in_transaction(unit)
 
     async def _sleep_until(self, until: datetime) -> None:
         wait = (until - self._clock()).total_seconds()
