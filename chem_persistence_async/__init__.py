@@ -34,10 +34,17 @@ from chem_persistence_async.domain.events import (
     StepFinished,
     StepSignal,
     StepStarted,
+    StepSuspended,
 )
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo, StepExecutionError
 from chem_persistence_async.domain.fingerprints import flow_fingerprint, step_fingerprint
-from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.domain.flow import (
+    FlowDefinition,
+    FlowInstance,
+    ReceivedSignal,
+    StepSlot,
+    StepStatus,
+)
 from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
 from chem_persistence_async.engine.demo import (
     ForwardStep,
@@ -60,6 +67,7 @@ from chem_persistence_async.engine.step import (
     StepError,
     StepOutput,
     StepValidationError,
+    Suspend,
     TransientStepError,
     classify_error,
 )
@@ -77,6 +85,7 @@ from chem_persistence_async.errors import (
     DefinitionMismatchError,
     EmbeddedServerError,
     ErrorRecordMismatchError,
+    FlowFinishedError,
     FlowNotFoundError,
     InvalidEventError,
     InvalidExpectedVersionError,
@@ -148,6 +157,7 @@ __all__ = [
     "FlowEngine",
     "FlowEvent",
     "FlowEventKind",
+    "FlowFinishedError",
     "FlowInitialized",
     "FlowInstance",
     "FlowNotFoundError",
@@ -184,6 +194,7 @@ __all__ = [
     "PropertyPreferenceAssigned",
     "QueueDepth",
     "QueueSettings",
+    "ReceivedSignal",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
@@ -203,8 +214,10 @@ __all__ = [
     "StepSlot",
     "StepStarted",
     "StepStatus",
+    "StepSuspended",
     "StepValidationError",
     "StoreSettings",
+    "Suspend",
     "Transaction",
     "TransactionError",
     "TransientDatabaseError",

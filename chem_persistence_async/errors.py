@@ -24,6 +24,7 @@ step protocol in ``engine.step``.
     │   └── DefinitionError                       a FlowDefinition or step that cannot run
     ├── ConcurrencyConflict                       expected_version was not the flow's version
     ├── FlowNotFoundError (LookupError)           a flow with no events
+    ├── FlowFinishedError                         a signal sent to a flow that completed or failed
     ├── StepInProgressError                       another engine's attempt holds the step's lease
     ├── JobError                                  the work queue refused a change to a job
     │   ├── LeaseLostError                        another claim took the job over
@@ -130,6 +131,10 @@ class ConcurrencyConflict(ChemPersistError):
 
 class FlowNotFoundError(ChemPersistError, LookupError):
     """The flow has no events."""
+
+
+class FlowFinishedError(ChemPersistError):
+    """The flow completed or failed: it takes no more signals."""
 
 
 class StepInProgressError(ChemPersistError):

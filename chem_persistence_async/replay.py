@@ -21,9 +21,16 @@ from chem_persistence_async.domain.events import (
     StepFinished,
     StepSignal,
     StepStarted,
+    StepSuspended,
 )
 from chem_persistence_async.domain.failures import StepExecutionError
-from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.domain.flow import (
+    FlowDefinition,
+    FlowInstance,
+    ReceivedSignal,
+    StepSlot,
+    StepStatus,
+)
 from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
 
 
@@ -35,8 +42,12 @@ class _SlotState:
         "lease_until",
         "not_before",
         "outputs",
+        "resumable",
         "retry_count",
+        "started_version",
         "status",
+        "suspended_until",
+        "waiting_for",
     )
 
     def __init__(self, slot: StepSlot) -> None:
@@ -48,6 +59,10 @@ class _SlotState:
         self.attempts = slot.attempts
         self.not_before: datetime | None = slot.not_before
         self.lease_until: datetime | None = slot.lease_until
+        self.suspended_until: datetime | None = slot.suspended_until
+        self.waiting_for: str | None = slot.waiting_for
+        self.resumable = slot.resumable
+        self.started_version = slot.started_version
 
 
 def initial_instance(flow_id: UUID, definition: FlowDefinition) -> FlowInstance:
@@ -94,6 +109,7 @@ def apply_events(
     version = instance.version
     initialized = version > 0
     inputs = instance.inputs
+    received: list[ReceivedSignal] = list(instance.received)
 
     for event in events:
         kind = event.kind
@@ -134,6 +150,9 @@ def apply_events(
             slot.attempts += 1
             slot.not_before = None
             slot.lease_until = kind.lease_until
+            slot.suspended_until = slot.waiting_for = None
+            slot.resumable = False
+            slot.started_version = version
         elif isinstance(kind, StepFinished):
             slot.status = StepStatus.FINISHED
             slot.outputs = kind.outputs
@@ -160,6 +179,17 @@ def apply_events(
             slot.not_before = kind.not_before
         elif isinstance(kind, StepSignal):
             signals.append((kind.step_id, kind.signal, kind.data))
+            if kind.send_id is not None:
+                received.append(ReceivedSignal(kind.signal, kind.data, kind.send_id, index, version))
+                _wake_waiting(slots, kind.signal)
+        elif isinstance(kind, StepSuspended):
+            slot.status = StepStatus.SUSPENDED
+            slot.suspended_until = kind.until
+            slot.waiting_for = kind.signal
+            # A signal that arrived while this attempt ran (it could not see it) wakes it at once.
+            slot.resumable = kind.signal is not None and any(
+                r.name == kind.signal and r.version > slot.started_version for r in received
+            )
 
     if completed and any(s.status is not StepStatus.FINISHED for s in slots):
         raise ReplayError(f"flow {flow_id}: flowcompleted with unfinished steps")
@@ -181,6 +211,10 @@ def apply_events(
                 attempts=s.attempts,
                 not_before=s.not_before,
                 lease_until=s.lease_until if s.status is StepStatus.RUNNING else None,
+                suspended_until=s.suspended_until if s.status is StepStatus.SUSPENDED else None,
+                waiting_for=s.waiting_for if s.status is StepStatus.SUSPENDED else None,
+                resumable=s.resumable and s.status is StepStatus.SUSPENDED,
+                started_version=s.started_version,
             )
             for step_id, s in zip(step_ids, slots, strict=True)
         ),
@@ -188,4 +222,12 @@ def apply_events(
         version=version,
         signals=tuple(signals),
         inputs=inputs,
+        received=tuple(received),
     )
+
+
+def _wake_waiting(slots: list[_SlotState], signal: str) -> None:
+    """A delivered signal makes a step suspended for it runnable again."""
+    for slot in slots:
+        if slot.status is StepStatus.SUSPENDED and slot.waiting_for == signal:
+            slot.resumable = True

@@ -9,7 +9,7 @@ TABLE event_log
     COLUMN event_type text NOT NULL
     COLUMN payload jsonb NOT NULL
     CONSTRAINT event_log_event_id_key UNIQUE (event_id)
-    CONSTRAINT event_log_event_type_check CHECK (((event_type = lower(event_type)) AND (event_type = ANY (ARRAY['flowinitialized'::text, 'stepstarted'::text, 'stepfinished'::text, 'stepfailed'::text, 'stepsignal'::text, 'propertypreferenceassigned'::text, 'retryscheduled'::text, 'flowcompleted'::text]))))
+    CONSTRAINT event_log_event_type_check CHECK (((event_type = lower(event_type)) AND (event_type = ANY (ARRAY['flowinitialized'::text, 'stepstarted'::text, 'stepfinished'::text, 'stepfailed'::text, 'stepsignal'::text, 'propertypreferenceassigned'::text, 'retryscheduled'::text, 'flowcompleted'::text, 'stepsuspended'::text]))))
     CONSTRAINT event_log_flow_version_check CHECK ((flow_version >= 1))
     CONSTRAINT event_log_flow_version_key UNIQUE (flow_id, flow_version)
     CONSTRAINT event_log_payload_check CHECK (((jsonb_typeof(payload) = 'object'::text) AND ((payload ->> 'event_type'::text) = event_type)))

@@ -17,6 +17,7 @@ from chem_persistence_async import (
     StepFinished,
     StepSignal,
     StepStarted,
+    StepSuspended,
 )
 
 H = "a" * 64
@@ -55,7 +56,7 @@ def failed(
 
 
 def every_variant() -> list[Any]:
-    """One instance of each of the eight variants, with non-trivial field values.
+    """One instance of each of the nine variants, with non-trivial field values.
 
     The ``StepFinished`` lists ``artifact(1)`` and ``artifact(2)``: pass them along when appending.
     """
@@ -74,6 +75,13 @@ def every_variant() -> list[Any]:
             retry_index=1,
             reason="transient",
             not_before=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        ),
+        StepSuspended(
+            step_index=2,
+            step_id="wait",
+            attempt=1,
+            until=datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC),
+            signal="go",
         ),
         FlowCompleted(flow_fingerprint=H),
     ]

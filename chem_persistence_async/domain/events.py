@@ -86,6 +86,22 @@ class StepSignal(_Kind):
     step_id: StepId
     signal: str
     data: JsonValue = None
+    send_id: str | None = None
+    """Set on a signal sent to the flow from outside (``engine.signal``); ``None`` on one a step
+    emitted with its output."""
+
+
+class StepSuspended(_Kind):
+    """A step's attempt ended by waiting: until ``until``, or until the signal ``signal`` arrives,
+    whichever comes first. Not a failure: it uses no retry."""
+
+    code: ClassVar[str] = "W"
+    event_type: Literal["stepsuspended"] = "stepsuspended"
+    step_index: NonNegativeInt
+    step_id: StepId
+    attempt: PositiveInt
+    until: AwareDatetime | None = None
+    signal: str | None = None
 
 
 class PropertyPreferenceAssigned(_Kind):
@@ -121,7 +137,8 @@ FlowEventKind = Annotated[
     | StepSignal
     | PropertyPreferenceAssigned
     | RetryScheduled
-    | FlowCompleted,
+    | FlowCompleted
+    | StepSuspended,
     Field(discriminator="event_type"),
 ]
 
@@ -134,6 +151,7 @@ KIND_CLASSES: tuple[type[_Kind], ...] = (
     PropertyPreferenceAssigned,
     RetryScheduled,
     FlowCompleted,
+    StepSuspended,
 )
 EVENT_TYPES: frozenset[str] = frozenset(cls.model_fields["event_type"].default for cls in KIND_CLASSES)
 
@@ -146,7 +164,7 @@ def is_event_kind(value: object) -> bool:
 
 
 _PLAIN_KINDS: frozenset[type[_Kind]] = frozenset(
-    {StepStarted, StepFinished, PropertyPreferenceAssigned, RetryScheduled, FlowCompleted}
+    {StepStarted, StepFinished, PropertyPreferenceAssigned, RetryScheduled, FlowCompleted, StepSuspended}
 )
 """Kinds with no free-form JSON (and no float) field: pydantic's own serialiser gives their stored form."""
 

@@ -118,6 +118,21 @@ class StepStatus(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    SUSPENDED = "suspended"
+    """The step's last attempt ended waiting for a time or a signal (``StepSuspended``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedSignal:
+    """A signal delivered to the flow from outside (``engine.signal``), in delivery order."""
+
+    name: str
+    data: Any
+    send_id: str
+    step_index: int
+    """The step that was current when it arrived."""
+    version: int
+    """The flow version of its ``StepSignal``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +151,14 @@ class StepSlot:
     """When a scheduled retry may run (pending after a ``RetryScheduled``)."""
     lease_until: datetime | None = None
     """While ``running``: until when its starter holds the attempt (``StepStarted.lease_until``)."""
+    suspended_until: datetime | None = None
+    """While ``suspended``: when it may run again (``None``: only its signal wakes it)."""
+    waiting_for: str | None = None
+    """While ``suspended``: the signal that wakes it (``None``: only its time)."""
+    resumable: bool = False
+    """While ``suspended``: the awaited signal arrived after the attempt that suspended began."""
+    started_version: int = 0
+    """The flow version of the step's last ``StepStarted``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +180,13 @@ class FlowInstance:
     signals: tuple[tuple[str, str, Any], ...] = field(default=())
     inputs: Mapping[str, Any] = field(default_factory=dict)
     """The flow's inputs, from its ``FlowInitialized``."""
+    received: tuple[ReceivedSignal, ...] = ()
+    """Signals delivered to the flow from outside, in order (what a step sees as ``ctx.signals``)."""
+
+    @property
+    def suspended(self) -> bool:
+        """True when the current step waits for a time or a signal."""
+        return self.cursor < len(self.steps) and self.steps[self.cursor].status is StepStatus.SUSPENDED
 
     @property
     def failed(self) -> bool:

@@ -16,12 +16,13 @@ conveniences ``run_next`` (before it writes anything) and ``run_to_end`` wait.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import anyio
 
@@ -38,11 +39,13 @@ from chem_persistence_async.domain.events import (
     StepFinished,
     StepSignal,
     StepStarted,
+    StepSuspended,
 )
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
 from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.jobs import Job, check_name
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
 from chem_persistence_async.engine.planner import (
@@ -62,13 +65,17 @@ from chem_persistence_async.engine.step import (
     StepContext,
     StepOutput,
     StepValidationError,
+    Suspend,
     classify_error,
 )
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     DefinitionError,
+    FlowFinishedError,
     FlowNotFoundError,
     InvalidInputError,
+    JobCancelledError,
+    LeaseLostError,
     MissingArtifactError,
     StepInProgressError,
     UnstorableValueError,
@@ -120,6 +127,23 @@ class Committed:
 
 
 _NO_ID = UUID(int=0)
+_MAX_REBASES = 20
+_MAX_DELIVERY_ROUNDS = 20
+
+SIGNAL_JOB = "signal"
+"""The kind of the job that carries a signal to a flow (its key names the flow and the send id)."""
+
+
+def signal_key(flow_id: UUID, send_id: str) -> str:
+    """The signal job's key: one active job per flow and send id."""
+    return f"signal:{flow_id}:{send_id}"
+
+
+def signal_event_id(flow_id: UUID, send_id: str) -> UUID:
+    """The delivered ``StepSignal``'s event id, made from the flow and the send id: a signal
+    delivered twice (its job delivered twice, or sent twice) is stored once."""
+    return uuid5(flow_id, f"signal:{send_id}")
+
 
 FLOW_JOB = "flow"
 """The kind of the job that moves a flow on (its key is the flow id; no attempt limit)."""
@@ -225,6 +249,118 @@ class FlowEngine:
             raise InvalidInputError(f"flow {fid} already exists") from None
         return fid
 
+    async def signal(
+        self,
+        flow_id: UUID | str,
+        name: str,
+        data: Any = None,
+        *,
+        delay: timedelta | None = None,
+        send_id: str | None = None,
+    ) -> str:
+        """Send the flow a signal: durable, delivered once (a ``StepSignal`` in its log), after
+        ``delay`` if given, cancellable by ``send_id`` until delivered. Returns the send id.
+
+        A worker delivers it (or, where no worker runs, ``run_next``/``run_to_end`` of the flow
+        once it is due). Sending the same ``send_id`` twice delivers it once. The flow must exist
+        (``FlowNotFoundError``) and not be finished (``FlowFinishedError``); a delayed signal whose
+        flow finishes before it is due is dropped when it comes due."""
+        work = self._require_queue()
+        fid = to_flow_id(flow_id)
+        name = check_name(name, "signal name")
+        send = uuid4().hex if send_id is None else check_name(send_id, "send_id")
+        if delay is not None and (not isinstance(delay, timedelta) or delay < timedelta(0)):
+            raise InvalidInputError(f"delay must be a timedelta >= 0, got {delay!r}")
+        payload = {"name": name, "data": normalize_json(data), "send_id": send}
+        instance = await self.load(fid)
+        if instance.completed or instance.failed:
+            raise FlowFinishedError(
+                f"flow {fid} {'completed' if instance.completed else 'failed'}: it takes no more signals"
+            )
+        await work.enqueue(
+            SIGNAL_JOB,
+            payload,
+            key=signal_key(fid, send),
+            not_before=None if not delay else self._clock() + delay,
+            max_attempts=None,
+            flow_id=fid,
+            definition=self.definition_ref,
+        )
+        return send
+
+    async def cancel_signal(self, flow_id: UUID | str, send_id: str) -> bool:
+        """Cancel a signal not yet delivered; ``True`` if it was (a signal being delivered right
+        now is stopped before it commits)."""
+        work = self._require_queue()
+        return await work.cancel(signal_key(to_flow_id(flow_id), check_name(send_id, "send_id")))
+
+    async def deliver(self, job: Job, *, tx: Transaction, wake_flow: bool = True) -> FlowInstance | None:
+        """Deliver a claimed signal job inside ``tx``: append its ``StepSignal`` (at most once), and
+        with ``wake_flow`` make the flow's job due now when the signal lets a suspended step go on.
+        Returns the flow after it, or ``None`` when the flow had finished (the signal is dropped)."""
+        payload = job.payload if isinstance(job.payload, dict) else {}
+        fid = to_flow_id(job.flow_id)
+        send = str(payload.get("send_id"))
+        event_id = signal_event_id(fid, send)
+        for _ in range(_MAX_DELIVERY_ROUNDS):
+            instance = await self.load(fid, tx=tx)
+            if any(r.send_id == send for r in instance.received):
+                return instance  # delivered already (this job ran twice, or it was sent twice)
+            if instance.completed or instance.failed:
+                logger.info(
+                    "flow %s finished before signal %s was due: dropped",
+                    fid,
+                    send,
+                    extra=log_context.extra(flow_id=str(fid)),
+                )
+                return None
+            index = min(instance.cursor, len(instance.steps) - 1)
+            kind = StepSignal(
+                step_index=index,
+                step_id=instance.steps[index].step_id,
+                signal=str(payload.get("name")),
+                data=payload.get("data"),
+                send_id=send,
+            )
+            try:
+                after = await self._append(instance, [kind], event_ids=[event_id], tx=tx)
+            except ConcurrencyConflict:
+                continue  # the flow moved meanwhile: decide again on what it is now
+            work = self._queue
+            if wake_flow and work is not None and after.suspended and after.steps[after.cursor].resumable:
+                await work.enqueue(
+                    FLOW_JOB,
+                    None,
+                    key=str(fid),
+                    flow_id=fid,
+                    definition=self.definition_ref,
+                    max_attempts=None,
+                    sooner=True,
+                    tx=tx,
+                )
+            return after
+        raise ConcurrencyConflict(fid, None, None)
+
+    async def deliver_due_signals(self, flow_id: UUID | str) -> int:
+        """Deliver the flow's signals that are due (what a worker does; for an engine that runs a
+        flow itself). Returns how many were delivered or dropped."""
+        work = self._queue
+        if work is None:
+            return 0
+        fid = to_flow_id(flow_id)
+        jobs = await work.claim(f"engine:{os.getpid()}", limit=100, kinds=[SIGNAL_JOB], flow_id=fid)
+        for job in jobs:
+
+            async def unit(tx: Transaction, job: Job = job) -> None:
+                await self.deliver(job, tx=tx, wake_flow=False)
+                await work.complete(job, tx=tx)
+
+            try:
+                await self._store.run_in_transaction(unit)
+            except (JobCancelledError, LeaseLostError):
+                continue  # cancelled while being delivered, or taken over: not delivered here
+        return len(jobs)
+
     def _require_queue(self) -> WorkQueuePort:
         if self._queue is None:
             raise InvalidInputError("this engine has no queue: FlowEngine(..., queue=WorkQueue(db))")
@@ -252,17 +388,23 @@ class FlowEngine:
     async def run_next(self, flow_id: UUID | str) -> FlowInstance:
         """One attempt of the next step (or the ``FlowCompleted``); returns the flow afterwards.
 
-        Waits for a retry that is not due yet (it holds nothing meanwhile). Raises
-        ``StepInProgressError`` while another engine's attempt holds the step, and
-        ``ConcurrencyConflict`` if another engine advanced the flow meanwhile.
+        First delivers the flow's signals that are due (with a queue). Waits for a retry that is
+        not due yet (it holds nothing meanwhile). A suspended flow that may not go on yet is
+        returned as it is. Raises ``StepInProgressError`` while another engine's attempt holds the
+        step, and ``ConcurrencyConflict`` if another engine advanced the flow meanwhile.
         """
-        instance = await self.load(flow_id)
+        fid = to_flow_id(flow_id)
+        await self.deliver_due_signals(fid)
+        instance = await self.load(fid)
         while True:
             action = self.plan(instance)
             if isinstance(action, Wait):
                 if action.reason == "in_progress":
                     slot = instance.steps[action.index]
+                    assert action.until is not None
                     raise StepInProgressError(instance.flow_id, slot.step_id, action.attempt, action.until)
+                if action.reason == "suspended" or action.until is None:
+                    return instance
                 await self._sleep_until(action.until)
                 continue
             return await self.execute(instance, action)
@@ -270,11 +412,13 @@ class FlowEngine:
     async def run_to_end(
         self, flow_id: UUID | str | None = None, *, inputs: Mapping[str, Any] | None = None
     ) -> UUID:
-        """Run a flow until it completes or a step fails for good; start one if no id is given.
+        """Run a flow until it completes, a step fails for good, or it is suspended; start one if
+        no id is given.
 
-        Resumes a flow from wherever its events leave it, whoever wrote them; waits out retries
-        and other engines' attempts in progress; a conflict with another engine is resolved by
-        reloading and going on.
+        Resumes a flow from wherever its events leave it, whoever wrote them; delivers its due
+        signals (with a queue); waits out retries and other engines' attempts in progress; a
+        conflict with another engine is resolved by reloading and going on. A suspended flow is
+        left waiting (``run_next`` or ``run_to_end`` resume it once it may go on).
         """
         if flow_id is None:
             fid = await self.start(inputs=inputs)
@@ -282,6 +426,7 @@ class FlowEngine:
             if inputs is not None:
                 raise InvalidInputError("inputs are given when a flow starts: pass no flow_id")
             fid = to_flow_id(flow_id)
+        await self.deliver_due_signals(fid)
         instance = await self.load(fid)
         look_again = _FIRST_LOOK
         while True:
@@ -289,6 +434,9 @@ class FlowEngine:
             if isinstance(action, Done):
                 return fid
             if isinstance(action, Wait):
+                if action.reason == "suspended":
+                    return fid
+                assert action.until is not None
                 if action.reason == "in_progress":
                     # The other starter usually finishes long before its lease runs out: look
                     # again soon, then less and less often, never past the lease.
@@ -296,6 +444,7 @@ class FlowEngine:
                     look_again = min(look_again * 2, _LAST_LOOK)
                 else:
                     await self._sleep_until(action.until)
+                await self.deliver_due_signals(fid)
                 instance = await self.load(fid)
                 continue
             look_again = _FIRST_LOOK
@@ -348,9 +497,8 @@ class FlowEngine:
             return await self.complete(instance, action, tx=tx)
         if isinstance(action, Done):
             return instance
-        raise InvalidInputError(
-            f"{action!r} cannot be executed now: it waits until {action.until.isoformat()}"
-        )
+        until = "a signal" if action.until is None else action.until.isoformat()
+        raise InvalidInputError(f"{action!r} cannot be executed now: it waits until {until}")
 
     async def begin(
         self,
@@ -400,6 +548,7 @@ class FlowEngine:
             inputs=inputs,
             params=self._definition.params_of(index),
             flow_inputs=after.inputs,
+            signals=after.received,
         )
         return Attempt(after, ctx, previous_fingerprint(after, self._definition, index))
 
@@ -423,6 +572,17 @@ class FlowEngine:
                     data=output.signal_data,
                 )
             )
+        if output.suspend is not None:
+            kinds.append(
+                StepSuspended(
+                    step_index=ctx.step_index,
+                    step_id=ctx.step_id,
+                    attempt=ctx.attempt,
+                    until=output.suspend.until,
+                    signal=output.suspend.signal,
+                )
+            )
+            return Outcome(tuple(kinds), ())
         kinds.append(
             StepFinished(
                 step_index=ctx.step_index,
@@ -449,20 +609,17 @@ class FlowEngine:
         ``FlowCompleted``. One statement per step instead of two; the events are the same.
         """
         instance = attempt.instance
-        kinds = list(outcome.kinds)
-        follow = self._follow(instance, kinds) if chain else None
-        started: StepStarted | None = None
-        if isinstance(follow, RunStep) and not follow.close:
-            started = StepStarted(
-                step_index=follow.index,
-                step_id=instance.steps[follow.index].step_id,
-                attempt=follow.attempt,
-                lease_until=lease_until or self._clock() + self._attempt_lease,
-            )
-            kinds.append(started)
-        elif isinstance(follow, Complete):
-            kinds.append(FlowCompleted(flow_fingerprint=follow.fingerprint))
-        after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx)
+        for _ in range(_MAX_REBASES):
+            kinds, started = self._with_follow(instance, outcome.kinds, chain, lease_until)
+            try:
+                after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx)
+                break
+            except ConcurrencyConflict:
+                # Signals delivered while the step ran do not change what it did: the outcome goes
+                # in after them. Anything else written meanwhile means another runner moved on.
+                instance = await self._rebase_on_signals(instance, tx)
+        else:
+            raise ConcurrencyConflict(instance.flow_id, instance.version, None)
         if outcome.artifacts:
             cache = self._artifacts
             if tx is None:
@@ -490,6 +647,41 @@ class FlowEngine:
             message=f"attempt interrupted: {reason}",
         )
         return await self._append(instance, close, tx=tx)
+
+    def _with_follow(
+        self,
+        instance: FlowInstance,
+        outcome: tuple[FlowEventKind, ...],
+        chain: bool,
+        lease_until: datetime | None,
+    ) -> tuple[list[FlowEventKind], StepStarted | None]:
+        """The outcome's events, and with ``chain`` what comes next in the same append: the next
+        step's ``StepStarted`` (returned) or the ``FlowCompleted``."""
+        kinds = list(outcome)
+        follow = self._follow(instance, kinds) if chain else None
+        if isinstance(follow, RunStep) and not follow.close:
+            started = StepStarted(
+                step_index=follow.index,
+                step_id=instance.steps[follow.index].step_id,
+                attempt=follow.attempt,
+                lease_until=lease_until or self._clock() + self._attempt_lease,
+            )
+            return [*kinds, started], started
+        if isinstance(follow, Complete):
+            kinds.append(FlowCompleted(flow_fingerprint=follow.fingerprint))
+        return kinds, None
+
+    async def _rebase_on_signals(self, instance: FlowInstance, tx: Transaction | None) -> FlowInstance:
+        """``instance`` with the events appended since, if they are all signals from outside;
+        else the ``ConcurrencyConflict`` stands."""
+        newer = [
+            e for e in await self._store.list(instance.flow_id, tx=tx) if e.flow_version > instance.version
+        ]
+        if not newer or not all(isinstance(e.kind, StepSignal) and e.kind.send_id is not None for e in newer):
+            raise ConcurrencyConflict(
+                instance.flow_id, instance.version, newer[-1].flow_version if newer else None
+            )
+        return apply_events(instance, newer, self._definition)
 
     def _follow(self, instance: FlowInstance, kinds: list[FlowEventKind]) -> Action:
         """What the plan will be once ``kinds`` are appended (on provisional events)."""
@@ -532,6 +724,7 @@ class FlowEngine:
         kinds: Sequence[FlowEventKind],
         *,
         artifacts: tuple[Artifact, ...] = (),
+        event_ids: Sequence[UUID] | None = None,
         tx: Transaction | None = None,
     ) -> FlowInstance:
         """Append ``kinds`` at the version ``instance`` was decided on; returns the flow after them.
@@ -542,13 +735,23 @@ class FlowEngine:
         store, recorder, definition = self._store, self._records, self._definition
         if recorder is None:
             appended = await store.append_many(
-                instance.flow_id, kinds, artifacts=artifacts, expected_version=instance.version, tx=tx
+                instance.flow_id,
+                kinds,
+                artifacts=artifacts,
+                expected_version=instance.version,
+                event_ids=event_ids,
+                tx=tx,
             )
             return apply_events(instance, appended, definition)
 
         async def unit(unit_tx: Transaction) -> FlowInstance:
             appended = await store.append_many(
-                instance.flow_id, kinds, artifacts=artifacts, expected_version=instance.version, tx=unit_tx
+                instance.flow_id,
+                kinds,
+                artifacts=artifacts,
+                expected_version=instance.version,
+                event_ids=event_ids,
+                tx=unit_tx,
             )
             after = apply_events(instance, appended, definition)
             await recorder.record_flow(after, definition, appended, tx=unit_tx)
@@ -652,6 +855,11 @@ def _check_output(output: object) -> StepOutput:
             raise StepValidationError(f"step output holds {type(artifact).__name__}, not Artifact")
         if not artifact.content_matches():
             raise StepValidationError(f"artifact {artifact.hash[:16]}… does not match its content")
+    if output.suspend is not None:
+        if not isinstance(output.suspend, Suspend):
+            raise StepValidationError(f"suspend must be a Suspend, not {type(output.suspend).__name__}")
+        if output.artifacts:
+            raise StepValidationError("a step that suspends produces no artifacts (it runs again later)")
     if output.signal is None:
         return output
     try:

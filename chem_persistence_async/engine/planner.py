@@ -6,7 +6,8 @@
 * ``CloseLost``: a lost attempt with no retry left: close it, and the flow has failed;
 * ``Complete``: every step finished: append ``FlowCompleted``;
 * ``Wait``: nothing may happen before ``until`` (a retry not yet due, another starter's attempt
-  still in progress);
+  still in progress, a step suspended until a time; ``until`` is ``None`` for a step suspended
+  until a signal only);
 * ``Done``: the flow completed, or a step failed for good.
 
 An attempt is *lost* when its ``StepStarted`` has no outcome and its ``lease_until`` has passed (or
@@ -56,8 +57,8 @@ class Complete:
 class Wait:
     """Nothing to do before ``until``: a retry not yet due, or an attempt in progress elsewhere."""
 
-    until: datetime
-    reason: Literal["retry", "in_progress"]
+    until: datetime | None
+    reason: Literal["retry", "in_progress", "suspended"]
     index: int
     attempt: int
 
@@ -86,6 +87,11 @@ def plan(instance: FlowInstance, definition: FlowDefinition, policy: RetryPolicy
         if len(close) == 1:
             return CloseLost(index, close)
         return RunStep(index, slot.attempts + 1, close)
+    if slot.status is StepStatus.SUSPENDED:
+        due = slot.suspended_until is not None and slot.suspended_until <= now
+        if not (slot.resumable or due):
+            return Wait(slot.suspended_until, "suspended", index, slot.attempts + 1)
+        return RunStep(index, slot.attempts + 1)
     if slot.not_before is not None and slot.not_before > now:
         return Wait(slot.not_before, "retry", index, slot.attempts + 1)
     return RunStep(index, slot.attempts + 1)

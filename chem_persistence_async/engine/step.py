@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.failures import ErrorClass
+from chem_persistence_async.domain.flow import ReceivedSignal
 from chem_persistence_async.errors import InvalidInputError
 
 
@@ -26,15 +28,42 @@ class StepContext:
     params: Mapping[str, Any]
     flow_inputs: Mapping[str, Any] = field(default_factory=dict)
     """The flow's inputs (``engine.start(inputs=...)``, ``submit(inputs=...)``)."""
+    signals: tuple[ReceivedSignal, ...] = ()
+    """Signals sent to the flow (``engine.signal``) and delivered before this attempt started, in
+    order: ``name``, ``data``, ``send_id``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """Wait until ``until`` (an aware time), or until the signal ``signal`` is delivered to the
+    flow, whichever comes first; the step then runs again as its next attempt and sees the signal
+    in ``ctx.signals``. A suspended flow holds no worker, no connection and no timer."""
+
+    until: datetime | None = None
+    signal: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.until is None and self.signal is None:
+            raise InvalidInputError("Suspend needs an until time, a signal name, or both")
+        if self.until is not None and (
+            not isinstance(self.until, datetime) or self.until.utcoffset() is None
+        ):
+            raise InvalidInputError(f"Suspend.until must be a timezone-aware datetime, got {self.until!r}")
+        if self.signal is not None and (
+            not isinstance(self.signal, str) or not self.signal or "\x00" in self.signal
+        ):
+            raise InvalidInputError(f"Suspend.signal must be a non-empty signal name, got {self.signal!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class StepOutput:
-    """What a successful attempt produced. ``signal`` (with ``signal_data``) emits a ``StepSignal``."""
+    """What an attempt produced. ``signal`` (with ``signal_data``) emits a ``StepSignal``;
+    ``suspend`` ends the attempt waiting (it then has no artifacts)."""
 
     artifacts: tuple[Artifact, ...] = ()
     signal: str | None = None
     signal_data: Any = None
+    suspend: Suspend | None = None
 
 
 @runtime_checkable

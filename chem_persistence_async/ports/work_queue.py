@@ -32,9 +32,11 @@ class WorkQueuePort(Protocol):
         max_attempts: int | None = 3,
         flow_id: UUID | None = None,
         definition: str | None = None,
+        sooner: bool = False,
         tx: Transaction | None = None,
     ) -> int:
-        """The job's id; an active job's id when its ``key`` is taken (nothing written)."""
+        """The job's id; an active job's id when its ``key`` is taken (nothing written, except that
+        with ``sooner`` a ready job holding the key is brought forward to ``not_before``)."""
         ...
 
     async def enqueue_many(
@@ -50,7 +52,11 @@ class WorkQueuePort(Protocol):
         queues: Sequence[str] = ("default",),
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
-    ) -> builtins.list[Job]: ...
+        flow_id: UUID | None = None,
+    ) -> builtins.list[Job]:
+        """Due jobs (and run-out leases) in ``queues``; with ``flow_id``, that flow's due jobs of
+        ``kinds`` in any queue (what an engine running the flow without workers delivers)."""
+        ...
 
     async def heartbeat(
         self, jobs: Sequence[Job], *, lease: timedelta = timedelta(seconds=30), tx: Transaction | None = None

@@ -91,6 +91,9 @@ class FlowRunner:
             await queue.complete(holding.job)
             return "completed"
         if isinstance(action, Wait):
+            if action.until is None:  # suspended until a signal: its delivery enqueues the flow again
+                await queue.complete(holding.job)
+                return "completed"
             await queue.suspend(holding.job, action.until)
             return "suspended"
         if isinstance(action, Complete | CloseLost):
@@ -136,13 +139,31 @@ class FlowRunner:
             if isinstance(follow, Done):
                 await queue.complete(holding.job, tx=tx)
                 return None, "completed"
-            # A retry not yet due waits in the queue; anything else (a lost attempt to close, a
-            # step another engine started) goes round through the queue at once.
-            until = follow.until if isinstance(follow, Wait) else engine.now()
+            if isinstance(follow, Wait) and follow.until is None:
+                # Suspended until a signal: no job waits for it; the signal's delivery enqueues one.
+                await queue.complete(holding.job, tx=tx)
+                return None, "completed"
+            # A retry or a timer not yet due waits in the queue; anything else (a lost attempt to
+            # close, a step another engine started) goes round through the queue at once.
+            until = follow.until if isinstance(follow, Wait) and follow.until else engine.now()
             await queue.suspend(holding.job, until, tx=tx)
             return None, "suspended"
 
         return await self._in_transaction(unit)
+
+    async def deliver_signal(self, holding: Holding) -> str:
+        """A claimed signal job: its ``StepSignal``, the flow's job made due when the signal lets a
+        suspended step go on, and the signal job's end, in one unit of work."""
+        job = holding.job
+        engine = self._engines[job.definition or ""]
+        queue = self._queue
+
+        async def unit(tx: Transaction) -> None:
+            await engine.deliver(job, tx=tx)
+            await queue.complete(job, tx=tx)
+
+        await self._in_transaction(unit)
+        return "completed"
 
     async def _in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         """``fn`` in one unit of work, run again from the start after a transient failure (an

@@ -31,7 +31,7 @@ from chem_persistence_async.domain.definitions import definition_ref
 from chem_persistence_async.domain.flow import FlowDefinition
 from chem_persistence_async.domain.jobs import Job
 from chem_persistence_async.engine import log_context
-from chem_persistence_async.engine.engine import FLOW_JOB, FlowEngine
+from chem_persistence_async.engine.engine import FLOW_JOB, SIGNAL_JOB, FlowEngine
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.errors import (
@@ -190,7 +190,7 @@ class Worker:
                         limit=free,
                         lease=self._lease,
                         queues=self._queues,
-                        kinds=(FLOW_JOB,),
+                        kinds=(FLOW_JOB, SIGNAL_JOB),
                         definitions=list(self._engines),
                     )
                     self.stats.claims += 1
@@ -233,7 +233,10 @@ class Worker:
         job = holding.job
         log_context.bind(job_id=str(job.id), worker_id=self.worker_id)
         try:
-            ended = await self._runner.run(holding, self._log_extra)
+            if job.kind == SIGNAL_JOB:
+                ended = await self._runner.deliver_signal(holding)
+            else:
+                ended = await self._runner.run(holding, self._log_extra)
             if ended == "completed":
                 self.stats.completed += 1
             else:

@@ -31,7 +31,7 @@ async def test_every_variant_round_trips_through_the_store(store: Any) -> None:
     assert [(e.seq, e.flow_version, e.event_id, e.ts) for e in read] == [
         (e.seq, e.flow_version, e.event_id, e.ts) for e in written
     ]
-    assert [e.code for e in read] == ["I", "S", "F", "X", "G", "P", "R", "C"]
+    assert [e.code for e in read] == ["I", "S", "F", "X", "G", "P", "R", "W", "C"]
     assert all(isinstance(e, FlowEvent) and e.flow_id == flow for e in read)
     assert all(e.ts.tzinfo is not None and e.ts.utcoffset().total_seconds() == 0 for e in read)
 

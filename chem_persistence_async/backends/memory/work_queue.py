@@ -133,6 +133,7 @@ class InMemoryWorkQueue:
         max_attempts: int | None = 3,
         flow_id: UUID | None = None,
         definition: str | None = None,
+        sooner: bool = False,
         tx: Transaction | None = None,
     ) -> int:
         job = JobSpec(
@@ -142,6 +143,13 @@ class InMemoryWorkQueue:
         job_id, inserted = self._insert(job, journal)
         if inserted:
             self._committed(journal, {job.queue})
+        elif sooner:
+            row = self._active[job_id]
+            due = job.not_before or self._clock()
+            if row.state is JobState.READY and row.not_before > due:
+                self._touch(journal, job_id)
+                row.not_before = due
+                self._committed(journal, {job.queue})
         return job_id
 
     async def enqueue_many(
@@ -184,10 +192,13 @@ class InMemoryWorkQueue:
         queues: Sequence[str] = ("default",),
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
+        flow_id: UUID | None = None,
     ) -> builtins.list[Job]:
         worker = check_name(worker_id, "worker_id")
         limit = check_int(limit, "limit", minimum=1, maximum=10_000)
         lease = check_lease(lease)
+        if flow_id is not None:
+            return self._claim_for_flow(worker, to_flow_id(flow_id), limit, lease, kinds)
         wanted = set(check_names(queues, "queues"))
         kind_set = None if kinds is None else set(check_names(kinds, "kinds"))
         definition_set = (
@@ -233,16 +244,39 @@ class InMemoryWorkQueue:
             key=lambda r: (-r.job.priority, r.not_before, r.id),
         )
         picked.sort(key=lambda r: (-r.job.priority, r.id))
-        claimed = []
-        for row in (picked + ready)[:limit]:
-            row.state = JobState.CLAIMED
-            row.attempt += 1
-            row.lease_token = uuid4()
-            row.lease_expires_at = now + lease
-            row.worker_id = worker
-            claimed.append(_job(row))
+        claimed = [self._claim_row(row, worker, now, lease) for row in (picked + ready)[:limit]]
         claimed.sort(key=claim_order)
         return claimed
+
+    def _claim_for_flow(
+        self, worker: str, flow_id: UUID, limit: int, lease: timedelta, kinds: Sequence[str] | None
+    ) -> builtins.list[Job]:
+        kind_set = set(check_names(kinds if kinds is not None else ["flow", "signal"], "kinds"))
+        now = self._clock()
+        due = sorted(
+            (
+                r
+                for r in self._active.values()
+                if r.job.flow_id == flow_id
+                and r.job.kind in kind_set
+                and (
+                    (r.state is JobState.READY and r.not_before <= now)
+                    or (r.state is JobState.CLAIMED and _expired(r, now))
+                )
+            ),
+            key=lambda r: (r.not_before, r.id),
+        )[:limit]
+        claimed = [self._claim_row(row, worker, now, lease) for row in due]
+        claimed.sort(key=claim_order)
+        return claimed
+
+    def _claim_row(self, row: _Row, worker: str, now: datetime, lease: timedelta) -> Job:
+        row.state = JobState.CLAIMED
+        row.attempt += 1
+        row.lease_token = uuid4()
+        row.lease_expires_at = now + lease
+        row.worker_id = worker
+        return _job(row)
 
     def _held(self, job: Job) -> _Row | None:
         row = self._active.get(job.id)

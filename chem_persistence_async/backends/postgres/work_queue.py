@@ -103,12 +103,13 @@ class WorkQueue:
         max_attempts: int | None = 3,
         flow_id: UUID | None = None,
         definition: str | None = None,
+        sooner: bool = False,
         tx: Transaction | None = None,
     ) -> int:
         job = JobSpec(
             kind, payload, queue, key, priority, not_before, max_attempts, flow_id, definition
         ).checked()
-        values = _job_values(job)
+        values = {**_job_values(job), "sooner": bool(sooner)}
         for _ in range(_MAX_ENQUEUE_ROUNDS):
             rows = await self._run(tx, sql.ENQUEUE, values, "enqueue")
             if rows:
@@ -153,7 +154,10 @@ class WorkQueue:
         queues: Sequence[str] = ("default",),
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
+        flow_id: UUID | None = None,
     ) -> builtins.list[Job]:
+        if flow_id is not None:
+            return await self._claim_for_flow(worker_id, to_flow_id(flow_id), limit, lease, kinds)
         values = {
             "worker_id": check_name(worker_id, "worker_id"),
             "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
@@ -166,6 +170,20 @@ class WorkQueue:
         }
         rows = await self._run(None, sql.CLAIM, values, "claim")
         jobs = [_job(row) for row in rows]
+        jobs.sort(key=claim_order)
+        return jobs
+
+    async def _claim_for_flow(
+        self, worker_id: str, flow_id: UUID, limit: int, lease: timedelta, kinds: Sequence[str] | None
+    ) -> builtins.list[Job]:
+        values = {
+            "worker_id": check_name(worker_id, "worker_id"),
+            "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
+            "lease": check_lease(lease),
+            "flow_id": flow_id,
+            "kinds": check_names(kinds if kinds is not None else ["flow", "signal"], "kinds"),
+        }
+        jobs = [_job(row) for row in await self._run(None, sql.CLAIM_FOR_FLOW, values, "claim")]
         jobs.sort(key=claim_order)
         return jobs
 

@@ -38,14 +38,20 @@ WITH ins AS (
             :max_attempts, :flow_id::uuid, :definition)
     ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id
+), sooner AS (
+    UPDATE work_queue w SET not_before = COALESCE(:not_before::timestamptz, now())
+    WHERE :sooner AND :key::text IS NOT NULL AND w.queue = :queue AND w.key = :key AND w.state = 'ready'
+      AND w.not_before > COALESCE(:not_before::timestamptz, now()) AND NOT EXISTS (SELECT 1 FROM ins)
+    RETURNING w.id
 )
 SELECT id, true FROM ins
 UNION ALL
-SELECT w.id, false FROM work_queue w
+SELECT w.id, EXISTS (SELECT 1 FROM sooner) FROM work_queue w
 WHERE :key::text IS NOT NULL AND w.queue = :queue AND w.key = :key AND NOT EXISTS (SELECT 1 FROM ins)
 """
 )
-"""One job. Rows back: ``(id, inserted)``; none when its key's holder committed after this
+"""One job. Rows back: ``(id, due sooner)``: inserted, or (with ``:sooner``) an existing ready job
+with the key brought forward to ``:not_before``; none when its key's holder committed after this
 statement's snapshot (or finished meanwhile): run it again."""
 
 ENQUEUE_MANY = query(
@@ -128,6 +134,27 @@ statistics can turn into a scan). The few rows it locked are then changed throug
 on a table the planner believes tiny, that join may be planned as a scan of it, and a pooled
 connection keeps such a plan until asyncpg prepares the statement again
 (``max_cached_statement_lifetime``, 5 minutes by default) or the table is analyzed."""
+
+CLAIM_FOR_FLOW = query(
+    f"""
+WITH picked AS (
+    SELECT w.id FROM work_queue w
+    WHERE w.flow_id = :flow_id AND w.kind = ANY(:kinds::text[])
+      AND ((w.state = 'ready' AND w.not_before <= now())
+           OR (w.state = 'claimed' AND w.lease_expires_at < now()))
+    ORDER BY w.not_before, w.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE work_queue w
+SET state = 'claimed', attempt = w.attempt + 1, lease_token = gen_random_uuid(),
+    lease_expires_at = now() + :lease::interval, worker_id = :worker_id
+FROM picked WHERE w.id = picked.id
+RETURNING {", ".join("w." + c.strip() for c in _JOB_COLUMNS.split(","))}
+"""
+)
+"""One flow's due jobs of ``:kinds`` (its signals, for an engine that runs the flow with no
+worker), found through the flow's index: a handful of rows, so one ``OR`` costs nothing."""
 
 HEARTBEAT = query(
     f"""
