@@ -69,6 +69,7 @@ from chem_persistence_async.errors import (
     InvalidExpectedVersionError,
     InvalidFlowIdError,
     InvalidInputError,
+    JsonNestingError,
     MigrationError,
     MissingArtifactError,
     PayloadTooLargeError,
@@ -77,6 +78,7 @@ from chem_persistence_async.errors import (
     TransientDatabaseError,
     UnlistedArtifactError,
     UnstorableValueError,
+    ValueOutOfRangeError,
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.replay import replay
@@ -116,6 +118,7 @@ __all__ = [
     "InvalidExpectedVersionError",
     "InvalidFlowIdError",
     "InvalidInputError",
+    "JsonNestingError",
     "MigrationError",
     "MissingArtifactError",
     "PayloadTooLargeError",
@@ -148,6 +151,7 @@ __all__ = [
     "TransientStepError",
     "UnlistedArtifactError",
     "UnstorableValueError",
+    "ValueOutOfRangeError",
     "artifact_hash",
     "canonical_json",
     "classify_error",

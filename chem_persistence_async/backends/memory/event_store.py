@@ -25,11 +25,8 @@ from chem_persistence_async.domain.failures import (
     count_by_step_and_class,
     timeline_order,
 )
-from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.errors import (
-    ConcurrencyConflict,
-    InvalidInputError,
-)
+from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.errors import ConcurrencyConflict
 
 
 class InMemoryEventStore(EventStoreBase):
@@ -106,8 +103,7 @@ class InMemoryEventStore(EventStoreBase):
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         fid = to_flow_id(flow_id)
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+        batch_size = check_batch_size(batch_size)
         rows = self._flows.get(fid, [])
         for start in range(0, len(rows), batch_size):
             for event in decode_events(fid, rows[start : start + batch_size]):
@@ -118,12 +114,12 @@ class InMemoryEventStore(EventStoreBase):
         return rows[-1][2] if rows else 0
 
     async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
-        return {h: self._artifacts[h][0] for h in dict.fromkeys(hashes) if h in self._artifacts}
+        return {h: self._artifacts[h][0] for h in check_hashes(hashes) if h in self._artifacts}
 
     async def list_errors(
         self, flow_id: UUID | str, step_id: str | None = None
     ) -> builtins.list[StepExecutionError]:
-        fid = to_flow_id(flow_id)
+        fid, step_id = to_flow_id(flow_id), check_step_id(step_id)
         return [e for e in self._errors if e.flow_id == fid and (step_id is None or e.step_id == step_id)]
 
     async def get_error_timeline(

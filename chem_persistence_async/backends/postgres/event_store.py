@@ -21,7 +21,7 @@ from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
-from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
@@ -225,8 +225,7 @@ class PgEventStore(EventStoreBase):
         while the caller consumes: at most two pages are held, this one and the next.
         """
         fid = to_flow_id(flow_id)
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+        batch_size = check_batch_size(batch_size)
         rows = await self._page(fid, 0, batch_size)
         while True:
             following = None
@@ -271,7 +270,7 @@ class PgEventStore(EventStoreBase):
         return await self._db.run(fetch, operation="flow_version")
 
     async def get_artifacts(self, hashes: Iterable[str]) -> dict[str, Artifact]:
-        wanted = list(dict.fromkeys(hashes))
+        wanted = check_hashes(hashes)
         if not wanted:
             return {}
 
@@ -302,7 +301,7 @@ class PgEventStore(EventStoreBase):
     async def _errors(
         self, query: str, flow_id: UUID | str, step_id: str | None
     ) -> builtins.list[StepExecutionError]:
-        fid = to_flow_id(flow_id)
+        fid, step_id = to_flow_id(flow_id), check_step_id(step_id)
 
         async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
             return list(await conn.fetch(query, fid, step_id))
