@@ -76,16 +76,27 @@ class InvalidEventError(InvalidInputError, TypeError):
 
 
 class UnstorableValueError(InvalidInputError):
-    """A JSON value PostgreSQL cannot store faithfully (``\\u0000``, NaN, infinities, lone surrogates,
-    integers too long to print)."""
+    """A value PostgreSQL cannot store or compare faithfully, in JSON or in a text argument such as
+    a ``step_id`` to search by: ``\\u0000``, a lone surrogate, NaN, an infinity, an integer of more
+    than ``MAX_INT_DIGITS`` digits (or more than Python will print). Keys and values alike."""
 
 
 class JsonNestingError(UnstorableValueError):
-    """A JSON value nested deeper than ``MAX_JSON_DEPTH`` levels."""
+    """A JSON value nested deeper than ``MAX_JSON_DEPTH`` levels (``domain.canonical``; a cycle is
+    refused the same way)."""
 
 
 class ValueOutOfRangeError(InvalidInputError):
-    """An integer outside the range its column holds (``INT``: -2**31 .. 2**31 - 1)."""
+    """An integer argument of a store outside the range of the ``INT`` column it reaches or is
+    compared with (-2**31 .. 2**31 - 1): an ``expected_version``, or one that the versions of the
+    events appended after it would carry past 2**31 - 1.
+
+    The rule: a store checks its *arguments* (this error); an event checks its own *fields*. The
+    integer fields of events (``attempt``, ``retry_count``, ``max_retries``, ``step_index``,
+    ``retry_index``, ``step_count``) are bounded to ``INT`` by their models, with their lower bounds:
+    building one out of range raises pydantic's ``ValidationError``, and one built without validation
+    (``model_construct``) is refused by every store with ``InvalidEventError``, before anything is
+    written, as any other malformed event is."""
 
 
 class PayloadTooLargeError(InvalidInputError):

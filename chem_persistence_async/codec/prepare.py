@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from chem_persistence_async.codec.fast import build_events, collector_paused
 from chem_persistence_async.codec.ids import new_event_ids
-from chem_persistence_async.domain.artifacts import Artifact
-from chem_persistence_async.domain.canonical import canonical_json, sha256_hex
+from chem_persistence_async.domain.artifacts import Artifact, artifact_hash_of, kind_json
+from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.domain.events import (
     KIND_CLASSES,
     FlowEvent,
@@ -173,11 +173,18 @@ def prepare_append(
                 limits=limits,
             )
     fid = flow_id if type(flow_id) is UUID else to_flow_id(flow_id)
-    expected = None if expected_version is None else check_expected_version(expected_version)
     if type(kinds) is not list and (isinstance(kinds, str | bytes) or not isinstance(kinds, Sequence)):
         raise InvalidEventError("kinds must be a sequence of FlowEventKind")
+    expected = None if expected_version is None else check_expected_version(expected_version, len(kinds))
+    if type(artifacts) is not tuple and not isinstance(artifacts, Iterable):
+        raise InvalidInputError(f"artifacts must be an iterable of Artifact, got {type(artifacts).__name__}")
     if event_ids is not None:
-        if len(event_ids) != len(kinds) or not all(isinstance(e, UUID) for e in event_ids):
+        if (
+            isinstance(event_ids, str | bytes)
+            or not isinstance(event_ids, Sequence)
+            or len(event_ids) != len(kinds)
+            or not all(isinstance(e, UUID) for e in event_ids)
+        ):
             raise InvalidInputError("event_ids must be one UUID per kind")
         if len(set(event_ids)) != len(event_ids):
             raise InvalidInputError("event_ids must be distinct")
@@ -193,17 +200,15 @@ def prepare_append(
         if len(payload) > max_bytes:
             _check_size(payload, f"event {index} ({kind.event_type})", limits)  # type: ignore[attr-defined]
         payloads.append(payload)
-    _check_decodable(payloads, kinds)
+    valid = _check_decodable(payloads, kinds)
 
     events: list[PreparedEvent] = []
     listed: dict[str, int] = {}
     ids = new_event_ids(len(kinds)) if event_ids is None else event_ids
-    valid: Sequence[FlowEventKind] = kinds  # type: ignore[assignment]  # checked above
-    for index, kind in enumerate(valid):
+    for index, kind in enumerate(valid):  # validated: exact kind classes, whatever the caller passed
         error = None
         cls = type(kind)
-        exact = cls in _EXACT_KINDS  # ``isinstance`` on a pydantic class is an ABC check: slow
-        if cls is StepFailed or (not exact and isinstance(kind, StepFailed)):
+        if cls is StepFailed:
             failed = cast(StepFailed, kind)
             error = ErrorRow(
                 step_id=failed.step_id,
@@ -214,7 +219,7 @@ def prepare_append(
                 retry_count=failed.retry_count,
                 max_retries=failed.max_retries,
             )
-        elif cls is StepFinished or (not exact and isinstance(kind, StepFinished)):
+        elif cls is StepFinished:
             for output in cast(StepFinished, kind).outputs:
                 listed.setdefault(output, index + 1)
         events.append(PreparedEvent(ids[index], kind, kind.event_type, payloads[index], error))
@@ -226,7 +231,7 @@ def prepare_append(
         payload = canonical_json(artifact.payload)
         if not _hash_matches(artifact, payload):
             raise ArtifactHashMismatchError(
-                f"artifact {artifact.hash[:16]}… does not match its content (kind {artifact.kind!r})"
+                f"artifact {str(artifact.hash)[:16]}… does not match its content (kind {artifact.kind!r:.60})"
             )
         if artifact.hash not in listed:
             raise UnlistedArtifactError(
@@ -254,25 +259,24 @@ _EXACT_KINDS: frozenset[type] = frozenset(KIND_CLASSES)
 
 
 def _hash_matches(artifact: Artifact, payload: bytes) -> bool:
-    """``artifact.content_matches()`` from its canonical payload bytes, without normalising twice:
-    the canonical JSON of ``{"kind": k, "payload": p}`` is these pieces in this (sorted) order."""
-    document = b'{"kind":' + canonical_json(artifact.kind) + b',"payload":' + payload + b"}"
-    return sha256_hex(document) == artifact.hash
+    """``artifact.content_matches()`` from its canonical payload bytes, without normalising twice."""
+    return artifact_hash_of(kind_json(artifact.kind), payload) == artifact.hash
 
 
-def _check_decodable(payloads: list[bytes], kinds: Sequence[object]) -> None:
-    """Validate what would be stored: ``model_construct`` and subclasses skip validation, and a row
-    that cannot be read back must never be written. One validator call: the kind's own for one
-    event of a kind class, else the list adapter that reading uses."""
+def _check_decodable(payloads: list[bytes], kinds: Sequence[object]) -> Sequence[FlowEventKind]:
+    """Validate what would be stored, and return it decoded: the kinds exactly as the stores will
+    read them back (free-form JSON normalised), so an append returns what ``list`` gives later.
+    ``model_construct`` and subclasses skip validation, and a row that cannot be read back must never
+    be written. One validator call: the kind's own for one event of a kind class, else the list
+    adapter that reading uses."""
     if not payloads:
-        return
+        return []
     alone = len(payloads) == 1 and type(kinds[0]) in _EXACT_KINDS
     try:
         if alone:
             model: type[BaseModel] = type(kinds[0])  # type: ignore[assignment]  # an exact kind class
-            model.__pydantic_validator__.validate_json(payloads[0])
-        else:
-            kinds_from_json(payloads)
+            return [model.__pydantic_validator__.validate_json(payloads[0])]
+        return kinds_from_json(payloads)
     except ValidationError as exc:
         error = exc.errors()[0]
         index = 0 if alone else error["loc"][0] if error["loc"] else "?"

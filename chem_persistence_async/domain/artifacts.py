@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import json.encoder
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from chem_persistence_async.domain.canonical import content_hash, normalize_json
+from chem_persistence_async.domain.canonical import canonical_json, normalize_json, sha256_hex
 
 
 def artifact_hash(kind: str, payload: Any) -> str:
     """sha256 hex of the canonical JSON of ``{"kind": kind, "payload": payload}``."""
-    return content_hash({"kind": kind, "payload": payload})
+    return artifact_hash_of(kind_json(kind), canonical_json(payload))
+
+
+def kind_json(kind: str) -> bytes:
+    """``canonical_json(kind)``; a plain ASCII kind without the walk (the encoder's own escaping)."""
+    if type(kind) is str and kind.isascii() and "\x00" not in kind:
+        return _encode_string(kind).encode()
+    return canonical_json(kind)
+
+
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def artifact_hash_of(kind_json: bytes, payload_json: bytes) -> str:
+    """``artifact_hash`` from the canonical JSON of the kind and of the payload: the canonical JSON
+    of ``{"kind": k, "payload": p}`` is these pieces in this (sorted) order. Built this way, the
+    payload may nest as deep as any JSON value (``MAX_JSON_DEPTH``): the object around it is no
+    level of its own, and a payload already encoded is not normalised again."""
+    return sha256_hex(b'{"kind":' + kind_json + b',"payload":' + payload_json + b"}")
 
 
 class Artifact(BaseModel):

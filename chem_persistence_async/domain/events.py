@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -18,18 +18,23 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    NonNegativeInt,
-    PositiveInt,
     StringConstraints,
     TypeAdapter,
 )
 from pydantic_core import PydanticSerializationError
 
-from chem_persistence_async.domain.canonical import canonical_json, dumps_normalized
+from chem_persistence_async.domain.canonical import dumps_normalized, encodable
 from chem_persistence_async.domain.failures import StepErrorInfo
+from chem_persistence_async.domain.ids import INT_MAX
+from chem_persistence_async.errors import InvalidEventError
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 StepId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT_MAX)]
+PositiveInt = Annotated[int, Field(ge=1, le=INT_MAX)]
+"""Every integer field of an event fits PostgreSQL's ``INT`` (attempt numbers, retry counts and
+versions are ``INT`` columns, and the others are compared with them): its model refuses one that
+does not, as it refuses one below its lower bound (see ``ValueOutOfRangeError``)."""
 
 
 class _Kind(BaseModel):
@@ -176,11 +181,38 @@ def kind_to_json(kind: _Kind) -> bytes:
 
     Kinds without free-form JSON are dumped from pydantic's serialiser directly; free-form JSON
     (``FlowInitialized.inputs``, ``StepSignal.data``, ``StepFailed.error.details``) goes through
-    ``canonical_json`` so both backends normalise it as PostgreSQL would. Either way the bytes are
+    ``normalize_json`` so both backends normalise it as PostgreSQL would. Either way the bytes are
     canonical (sorted keys, compact separators, UTF-8). Anything PostgreSQL cannot store
     (``\\u0000``, a lone surrogate) takes the canonical path, which rejects it.
     """
-    return _fast_json(kind, _serialize) or canonical_json(kind.model_dump(mode="json"))
+    return _fast_json(kind, _serialize) or _canonical_kind(kind)
+
+
+def _canonical_kind(kind: _Kind) -> bytes:
+    """The canonical path. Free-form JSON is taken as the caller gave it, not from pydantic's JSON
+    mode, which turns a lone surrogate in a key into U+FFFD and raises a builtin error for an int
+    too long to print: each is refused here with the rule for every JSON value, and the nesting
+    limit counts from the free-form value itself, not from the event around it."""
+    free: tuple[str, ...] = ()
+    exclude: Any = None
+    value: Any = None
+    if isinstance(kind, StepSignal):
+        free, exclude, value = ("data",), {"data"}, kind.data
+    elif isinstance(kind, FlowInitialized) and kind.inputs:
+        free, exclude, value = ("inputs",), {"inputs"}, kind.inputs
+    elif isinstance(kind, StepFailed) and kind.error.details is not None:
+        free, exclude, value = ("error", "details"), {"error": {"details"}}, kind.error.details
+    try:
+        dumped = kind.__pydantic_serializer__.to_python(kind, mode="json", warnings=False, exclude=exclude)
+    except PydanticSerializationError as exc:  # only a kind built without validation gets here
+        raise InvalidEventError(f"{type(kind).__name__} cannot be serialised: {exc}") from None
+    envelope = encodable(dumped)  # fresh dicts either way: pydantic built them
+    if free:
+        parent = envelope
+        for name in free[:-1]:
+            parent = parent[name]
+        parent[free[-1]] = encodable(value, "$." + ".".join(free))
+    return dumps_normalized(envelope)
 
 
 def kind_to_payload(kind: _Kind) -> bytes:
@@ -222,7 +254,12 @@ def _serialize_unsorted(kind: _Kind) -> bytes:
 
 
 def _plain_scalar(value: object) -> bool:
-    return value is None or type(value) in (str, int, bool)
+    t = type(value)
+    return value is None or t is str or t is bool or (t is int and _INT64_LOW <= value <= _INT64_HIGH)  # type: ignore[operator]
+
+
+_INT64_LOW, _INT64_HIGH = -(1 << 63), (1 << 63) - 1
+"""A longer int goes to the canonical path, which counts its digits."""
 
 
 def kind_from_json(data: bytes | str) -> FlowEventKind:

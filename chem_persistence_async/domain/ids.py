@@ -1,10 +1,25 @@
-"""Checking identifiers and versions a caller passes in: pure, shared by every backend and the engine."""
+"""Checking the arguments a caller passes to a store, in one place: pure, shared by every backend
+and the engine, so a bad argument is refused the same way, before any query, on every backend."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from uuid import UUID
 
-from chem_persistence_async.errors import InvalidExpectedVersionError, InvalidFlowIdError, InvalidInputError
+from chem_persistence_async.domain.canonical import check_text
+from chem_persistence_async.errors import (
+    InvalidExpectedVersionError,
+    InvalidFlowIdError,
+    InvalidInputError,
+    ValueOutOfRangeError,
+)
+
+INT_MIN = -(2**31)
+INT_MAX = 2**31 - 1
+"""PostgreSQL's ``INT``: flow versions, attempt numbers, retry counts are ``INT`` columns."""
+
+MAX_BATCH_SIZE = 100_000
+"""The largest ``stream(batch_size=...)``: a page is held in memory, and ``list`` reads it all anyway."""
 
 
 def to_flow_id(value: object) -> UUID:
@@ -18,25 +33,63 @@ def to_flow_id(value: object) -> UUID:
     raise InvalidFlowIdError(f"flow id must be a UUID, got {type(value).__name__} {value!r:.60}")
 
 
-def check_expected_version(value: object) -> int | None:
+def check_expected_version(value: object, appending: int = 0) -> int | None:
+    """``None`` or a version the flow's ``INT`` column can hold with ``appending`` more events after
+    it: a larger one could never be written (``ValueOutOfRangeError``)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidExpectedVersionError(f"expected_version must be None or an int >= 0, got {value!r:.40}")
+    if value + appending > INT_MAX:
+        raise ValueOutOfRangeError(
+            f"expected_version {value} with {appending} event(s) after it is beyond the INT range of"
+            f" flow versions (at most {INT_MAX})"
+        )
     return value
 
 
-def check_text(value: object, what: str, *, max_length: int | None = None) -> str:
-    """A string PostgreSQL can take as a text argument: no NUL, valid UTF-8, within ``max_length``."""
+def check_step_id(value: object) -> str | None:
+    """A ``step_id`` to search by: ``None`` (every step) or text PostgreSQL can compare."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"step_id must be None or a str, got {type(value).__name__}")
+    check_text(value, "step_id")
+    return value
+
+
+def check_hashes(hashes: object) -> list[str]:
+    """Artifact hashes to look up, once each in their first order. A hash that is text but not a
+    hash simply finds nothing; text PostgreSQL cannot compare, or a non-str, is refused."""
+    if isinstance(hashes, str | bytes) or not isinstance(hashes, Iterable):
+        raise InvalidInputError(f"hashes must be an iterable of str, got {type(hashes).__name__}")
+    wanted = list(dict.fromkeys(h if type(h) is str else _not_str(h) for h in hashes))
+    for h in wanted:
+        if not h.isascii() or "\x00" in h:
+            check_text(h, "hash")
+    return wanted
+
+
+def _not_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise InvalidInputError(f"hashes must be str, got {type(value).__name__} {value!r:.40}")
+
+
+def check_batch_size(value: object) -> int:
+    """``stream``'s page size: an int from 1 to ``MAX_BATCH_SIZE``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise InvalidInputError(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {value!r:.40}")
+    return value
+
+
+def text_argument(value: object, what: str, *, max_length: int | None = None) -> str:
+    """A string PostgreSQL can take as a text argument (no NUL, valid UTF-8: else
+    ``UnstorableValueError``), within ``max_length``."""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidInputError(f"{what} must not contain \\x00 (PostgreSQL text cannot hold it)")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInputError(f"{what} is not valid UTF-8 (a lone surrogate?)") from None
+    if not value.isascii() or "\x00" in value:
+        check_text(value, what)
     if max_length is not None and len(value) > max_length:
         raise InvalidInputError(f"{what} is {len(value)} characters; at most {max_length}")
     return value

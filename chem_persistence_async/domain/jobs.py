@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.ids import check_text, to_flow_id
+from chem_persistence_async.domain.ids import text_argument, to_flow_id
 from chem_persistence_async.errors import (
     InvalidInputError,
     JobCancelledError,
@@ -75,7 +75,7 @@ class JobSpec:
         """Validate every field; the payload becomes canonical JSON bytes."""
         kind = check_name(self.kind, "kind")
         queue = check_name(self.queue, "queue")
-        key = None if self.key is None else check_text(self.key, "key", max_length=MAX_KEY_LENGTH)
+        key = None if self.key is None else text_argument(self.key, "key", max_length=MAX_KEY_LENGTH)
         if self.key is not None and not key:
             raise InvalidInputError("key must not be empty (use None for no key)")
         priority = check_int(self.priority, "priority", minimum=0)
@@ -193,7 +193,7 @@ def default_backoff(attempt: int) -> timedelta:
 
 def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
     """A non-empty name PostgreSQL can store (queue, kind, worker id, definition ref)."""
-    text = check_text(value, what, max_length=max_length)
+    text = text_argument(value, what, max_length=max_length)
     if not text:
         raise InvalidInputError(f"{what} must not be empty")
     return text

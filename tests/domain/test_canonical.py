@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from chem_persistence_async.domain.canonical import (
+    MAX_INT_DIGITS,
+    MAX_JSON_DEPTH,
     canonical_json,
     content_hash,
     normalize_json,
     sha256_hex,
 )
-from chem_persistence_async.errors import InvalidInputError, UnstorableValueError
+from chem_persistence_async.errors import InvalidInputError, JsonNestingError, UnstorableValueError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,11 +109,39 @@ def test_big_floats_become_ints(value: float, expected: int) -> None:
     assert canonical_json(value) == str(expected).encode()
 
 
-@pytest.mark.parametrize("value", [9.999e15, 0.1, -1.5, 1e-7, 0.0])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # JSONB keeps the decimal digits Python writes (``repr``), not the float's binary value.
+        (1e23, 10**23),
+        (1.2345678901234567e20, 123456789012345670000),
+        (-1.2345e22, -12345000000000000000000),
+        (1.7976931348623157e308, 17976931348623157 * 10**292),
+    ],
+)
+def test_big_floats_become_the_integer_of_their_decimal_text(value: float, expected: int) -> None:
+    assert int(value) != expected  # the binary value would be another integer
+    assert normalize_json(value) == expected
+    assert canonical_json([value]) == f"[{expected}]".encode()
+
+
+@pytest.mark.parametrize(
+    "value", [9.999e15, 9999999999999998.0, 0.1, -1.5, 1e-7, 0.0, 100000.0, 5e-324, 2.2250738585072014e-308]
+)
 def test_small_floats_stay_floats(value: float) -> None:
     out = normalize_json(value)
     assert type(out) is float
     assert out == value
+
+
+def test_negative_zero_becomes_zero_everywhere() -> None:
+    for value in (-0.0, {"a": -0.0}, [-0.0], (-0.0,), {"a": [{"b": -0.0}]}):
+        text = json.dumps(normalize_json(value))
+        assert "-" not in text
+        assert canonical_json(value) == json.dumps(value, separators=(",", ":")).replace("-", "").encode()
+    assert math.copysign(1.0, normalize_json(-0.0)) == 1.0
+    assert content_hash({"x": -0.0}) == content_hash({"x": 0.0})
+    assert content_hash({"x": -0.0}) != content_hash({"x": 0})  # still a float: 0.0, not 0
 
 
 def test_big_floats_are_normalised_inside_containers() -> None:
@@ -161,6 +192,108 @@ def test_nul_and_surrogate_in_keys_are_rejected() -> None:
         normalize_json({"outer": {"bad\x00key": 1}})
     with pytest.raises(UnstorableValueError, match=r"^\$:"):
         normalize_json({"\ud83d": 1})
+
+
+@pytest.mark.parametrize("bad", ["a\x00", "\ud800", "x\udfffy"])
+@pytest.mark.parametrize("where", ["key", "value", "nested key", "key in a list"])
+def test_keys_and_values_follow_one_rule(bad: str, where: str) -> None:
+    value = {
+        "key": {bad: 1},
+        "value": {"k": bad},
+        "nested key": {"a": {"b": {bad: None}}},
+        "key in a list": [{"ok": 1}, {bad: [1]}],
+    }[where]
+    for encode in (normalize_json, canonical_json, content_hash):
+        with pytest.raises(UnstorableValueError, match=r"may not contain \\u0000|not valid UTF-8"):
+            encode(value)
+
+
+# --- integers --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_integers_up_to_the_digit_limit_are_kept_exactly(sign: int) -> None:
+    longest = sign * int("9" * MAX_INT_DIGITS)
+    assert normalize_json({"n": longest}) == {"n": longest}
+    assert canonical_json([longest]) == f"[{longest}]".encode()
+    assert canonical_json([2**64, -(2**64)]) == f"[{2**64},{-(2**64)}]".encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**MAX_INT_DIGITS, -(10**MAX_INT_DIGITS), 10**20000, -(2**100000)],
+    ids=["4301-digits", "minus-4301-digits", "20001-digits", "minus-2**100000"],
+)
+def test_longer_integers_are_refused_with_a_typed_error(value: int) -> None:
+    for encode in (normalize_json, canonical_json, content_hash):
+        with pytest.raises(UnstorableValueError, match=r"^\$\.a\[1\]: an integer of more than 4300 digits"):
+            encode({"a": [0, value]})
+
+
+def test_python_s_own_digit_limit_applies_when_lower_and_never_lifts_ours() -> None:
+    before = sys.get_int_max_str_digits()
+    try:
+        sys.set_int_max_str_digits(1000)
+        assert canonical_json([10**999]) == b"[1" + b"0" * 999 + b"]"
+        with pytest.raises(UnstorableValueError, match="more than 1000 digits"):
+            canonical_json([10**1000])
+        with pytest.raises(UnstorableValueError, match="more than 1000 digits"):
+            normalize_json({"n": -(10**1000)})
+        sys.set_int_max_str_digits(0)  # unlimited in Python, but not what can be read back
+        with pytest.raises(UnstorableValueError, match="more than 4300 digits"):
+            canonical_json(["padding" * 1000, 10**MAX_INT_DIGITS])
+        with pytest.raises(UnstorableValueError, match="more than 4300 digits"):
+            normalize_json(10**MAX_INT_DIGITS)
+        assert len(canonical_json(10 ** (MAX_INT_DIGITS - 1))) == MAX_INT_DIGITS
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+# --- nesting ---------------------------------------------------------------------------------------
+
+
+def nested(levels: int, container: str = "list") -> object:
+    """A value ``levels`` deep: ``[]`` is one level (or ``{}``; ``tuple`` alternates with dicts)."""
+    value: object = [] if container != "dict" else {}
+    for i in range(levels - 1):
+        if container == "list":
+            value = [value]
+        elif container == "dict":
+            value = {"k": value}
+        else:
+            value = (value,) if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("container", ["list", "dict", "mixed"])
+def test_json_as_deep_as_the_limit_is_accepted(container: str) -> None:
+    value = nested(MAX_JSON_DEPTH, container)
+    assert json.loads(canonical_json(value)) == json.loads(json.dumps(value))
+    assert normalize_json(value) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("container", ["list", "dict", "mixed"])
+@pytest.mark.parametrize("levels", [MAX_JSON_DEPTH + 1, 5_000, 200_000])
+def test_json_deeper_than_the_limit_raises_a_nesting_error(container: str, levels: int) -> None:
+    value = nested(levels, container)
+    for encode in (normalize_json, canonical_json, content_hash):
+        with pytest.raises(
+            JsonNestingError, match=f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        ) as info:
+            encode(value)
+        assert isinstance(info.value, UnstorableValueError)
+
+
+def test_a_cycle_is_refused_as_too_deep_not_a_recursion_error() -> None:
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    items: list[object] = [1]
+    items.append(items)
+    for value in (loop, items, {"a": [loop]}):
+        with pytest.raises(JsonNestingError):
+            canonical_json(value)
+        with pytest.raises(JsonNestingError):
+            normalize_json(value)
 
 
 @pytest.mark.parametrize("key", [1, 1.5, None, True, ("a",)])

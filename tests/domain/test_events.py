@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 import chem_persistence_async as package
+from chem_persistence_async.domain.canonical import MAX_JSON_DEPTH
 from chem_persistence_async.domain.events import (
     EVENT_TYPES,
     KIND_CLASSES,
@@ -29,9 +30,11 @@ from chem_persistence_async.domain.events import (
     is_event_kind,
     kind_from_json,
     kind_to_json,
+    kind_to_payload,
     kinds_from_json,
 )
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
+from chem_persistence_async.errors import InvalidEventError, JsonNestingError, UnstorableValueError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 H1 = "a" * 64
@@ -350,3 +353,105 @@ def test_schema_check_requires_lower_case() -> None:
     sql = (REPO_ROOT / "migrations" / "0001_event_log.sql").read_text(encoding="utf-8")
     assert re.search(r"event_type\s*=\s*lower\(event_type\)", sql)
     assert all(t == t.lower() for t in EVENT_TYPES)
+
+
+# --- integers fit PostgreSQL's INT; free-form JSON follows the rule of every JSON value ------------
+
+INT_FIELDS = [
+    (cls, kwargs, name)
+    for cls, kwargs, *_ in EXAMPLES
+    for name, field in cls.model_fields.items()
+    if field.annotation is int
+]
+
+
+def test_every_integer_field_is_listed() -> None:
+    assert sorted(f"{cls.__name__}.{name}" for cls, _, name in INT_FIELDS) == [
+        "FlowInitialized.step_count",
+        "RetryScheduled.retry_index",
+        "RetryScheduled.step_index",
+        "StepFailed.attempt",
+        "StepFailed.max_retries",
+        "StepFailed.retry_count",
+        "StepFailed.step_index",
+        "StepFinished.step_index",
+        "StepSignal.step_index",
+        "StepStarted.attempt",
+        "StepStarted.step_index",
+        "StepSuspended.attempt",
+        "StepSuspended.step_index",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "name"), INT_FIELDS, ids=lambda v: v if isinstance(v, str) else None
+)
+def test_integer_fields_are_bounded_by_postgres_int(cls: type, kwargs: dict[str, Any], name: str) -> None:
+    top = cls(**{**kwargs, name: 2**31 - 1})
+    assert kind_from_json(kind_to_json(top)) == top
+    for beyond in (2**31, 2**63, 10**30):
+        with pytest.raises(ValidationError, match="less than or equal to 2147483647"):
+            cls(**{**kwargs, name: beyond})
+    with pytest.raises(ValidationError):  # and from JSON: a row holding one no longer decodes
+        kind_from_json(json.dumps({**json.loads(kind_to_json(top)), name: 2**31}))
+
+
+def _signal(data: Any) -> StepSignal:
+    return StepSignal(step_index=0, step_id="s", signal="x", data=data)
+
+
+def _failed(details: dict[str, Any]) -> StepFailed:
+    error = StepErrorInfo(error_class=ErrorClass.RUNTIME, message="m", details=details)
+    return StepFailed(
+        step_index=0, step_id="s", attempt=1, error=error, retry_count=0, max_retries=3, fingerprint=H1
+    )
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "a\x00"], ids=["surrogate", "nul"])
+@pytest.mark.parametrize("where", ["signal key", "signal value", "details key", "details nested key"])
+def test_free_form_keys_and_values_follow_one_rule(bad: str, where: str) -> None:
+    kind = {
+        "signal key": lambda: _signal({bad: 1}),
+        "signal value": lambda: _signal({"k": [bad]}),
+        "details key": lambda: _failed({bad: 1}),
+        "details nested key": lambda: _failed({"params": {bad: 1}}),
+    }[where]()
+    with pytest.raises(UnstorableValueError, match=r"^\$\.(data|error\.details)"):
+        kind_to_json(kind)
+    with pytest.raises(UnstorableValueError):
+        kind_to_payload(kind)
+
+
+def test_free_form_json_is_normalised_as_jsonb_would() -> None:
+    kind = _signal({"z": -0.0, "a": [1e23, 1e-7]})
+    assert kind_to_json(kind) == (
+        b'{"data":{"a":[100000000000000000000000,1e-07],"z":0.0},"event_type":"stepsignal",'
+        b'"send_id":null,"signal":"x","step_id":"s","step_index":0}'
+    )
+    assert kind_from_json(kind_to_payload(kind)).data == {"a": [10**23, 1e-7], "z": 0.0}
+    assert kind_from_json(kind_to_payload(_signal(-0.0))).data == 0.0
+    with pytest.raises(UnstorableValueError, match=r"^\$\.data\.n: an integer of more than 4300 digits"):
+        kind_to_payload(_signal({"n": 10**4300}))
+    with pytest.raises(UnstorableValueError, match=r"^\$\.data: an integer"):
+        kind_to_payload(_signal(-(10**4300)))
+
+
+def test_nesting_limit_counts_from_the_free_form_value_and_reads_back() -> None:
+    deepest: Any = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        deepest = [deepest]
+    for kind in (_signal(deepest), _failed({"x": deepest[0]})):
+        assert kind_from_json(kind_to_payload(kind)) == kind
+        assert kind_from_json(kind_to_json(kind)) == kind
+    for kind in (_signal([deepest]), _failed({"x": deepest})):
+        with pytest.raises(JsonNestingError, match=r"^\$\.(data|error\.details\.x)\[0\]"):
+            kind_to_payload(kind)
+
+
+def test_a_kind_built_without_validation_that_cannot_serialise_is_an_invalid_event() -> None:
+    kind = StepSignal.model_construct(step_index=object(), step_id="s", signal="x", data=1)
+    with pytest.raises(InvalidEventError, match="StepSignal cannot be serialised"):
+        kind_to_json(kind)
+    unstorable = StepSignal.model_construct(step_index=0, step_id="s", signal="x", data={"v": object()})
+    with pytest.raises(UnstorableValueError, match=r"^\$\.data\.v: object is not a JSON value"):
+        kind_to_payload(unstorable)

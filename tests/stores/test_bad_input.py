@@ -13,15 +13,18 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from chem_persistence_async import (
     Artifact,
     ArtifactHashMismatchError,
     ChemPersistError,
+    ConcurrencyConflict,
     CorruptEventError,
     Database,
     DatabaseClosedError,
     ErrorClass,
+    FlowInitialized,
     InMemoryEventStore,
     InvalidEventError,
     InvalidExpectedVersionError,
@@ -30,6 +33,7 @@ from chem_persistence_async import (
     MissingArtifactError,
     PayloadTooLargeError,
     PgEventStore,
+    RetryScheduled,
     StepErrorInfo,
     StepFailed,
     StepFinished,
@@ -37,9 +41,11 @@ from chem_persistence_async import (
     StepStarted,
     UnlistedArtifactError,
     UnstorableValueError,
+    ValueOutOfRangeError,
     artifact_hash,
     content_hash,
 )
+from chem_persistence_async.domain.ids import MAX_BATCH_SIZE
 
 FP = content_hash("fingerprint")
 
@@ -421,3 +427,161 @@ async def test_row_that_no_longer_decodes_names_its_seq(
     with pytest.raises(CorruptEventError, match=f"seq={extra_seq}"):
         await store.list(other_flow)
     assert await counts() == (3, 0, 0)
+
+
+# --- integers PostgreSQL's INT cannot hold (SPEC 11): the same typed error on both backends --------
+
+
+async def test_expected_version_beyond_postgres_int(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    cases = [(2**31, 1), (2**31 - 1, 1), (2**31 - 2, 2), (2**63, 1), (10**30, 3)]
+    for version, events in cases:  # the last version written would not fit the INT column
+        kinds = [_started(i) for i in range(events)]
+        with pytest.raises(ValueOutOfRangeError, match="beyond the INT range of flow versions") as info:
+            await store.append_many(flow, kinds, expected_version=version)
+        assert isinstance(info.value, InvalidInputError)
+        if events == 1:
+            with pytest.raises(ValueOutOfRangeError):
+                await store.append_kind(flow, kinds[0], expected_version=version)
+    await _assert_nothing_written(store, counts, flow)
+
+
+async def test_expected_version_at_the_top_of_the_range_is_an_ordinary_conflict(
+    store: Any, counts: Counts
+) -> None:
+    flow = uuid.uuid4()
+    for kinds in ([_started()], [_started(), _failed()]):
+        with pytest.raises(ConcurrencyConflict) as info:
+            await store.append_many(flow, kinds, expected_version=2**31 - 1 - len(kinds))
+        assert (info.value.expected_version, info.value.actual_version) == (2**31 - 1 - len(kinds), 0)
+    await _assert_nothing_written(store, counts, flow)
+
+
+_H = "a" * 64
+OUT_OF_RANGE_KINDS = [
+    ("StepStarted.attempt", lambda v: StepStarted.model_construct(step_index=0, step_id="s", attempt=v)),
+    ("StepStarted.step_index", lambda v: StepStarted.model_construct(step_index=v, step_id="s", attempt=1)),
+    ("StepFailed.attempt", lambda v: _failed().model_copy(update={"attempt": v})),
+    ("StepFailed.retry_count", lambda v: _failed().model_copy(update={"retry_count": v})),
+    ("StepFailed.max_retries", lambda v: _failed().model_copy(update={"max_retries": v})),
+    ("StepFailed.step_index", lambda v: _failed().model_copy(update={"step_index": v})),
+    (
+        "StepFinished.step_index",
+        lambda v: StepFinished.model_construct(step_index=v, step_id="s", outputs=(), fingerprint=_H),
+    ),
+    (
+        "StepSignal.step_index",
+        lambda v: StepSignal.model_construct(step_index=v, step_id="s", signal="x", data=None),
+    ),
+    (
+        "RetryScheduled.retry_index",
+        lambda v: RetryScheduled.model_construct(
+            step_index=0, step_id="s", retry_index=v, reason="r", not_before=None
+        ),
+    ),
+    (
+        "RetryScheduled.step_index",
+        lambda v: RetryScheduled.model_construct(
+            step_index=v, step_id="s", retry_index=1, reason="r", not_before=None
+        ),
+    ),
+    (
+        "FlowInitialized.step_count",
+        lambda v: FlowInitialized.model_construct(definition_name="d", definition_hash=_H, step_count=v),
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "build"), OUT_OF_RANGE_KINDS, ids=[f for f, _ in OUT_OF_RANGE_KINDS])
+async def test_event_integer_fields_beyond_postgres_int(
+    store: Any, counts: Counts, field: str, build: Any
+) -> None:
+    """Built with validation, the model refuses them (``ValidationError``); built without, every store
+    refuses them as a malformed event, before anything is written (``ValueOutOfRangeError``'s rule)."""
+    flow = uuid.uuid4()
+    for value in (2**31, 2**63, -(2**31) - 1):
+        kind = build(value)
+        with pytest.raises(InvalidEventError, match="malformed"):
+            await store.append_kind(flow, kind)
+        with pytest.raises(InvalidEventError, match="malformed"):
+            await store.append_many(flow, [_started(), kind])
+        with pytest.raises(ValidationError):
+            type(kind)(**{**kind.model_dump(), field.split(".")[1]: value})
+    await _assert_nothing_written(store, counts, flow)
+    accepted = await store.append_kind(flow, build(2**31 - 1))  # the top of the range is fine
+    assert (await store.list(flow))[0].kind == accepted.kind
+
+
+# --- query arguments: text PostgreSQL cannot compare, and wrong types ------------------------------
+
+
+async def test_text_query_argument_postgres_cannot_hold(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    await store.append_kind(flow, _failed())
+    before = await counts()
+    for bad in ("a\x00", "\x00", "\ud800", "x\udfffy"):
+        with pytest.raises(UnstorableValueError, match="step_id: string") as info:
+            await store.list_errors(flow, bad)
+        assert isinstance(info.value, InvalidInputError)
+        with pytest.raises(UnstorableValueError, match="step_id"):
+            await store.list_errors(flow, step_id=bad)
+        with pytest.raises(UnstorableValueError, match="step_id"):
+            await store.get_error_timeline(flow, bad)
+        with pytest.raises(UnstorableValueError, match="hash: string"):
+            await store.get_artifacts(["0" * 64, "0" * 63 + bad])
+        with pytest.raises(UnstorableValueError, match="hash"):
+            await store.get_artifacts(h for h in [bad])
+    assert await counts() == before
+    assert len(await store.list_errors(flow, "s")) == 1
+
+
+async def test_step_id_query_argument_of_the_wrong_type(store: Any) -> None:
+    flow = uuid.uuid4()
+    await store.append_kind(flow, _failed())
+    for bad in (5, 1.5, b"s", ["s"], uuid.uuid4()):
+        with pytest.raises(InvalidInputError, match="step_id must be None or a str"):
+            await store.list_errors(flow, bad)
+        with pytest.raises(InvalidInputError, match="step_id must be None or a str"):
+            await store.get_error_timeline(flow, bad)
+
+
+async def test_hashes_argument_of_the_wrong_type(store: Any) -> None:
+    for bad in ("a" * 64, b"a" * 64, None, 5, [5], [b"a" * 64], [None], [["a" * 64]]):
+        with pytest.raises(InvalidInputError, match="hashes must be"):
+            await store.get_artifacts(bad)
+
+
+async def test_hashes_that_are_text_but_no_hash_find_nothing_alike(store: Any) -> None:
+    art = Artifact.of("numbers", {"n": 1})
+    await store.append_kind(uuid.uuid4(), _finished(art), artifacts=[art])
+    assert await store.get_artifacts(["", "not a hash", "é" * 64, art.hash.upper()]) == {}
+    assert list(await store.get_artifacts([art.hash, "x", art.hash])) == [art.hash]
+    assert await store.get_artifacts([]) == {}
+
+
+async def test_stream_batch_size_of_the_wrong_type_or_range(store: Any) -> None:
+    flow = uuid.uuid4()
+    await store.append_kind(flow, _started())
+    for bad in ("10", 1.5, 10.0, True, False, None, 0, -1, MAX_BATCH_SIZE + 1, 2**63):
+        with pytest.raises(InvalidInputError, match=f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}"):
+            async for _ in store.stream(flow, batch_size=bad):
+                pass
+    assert [e.flow_version async for e in store.stream(flow, batch_size=MAX_BATCH_SIZE)] == [1]
+
+
+async def test_artifacts_argument_that_is_not_iterable(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    for bad in (None, 5, object()):
+        with pytest.raises(InvalidInputError, match="artifacts must be an iterable of Artifact"):
+            await store.append_kind(flow, _started(), artifacts=bad)
+        with pytest.raises(InvalidInputError, match="artifacts must be an iterable of Artifact"):
+            await store.append_many(flow, [_started()], artifacts=bad)
+    await _assert_nothing_written(store, counts, flow)
+
+
+async def test_event_ids_that_are_not_a_sequence_of_uuids(store: Any, counts: Counts) -> None:
+    flow = uuid.uuid4()
+    for bad in ((uuid.uuid4() for _ in range(1)), 5, str(uuid.uuid4()), [str(uuid.uuid4())]):
+        with pytest.raises(InvalidInputError, match="event_ids must be one UUID per kind"):
+            await store.append_many(flow, [_started()], event_ids=bad)
+    await _assert_nothing_written(store, counts, flow)

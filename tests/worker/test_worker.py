@@ -19,7 +19,6 @@ from chem_persistence_async import (
     FlowRepository,
     InMemoryBackend,
     InMemoryEventStore,
-    JobSpec,
     JobState,
     LeaseLostError,
     QueueDepth,
@@ -28,6 +27,7 @@ from chem_persistence_async import (
     StepOutput,
     Worker,
 )
+from chem_persistence_async.backends.postgres.wakeup import Notifier
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
 from tests.worker.flows import flaky_steps, three_steps
 
@@ -274,19 +274,24 @@ async def test_a_notify_from_another_process_wakes_a_listening_worker(db: Databa
             assert worker.stats.completed == 1
 
 
-async def test_enqueue_many_notifies_once_per_window(db: Database) -> None:
-    queue = db.work_queue()
-    before = db.notifier.sent
+async def test_enqueues_in_one_window_share_one_notify() -> None:
+    """The notifier itself, with a recording sender: local subscribers hear every enqueue at once,
+    the database hears one NOTIFY per window, sent after it, from a task of its own."""
+    sent: list[list[str]] = []
+    heard: list[str] = []
+
+    async def send(queues: list[str]) -> None:
+        sent.append(queues)
+
+    notifier = Notifier(send, window=0.05)
+    notifier.subscribe(heard.append)
     for _ in range(20):
-        await queue.enqueue("k")
-    await queue.enqueue_many([JobSpec("k") for _ in range(5)])
-    await _until(lambda: _sent_more(db, before), 5, "the coalesced notify")
-    await db.notifier.aclose()  # whatever is still pending is sent
-    assert db.notifier.sent - before <= 3  # 21 enqueues, a 10 ms window: a handful of NOTIFYs
-
-
-async def _sent_more(db: Database, before: int) -> bool:
-    return db.notifier.sent > before
+        notifier.enqueued({"default"})
+    notifier.enqueued({"other", "default"})
+    assert len(heard) == 22
+    assert sent == []  # nothing on the write path
+    await notifier.aclose()
+    assert sent == [["default", "other"]]
 
 
 async def _claimed_once(worker: Worker) -> bool:

@@ -33,8 +33,8 @@ from chem_persistence_async.domain.failures import (
     count_by_step_and_class,
     timeline_order,
 )
-from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
+from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.errors import ConcurrencyConflict
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 
@@ -147,8 +147,7 @@ class InMemoryEventStore(EventStoreBase):
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         fid = to_flow_id(flow_id)
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+        batch_size = check_batch_size(batch_size)
         rows = self._flows.get(fid, [])
         for start in range(0, len(rows), batch_size):
             for event in decode_events(fid, rows[start : start + batch_size]):
@@ -163,13 +162,13 @@ class InMemoryEventStore(EventStoreBase):
         self, hashes: Iterable[str], *, tx: Transaction | None = None
     ) -> dict[str, Artifact]:
         memory_tx(tx)
-        return {h: self._artifacts[h][0] for h in dict.fromkeys(hashes) if h in self._artifacts}
+        return {h: self._artifacts[h][0] for h in check_hashes(hashes) if h in self._artifacts}
 
     async def list_errors(
         self, flow_id: UUID | str, step_id: str | None = None, *, tx: Transaction | None = None
     ) -> builtins.list[StepExecutionError]:
         memory_tx(tx)
-        fid = to_flow_id(flow_id)
+        fid, step_id = to_flow_id(flow_id), check_step_id(step_id)
         return [e for e in self._errors if e.flow_id == fid and (step_id is None or e.step_id == step_id)]
 
     async def get_error_timeline(

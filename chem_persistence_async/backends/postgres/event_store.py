@@ -25,7 +25,7 @@ from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
-from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
@@ -273,8 +273,7 @@ class PgEventStore(EventStoreBase):
         while the caller consumes: at most two pages are held, this one and the next.
         """
         fid = to_flow_id(flow_id)
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+        batch_size = check_batch_size(batch_size)
         rows = await self._page(fid, 0, batch_size)
         while True:
             following = None
@@ -315,7 +314,7 @@ class PgEventStore(EventStoreBase):
     async def get_artifacts(
         self, hashes: Iterable[str], *, tx: Transaction | None = None
     ) -> dict[str, Artifact]:
-        wanted = builtins.list(dict.fromkeys(hashes))
+        wanted = check_hashes(hashes)
         if not wanted:
             return {}
         rows = await self._fetch(pg_tx(tx, id(self._db)), sql.GET_ARTIFACTS, "get_artifacts", hashes=wanted)
@@ -342,7 +341,7 @@ class PgEventStore(EventStoreBase):
     async def _errors(
         self, q: Query, flow_id: UUID | str, step_id: str | None, tx: Transaction | None
     ) -> builtins.list[StepExecutionError]:
-        fid = to_flow_id(flow_id)
+        fid, step_id = to_flow_id(flow_id), check_step_id(step_id)
         rows = await self._fetch(pg_tx(tx, id(self._db)), q, "errors", flow_id=fid, step_id=step_id)
         return [decode_error(row) for row in rows]
 
