@@ -57,7 +57,9 @@ def literal(value: Any) -> str:
     if isinstance(value, str):
         return _quote(value)
     if isinstance(value, list | tuple):
-        return "ARRAY[" + ", ".join(literal(v) for v in value) + "]" if value else "'{}'"
+        if all(v is None for v in value):  # an untyped literal: the parameter's own type applies
+            return "'{" + ",".join("NULL" for _ in value) + "}'"
+        return "ARRAY[" + ", ".join(literal(v) for v in value) + "]"
     raise TypeError(f"no literal for {type(value).__name__}")
 
 

@@ -1,0 +1,130 @@
+"""Every hot event-store statement stays an index lookup whatever the statistics say (issue 10:
+a plan made on a never-analyzed ``event_log`` and kept by a pooled connection must not scan it)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from chem_persistence_async.backends.postgres.sql import events as sql
+from chem_persistence_async.backends.postgres.sql.query import Query, query
+from tests.support.plans import plan_of, scans, sequential_scans_of
+
+HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors"]
+FLOW = uuid.uuid4()
+IDS = [uuid.uuid4(), uuid.uuid4()]
+PAYLOADS = (
+    b'[{"event_type":"stepstarted","step_index":0,"step_id":"a","attempt":1,"lease_until":null},'
+    b'{"event_type":"stepstarted","step_index":0,"step_id":"a","attempt":2,"lease_until":null}]'
+)
+ONE = b'{"event_type":"stepstarted","step_index":0,"step_id":"a","attempt":1,"lease_until":null}'
+ARTIFACTS = b'[{"o":1,"h":"' + b"a" * 64 + b'","k":"k","p":{},"m":null}]'
+GROUP = {
+    "flow_ids": [FLOW, uuid.uuid4()],
+    "expected": [None, None],
+    "items": [1, 2],
+    "ordinals": [1, 1],
+    "event_ids": IDS,
+    "payloads": PAYLOADS,
+    "artifacts": b"[]",
+}
+
+CASES: list[tuple[str, Query, dict[str, Any]]] = [
+    (
+        "lean one",
+        sql.lean_append(many=False, artifacts=False, errors=False, in_tx=False),
+        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE},
+    ),
+    (
+        "lean many with artifacts and errors, in a unit of work",
+        sql.lean_append(many=True, artifacts=True, errors=True, in_tx=True),
+        {"flow_id": FLOW, "base": 3, "event_ids": IDS, "payloads": PAYLOADS, "artifacts": ARTIFACTS},
+    ),
+    (
+        "judge",
+        sql.judge_append(artifacts=True, errors=True, in_tx=False),
+        {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS, "artifacts": ARTIFACTS},
+    ),
+    (
+        "judge in a unit of work",
+        sql.judge_append(artifacts=False, errors=False, in_tx=True),
+        {"flow_id": FLOW, "expected": None, "event_ids": IDS, "payloads": PAYLOADS},
+    ),
+    ("group", sql.GROUP_APPEND, GROUP),
+    ("missing artifacts", sql.MISSING_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
+    ("get artifacts", sql.GET_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
+    ("flow version", sql.FLOW_VERSION, {"flow_id": FLOW}),
+    ("list", sql.LIST_EVENTS, {"flow_id": FLOW}),
+    ("page", sql.LIST_EVENTS_AFTER, {"flow_id": FLOW, "after": 10, "limit": 1000}),
+    ("read flow", sql.LOAD_FLOW, {"flow_id": FLOW}),
+    ("errors", sql.LIST_ERRORS, {"flow_id": FLOW, "step_id": None}),
+]
+
+
+async def _fill(conn: asyncpg.Connection, flows: int, per_flow: int) -> None:
+    """``flows * per_flow`` events (every tenth a failure with its error row, every fifth a
+    finish with an artifact), written behind the library's back and never analyzed."""
+    for table in HOT:
+        await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    await conn.execute(
+        """
+        INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+        SELECT gen_random_uuid(), f.id, v, 'stepstarted',
+               jsonb_build_object('event_type', 'stepstarted', 'step_index', 0, 'step_id', 's', 'attempt', v)
+        FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) AS f,
+             generate_series(1, $2) AS v
+        """,
+        flows,
+        per_flow,
+    )
+    await conn.execute(
+        """
+        INSERT INTO step_execution_errors (flow_id, step_id, attempt_number, error_class, event_seq)
+        SELECT flow_id, 's', flow_version, 'runtime', seq FROM event_log WHERE seq % 10 = 0
+        """
+    )
+    await conn.execute(
+        """
+        INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, produced_in_seq)
+        SELECT encode(sha256(seq::text::bytea), 'hex'), 'k', '{}'::jsonb, seq FROM event_log WHERE seq % 5 = 0
+        """
+    )
+    never = await conn.fetchval(
+        "SELECT bool_and(last_analyze IS NULL AND last_autoanalyze IS NULL) FROM pg_stat_user_tables"
+        " WHERE relname = ANY($1::text[])",
+        HOT,
+    )
+    assert never
+
+
+@pytest.mark.parametrize("size", ["empty", "large"])
+async def test_no_generic_plan_scans_a_hot_table(conn: asyncpg.Connection, size: str) -> None:
+    """The plan a pooled connection keeps (generic) for every hot statement, made on an empty table
+    or a large one (100,000 events) that was never analyzed: no sequential scan of the log, the
+    artifacts or the error rows."""
+    if size == "large":
+        await _fill(conn, flows=2_000, per_flow=50)
+    else:
+        for table in HOT:
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    scanned = {}
+    for name, q, values in CASES:
+        plan = await plan_of(conn, q, values, generic=True)
+        if sequential_scans_of(plan, HOT):
+            scanned[name] = scans(plan)
+    assert scanned == {}
+
+
+async def test_the_check_sees_a_scan_when_there_is_one(conn: asyncpg.Connection) -> None:
+    """The control: the old way of finding stored event ids (a join of the ids with the log) is
+    planned as a scan of a never-analyzed log, and the check says so."""
+    await _fill(conn, flows=200, per_flow=50)
+    old = query(
+        "SELECT l.seq FROM unnest(:ids::uuid[]) AS e(id) JOIN event_log l ON l.event_id = e.id"
+        " UNION ALL SELECT seq FROM event_log WHERE payload ->> 'step_id' = :step"
+    )
+    plan = await plan_of(conn, old, {"ids": IDS, "step": "s"}, generic=True)
+    assert "event_log" in sequential_scans_of(plan, HOT)
