@@ -1,4 +1,4 @@
--- Schema built by migrations/ (generated; checked by tests/db/test_migrations.py; regenerate with: python -m tests.db.test_migrations)
+-- Schema built by migrations/ (generated; checked by tests/backends/postgres/test_migrations.py; regenerate with: python -m tests.backends.postgres.test_migrations)
 
 TABLE event_log
     COLUMN seq bigint NOT NULL DEFAULT nextval('event_log_seq_seq'::regclass)

@@ -17,7 +17,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chem_persistence_async import Database, InMemoryEventStore, InMemoryWorkQueue, PgEventStore, WorkQueue
+from chem_persistence_async import Database
+from chem_persistence_async.ports.backend import Backend
+from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.work_queue import WorkQueuePort
+from tests.support.harness import HARNESSES, Harness
 from tests.support.servers import (
     TestServer,
     describe_backend,
@@ -112,32 +116,35 @@ async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-BACKENDS = ["memory", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def store(backend: str, request: pytest.FixtureRequest) -> Any:
-    """The same contract, run once per backend."""
-    if backend == "memory":
-        return InMemoryEventStore()
-    database: Database = request.getfixturevalue("db")
-    return PgEventStore(database)
+@pytest.fixture(params=HARNESSES, ids=[h.name for h in HARNESSES])
+def harness(request: pytest.FixtureRequest) -> Harness:
+    """One backend, as the contract suites see it: every contract test runs once per harness."""
+    harness_class: type[Harness] = request.param
+    return harness_class.build(request)
 
 
 @pytest.fixture
-def make_store(backend: str, request: pytest.FixtureRequest) -> Any:
-    """Build a store of this test's backend with options (``store_artifacts``, ``max_payload_bytes``)."""
-    database: Database | None = request.getfixturevalue("db") if backend == "postgres" else None
+def store(harness: Harness) -> AsyncEventStore:
+    """The event store contract, run once per backend."""
+    return harness.store
 
-    def build(**options: Any) -> Any:
-        return InMemoryEventStore(**options) if database is None else PgEventStore(database, **options)
 
-    return build
+@pytest.fixture
+def make_store(harness: Harness) -> Any:
+    """Build another store of this backend with options (``store_artifacts``, ``max_payload_bytes``)."""
+    return harness.event_store
+
+
+@pytest.fixture
+def queue(harness: Harness) -> WorkQueuePort:
+    """The work queue contract, run once per backend."""
+    return harness.work_queue()
+
+
+@pytest.fixture
+def backend(harness: Harness) -> Backend:
+    """The whole backend (what a ``Worker`` takes), once per backend."""
+    return harness.backend()
 
 
 @pytest.fixture
@@ -161,11 +168,3 @@ def embedded_pgdata() -> Iterator[Path]:
         postmaster.terminate()
         postmaster.wait(30)
     shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def queue(backend: str, request: pytest.FixtureRequest) -> Any:
-    """The work queue contract, run once per backend."""
-    if backend == "memory":
-        return InMemoryWorkQueue()
-    return WorkQueue(request.getfixturevalue("db"))

@@ -2,7 +2,7 @@
 
 The canonical form is what PostgreSQL's JSONB gives back, decided before anything is hashed or
 stored, so a value read back from either backend hashes as the value written (SPEC 6). What JSONB
-does to each class of value, established against PostgreSQL 15 by ``tests/stores/test_jsonb_parity.py``:
+does to each class of value, established against PostgreSQL 15 by ``tests/contracts/test_jsonb_parity.py``:
 
 * objects: keys reordered and duplicates dropped (a ``dict`` has none): keys are sorted here, with
   compact separators and UTF-8 output;

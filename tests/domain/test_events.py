@@ -335,7 +335,7 @@ def test_is_event_kind_rejects_other_things() -> None:
 
 def _schema_event_types() -> set[str]:
     """The event types the migrated schema's CHECK admits (``docs/schema.sql``: every migration
-    applied, and itself checked against a migrated database by tests/db/test_migrations.py)."""
+    applied, and itself checked against a migrated database by tests/backends/postgres/test_migrations.py)."""
     snapshot = (REPO_ROOT / "docs" / "schema.sql").read_text(encoding="utf-8")
     check = re.search(r"CONSTRAINT event_log_event_type_check CHECK (.*)", snapshot)
     assert check is not None, "the event_type CHECK constraint was not found"

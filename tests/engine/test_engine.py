@@ -17,6 +17,7 @@ from chem_persistence_async import (
     DefinitionMismatchError,
     FlowEngine,
     FlowNotFoundError,
+    FlowRepository,
     InMemoryEventStore,
     InMemoryFlowRepository,
     PgEventStore,
@@ -29,16 +30,12 @@ from tests.engine.flows import Produce, flaky_definition
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _repository(backend: str) -> Any:
-    return PgFlowRepository() if backend == "postgres" else InMemoryFlowRepository()
+def _engine(store: Any, definition: Any = None) -> FlowEngine:
+    return FlowEngine(store, FlowRepository(), definition or demo_definition())
 
 
-def _engine(store: Any, backend: str, definition: Any = None) -> FlowEngine:
-    return FlowEngine(store, _repository(backend), definition or demo_definition())
-
-
-async def test_demo_runs_to_the_end_with_the_documented_events(store: Any, backend: str) -> None:
-    engine = _engine(store, backend)
+async def test_demo_runs_to_the_end_with_the_documented_events(store: Any) -> None:
+    engine = _engine(store)
     flow_id = await engine.run_to_end()
     assert await engine.event_variants(flow_id) == ["I", "S", "F", "C"]
     assert await engine.event_codes(flow_id) == ["I"] + ["S", "F"] * 4 + ["C"]
@@ -121,8 +118,8 @@ def _without_time(instance: Any) -> Any:
     )
 
 
-async def test_run_next_does_one_thing_at_a_time(store: Any, backend: str) -> None:
-    engine = _engine(store, backend)
+async def test_run_next_does_one_thing_at_a_time(store: Any) -> None:
+    engine = _engine(store)
     flow_id = await engine.start()
     assert await engine.event_codes(flow_id) == ["I"]
     instance = await engine.run_next(flow_id)
@@ -141,18 +138,18 @@ async def test_run_next_does_one_thing_at_a_time(store: Any, backend: str) -> No
     assert (await engine.event_codes(flow_id))[-1] == "C"
 
 
-async def test_unknown_flow_and_wrong_definition_are_refused(store: Any, backend: str) -> None:
-    engine = _engine(store, backend)
+async def test_unknown_flow_and_wrong_definition_are_refused(store: Any) -> None:
+    engine = _engine(store)
     with pytest.raises(FlowNotFoundError):
         await engine.run_next(uuid.uuid4())
     flow_id = await engine.run_to_end()
-    other = _engine(store, backend, demo_definition(count=3))
+    other = _engine(store, demo_definition(count=3))
     with pytest.raises(DefinitionMismatchError):
         await other.load(flow_id)
 
 
-async def test_two_engines_on_one_flow_never_commit_a_step_twice(store: Any, backend: str) -> None:
-    first, second = _engine(store, backend), _engine(store, backend)
+async def test_two_engines_on_one_flow_never_commit_a_step_twice(store: Any) -> None:
+    first, second = _engine(store), _engine(store)
     flow_id = await first.start()
     await asyncio.gather(first.run_to_end(flow_id), second.run_to_end(flow_id))
     events = await store.list(flow_id)
@@ -215,12 +212,12 @@ async def test_a_flow_started_in_one_process_is_finished_by_another(db: Database
     ]
 
 
-async def test_a_crashed_attempt_is_counted_and_the_step_runs_again(store: Any, backend: str) -> None:
+async def test_a_crashed_attempt_is_counted_and_the_step_runs_again(store: Any) -> None:
     """A StepStarted with no outcome (the worker died) is followed by a new attempt, not lost."""
     from chem_persistence_async import StepStarted
 
     definition = FlowDefinition_with_two_steps()
-    engine = _engine(store, backend, definition)
+    engine = _engine(store, definition)
     flow_id = await engine.start()
     await store.append_kind(flow_id, StepStarted(step_index=0, step_id="a", attempt=1), expected_version=1)
     assert (await engine.load(flow_id)).steps[0].status is StepStatus.RUNNING
@@ -236,7 +233,7 @@ def FlowDefinition_with_two_steps() -> Any:
     return FlowDefinition("two", [Produce("a"), Produce("b")])
 
 
-async def test_what_run_next_returns_equals_a_fresh_load(store: Any, backend: str) -> None:
+async def test_what_run_next_returns_equals_a_fresh_load(store: Any) -> None:
     """The engine applies the events it appended instead of reading them back: same state exactly."""
     from chem_persistence_async import FlowDefinition, RetryPolicy
     from tests.engine.flows import FailUntil, Signal
@@ -244,7 +241,7 @@ async def test_what_run_next_returns_equals_a_fresh_load(store: Any, backend: st
     definition = FlowDefinition(
         "folded", [Produce("a"), Signal("signal"), FailUntil("flaky", {"failures": 2, "kind": "transient"})]
     )
-    engine = FlowEngine(store, _repository(backend), definition, retry_policy=RetryPolicy(initial_delay=0.0))
+    engine = FlowEngine(store, FlowRepository(), definition, retry_policy=RetryPolicy(initial_delay=0.0))
     flow_id = await engine.start()
     returned = []
     while not (instance := await engine.run_next(flow_id)).completed:

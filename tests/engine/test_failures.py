@@ -15,9 +15,8 @@ from chem_persistence_async import (
     ErrorRecordMismatchError,
     FlowDefinition,
     FlowEngine,
-    InMemoryFlowRepository,
+    FlowRepository,
     PgEventStore,
-    PgFlowRepository,
     RetryPolicy,
     StepContext,
     StepOutput,
@@ -28,8 +27,8 @@ from chem_persistence_async import (
 from tests.engine.flows import flaky_definition
 
 
-def _engine(store: Any, backend: str, failures: int, kind: str, **policy: Any) -> FlowEngine:
-    repository = PgFlowRepository() if backend == "postgres" else InMemoryFlowRepository()
+def _engine(store: Any, failures: int, kind: str, **policy: Any) -> FlowEngine:
+    repository = FlowRepository()
     return FlowEngine(
         store,
         repository,
@@ -38,8 +37,8 @@ def _engine(store: Any, backend: str, failures: int, kind: str, **policy: Any) -
     )
 
 
-async def test_transient_twice_then_success(store: Any, backend: str) -> None:
-    engine = _engine(store, backend, failures=2, kind="transient")
+async def test_transient_twice_then_success(store: Any) -> None:
+    engine = _engine(store, failures=2, kind="transient")
     flow_id = await engine.run_to_end()
     assert await engine.event_codes(flow_id) == [
         "I",
@@ -88,9 +87,9 @@ async def test_transient_twice_then_success(store: Any, backend: str) -> None:
     ],
 )
 async def test_validation_and_permanent_failures_are_not_retried(
-    store: Any, backend: str, kind: str, error_class: ErrorClass
+    store: Any, kind: str, error_class: ErrorClass
 ) -> None:
-    engine = _engine(store, backend, failures=1, kind=kind)
+    engine = _engine(store, failures=1, kind=kind)
     flow_id = await engine.run_to_end()
     assert await engine.event_codes(flow_id) == ["I", "S", "F", "S", "X"]
     instance = await engine.load(flow_id)
@@ -103,8 +102,8 @@ async def test_validation_and_permanent_failures_are_not_retried(
     assert await engine.run_next(flow_id) == instance  # a failed flow stays where it stopped
 
 
-async def test_runtime_failures_are_retried_until_exhausted(store: Any, backend: str) -> None:
-    engine = _engine(store, backend, failures=99, kind="runtime", max_retries=3)
+async def test_runtime_failures_are_retried_until_exhausted(store: Any) -> None:
+    engine = _engine(store, failures=99, kind="runtime", max_retries=3)
     flow_id = await engine.run_to_end()
     codes = await engine.event_codes(flow_id)
     assert codes == ["I", "S", "F"] + ["S", "X", "R"] * 3 + ["S", "X"]
@@ -120,8 +119,8 @@ async def test_runtime_failures_are_retried_until_exhausted(store: Any, backend:
     assert [r.error_message for r in rows] == [f"attempt {n + 1} failed on purpose" for n in range(4)]
 
 
-async def test_error_rows_equal_stepfailed_events_in_count_and_order(store: Any, backend: str) -> None:
-    engine = _engine(store, backend, failures=3, kind="transient")
+async def test_error_rows_equal_stepfailed_events_in_count_and_order(store: Any) -> None:
+    engine = _engine(store, failures=3, kind="transient")
     flow_id = await engine.run_to_end()
     failed = [e for e in await store.list(flow_id) if e.code == "X"]
     rows = await store.list_errors(flow_id)
@@ -136,15 +135,15 @@ async def test_fingerprints_of_a_flow_with_retries_match_across_backends(db: Dat
     from chem_persistence_async import InMemoryEventStore
 
     fingerprints = set()
-    for store, backend in ((InMemoryEventStore(), "memory"), (PgEventStore(db), "postgres")):
-        engine = _engine(store, backend, failures=2, kind="transient")
+    for store in (InMemoryEventStore(), PgEventStore(db)):
+        engine = _engine(store, failures=2, kind="transient")
         fingerprints.add(await engine.flow_fingerprint(await engine.run_to_end()))
     assert len(fingerprints) == 1
 
 
 async def test_a_tampered_error_table_is_detected_on_load(db: Database, conn: asyncpg.Connection) -> None:
     store = PgEventStore(db)
-    engine = _engine(store, "postgres", failures=1, kind="transient")
+    engine = _engine(store, failures=1, kind="transient")
     flow_id = await engine.run_to_end()
     await conn.execute(
         "INSERT INTO step_execution_errors (flow_id, step_id, attempt_number, error_class) VALUES ($1, 'flaky', 9, 'runtime')",
@@ -157,9 +156,9 @@ async def test_a_tampered_error_table_is_detected_on_load(db: Database, conn: as
     ).completed  # the events alone are fine
 
 
-async def test_retry_waits_for_not_before(store: Any, backend: str) -> None:
+async def test_retry_waits_for_not_before(store: Any) -> None:
     """The engine does not re-run a step before its RetryScheduled.not_before."""
-    repository = PgFlowRepository() if backend == "postgres" else InMemoryFlowRepository()
+    repository = FlowRepository()
     engine = FlowEngine(
         store, repository, flaky_definition(1, "transient"), retry_policy=RetryPolicy(initial_delay=0.2)
     )
@@ -190,9 +189,9 @@ class _Unstorable:
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "a\x00b"], ids=["nan", "infinity", "nul"])
 async def test_an_unstorable_artifact_is_a_validation_failure_and_never_retried(
-    store: Any, backend: str, value: Any
+    store: Any, value: Any
 ) -> None:
-    repository = PgFlowRepository() if backend == "postgres" else InMemoryFlowRepository()
+    repository = FlowRepository()
     definition = FlowDefinition("unstorable", [_Unstorable(value)])
     engine = FlowEngine(store, repository, definition, retry_policy=RetryPolicy(initial_delay=0.0))
     flow_id = await engine.run_to_end()

@@ -25,13 +25,6 @@ from chem_persistence_async import (
 from tests.worker.signal_flows import approval, approval_with_timeout, timer
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return InMemoryBackend()
-    return request.getfixturevalue("db")
-
-
 def _engine(backend: Any, definition: Any) -> FlowEngine:
     return FlowEngine(backend.event_store(), FlowRepository(), definition, queue=backend.work_queue())
 

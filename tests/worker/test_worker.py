@@ -17,7 +17,6 @@ from chem_persistence_async import (
     FlowDefinition,
     FlowEngine,
     FlowRepository,
-    InMemoryBackend,
     InMemoryEventStore,
     JobState,
     LeaseLostError,
@@ -30,19 +29,6 @@ from chem_persistence_async import (
 from chem_persistence_async.backends.postgres.wakeup import Notifier
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
 from tests.worker.flows import flaky_steps, three_steps
-
-
-@pytest.fixture
-def backend(request: pytest.FixtureRequest, backend_name: str) -> Any:
-    """The same worker tests, once per backend: a ``Database`` or ``InMemoryBackend()``."""
-    if backend_name == "memory":
-        return InMemoryBackend()
-    return request.getfixturevalue("db")
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def _engine(backend: Any, definition: FlowDefinition, **kwargs: Any) -> FlowEngine:

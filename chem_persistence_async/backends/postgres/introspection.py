@@ -54,8 +54,8 @@ ORDER BY c.relname, t.tgname
 
 
 _HEADER = (
-    "-- Schema built by migrations/ (generated; checked by tests/db/test_migrations.py; "
-    "regenerate with: python -m tests.db.test_migrations)"
+    "-- Schema built by migrations/ (generated; checked by tests/backends/postgres/test_migrations.py; "
+    "regenerate with: python -m tests.backends.postgres.test_migrations)"
 )
 
 

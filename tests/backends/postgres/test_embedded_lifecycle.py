@@ -20,7 +20,7 @@ import pytest
 from chem_persistence_async.backends.postgres.embedded import HANDLE_FILE, prune_dead_holders
 from tests.support.servers import running_postmaster
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 CHILD = """
 import asyncio, logging, os, sys

@@ -39,7 +39,7 @@ from tests.factories import H, started
 from tests.support import servers as support
 from tests.support.bouncer import APT_PACKAGE, PgBouncer, pgbouncer_binary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOT = ROOT / "docs" / "schema.sql"
 PROCESS_DEADLINE = 90.0
 """Seconds the processes of one test may take in all before they are killed and the test fails."""
@@ -112,11 +112,11 @@ async def assert_migrated_once_and_unlocked(direct_url: str) -> None:
 
 
 async def spawn_worker(url: str) -> asyncio.subprocess.Process:
-    """Start ``tests.db.bouncer_worker`` and wait until it has imported everything (``ready``)."""
+    """Start ``tests.backends.postgres.bouncer_worker`` and wait until it has imported everything (``ready``)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.db.bouncer_worker",
+        "tests.backends.postgres.bouncer_worker",
         url,
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},

@@ -25,7 +25,6 @@ from chem_persistence_async import (
     DatabaseClosedError,
     ErrorClass,
     FlowInitialized,
-    InMemoryEventStore,
     InvalidEventError,
     InvalidExpectedVersionError,
     InvalidFlowIdError,
@@ -46,6 +45,7 @@ from chem_persistence_async import (
     content_hash,
 )
 from chem_persistence_async.domain.ids import MAX_BATCH_SIZE
+from tests.support.harness import Harness
 
 FP = content_hash("fingerprint")
 
@@ -53,26 +53,9 @@ Counts = Callable[[], Awaitable[tuple[int, int, int]]]
 
 
 @pytest.fixture
-def counts(backend: str, store: Any, request: pytest.FixtureRequest) -> Counts:
+def counts(harness: Harness, store: Any) -> Counts:
     """``(events, artifacts, error rows)`` held by the whole backend."""
-    if backend == "postgres":
-        conn: asyncpg.Connection = request.getfixturevalue("conn")
-
-        async def pg() -> tuple[int, int, int]:
-            row = await conn.fetchrow(
-                "SELECT (SELECT count(*) FROM event_log), (SELECT count(*) FROM workflow_step_artifacts),"
-                " (SELECT count(*) FROM step_execution_errors)"
-            )
-            return (row[0], row[1], row[2])
-
-        return pg
-
-    async def memory() -> tuple[int, int, int]:
-        # The reference store has no "count everything" API: read its state directly.
-        assert isinstance(store, InMemoryEventStore)
-        return (store._seq, len(store._artifacts), len(store._errors))
-
-    return memory
+    return lambda: harness.counts(store)
 
 
 def _started(index: int = 0) -> StepStarted:
@@ -232,20 +215,13 @@ async def test_artifact_payload_postgres_cannot_store(store: Any, counts: Counts
 
 
 @pytest.fixture
-def small_store(backend: str, request: pytest.FixtureRequest) -> Any:
+def small_store(harness: Harness) -> Any:
     """A store of this backend with a 2 KiB payload limit."""
-    if backend == "memory":
-        return InMemoryEventStore(max_payload_bytes=2048)
-    return PgEventStore(request.getfixturevalue("db"), max_payload_bytes=2048)
+    return harness.event_store(max_payload_bytes=2048)
 
 
-async def test_payload_over_the_size_limit(
-    small_store: Any, counts: Counts, store: Any, backend: str
-) -> None:
-    if backend == "memory":  # ``counts`` reads the fixture store's state: look at this one's instead
-        small_counts: Counts = _memory_counts(small_store)
-    else:
-        small_counts = counts
+async def test_payload_over_the_size_limit(small_store: Any, harness: Harness) -> None:
+    small_counts: Counts = lambda: harness.counts(small_store)  # noqa: E731
     flow = uuid.uuid4()
     big = StepSignal(step_index=0, step_id="s", signal="x", data={"blob": "x" * 4000})
     with pytest.raises(PayloadTooLargeError, match=r"is \d+ bytes; the limit is 2048"):
@@ -260,13 +236,6 @@ async def test_payload_over_the_size_limit(
     # Just under the limit is fine.
     ok = StepSignal(step_index=0, step_id="s", signal="x", data={"blob": "x" * 1500})
     assert (await small_store.append_kind(flow, ok)).flow_version == 1
-
-
-def _memory_counts(store: InMemoryEventStore) -> Counts:
-    async def counts() -> tuple[int, int, int]:
-        return (store._seq, len(store._artifacts), len(store._errors))
-
-    return counts
 
 
 # --- artifacts -----------------------------------------------------------------------------------
@@ -354,9 +323,8 @@ async def test_reused_event_ids_with_other_events_are_refused(store: Any, counts
 # --- PostgreSQL only: a closed Database, a row that no longer decodes ------------------------------
 
 
-async def test_closed_database(backend: str, db_url: str) -> None:
-    if backend != "postgres":
-        pytest.skip("a Database exists only on the postgres backend")
+async def test_closed_database(harness: Harness, db_url: str) -> None:
+    harness.require("database")
     db = await Database.open(db_url, min_connections=1, max_connections=2)
     store = PgEventStore(db)
     flow = uuid.uuid4()
@@ -391,10 +359,9 @@ async def test_closed_database(backend: str, db_url: str) -> None:
 
 
 async def test_row_that_no_longer_decodes_names_its_seq(
-    backend: str, store: Any, counts: Counts, request: pytest.FixtureRequest
+    harness: Harness, store: Any, counts: Counts, request: pytest.FixtureRequest
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("only PostgreSQL can hold a row written behind the library's back")
+    harness.require("sql")  # (a row written behind the library's back)
     conn: asyncpg.Connection = request.getfixturevalue("conn")
     flow = uuid.uuid4()
     good = await store.append_kind(flow, _started())

@@ -1,4 +1,4 @@
-"""One process of the PgBouncer tests: ``python -m tests.db.bouncer_worker URL``.
+"""One process of the PgBouncer tests: ``python -m tests.backends.postgres.bouncer_worker URL``.
 
 Prints ``ready`` once imported, waits for a line on stdin (so that several processes open at the same
 moment), opens the database through PgBouncer with ``statement_cache_size=0`` and auto-migrate on,

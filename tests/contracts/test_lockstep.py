@@ -58,7 +58,7 @@ T = TypeVar("T")
 H = "a" * 64
 STEPS = ("s0", "s1")
 
-# --- JSON edge values: every class of tests/stores/test_jsonb_parity.py, storable or not -----------
+# --- JSON edge values: every class of tests/contracts/test_jsonb_parity.py, storable or not -----------
 
 
 def _deep(levels: int) -> Any:

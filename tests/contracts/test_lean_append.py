@@ -12,6 +12,7 @@ import pytest
 
 from chem_persistence_async import ConcurrencyConflict, Database, PgEventStore
 from tests.factories import artifact, failed, finished, started
+from tests.support.harness import Harness
 
 
 async def _versions(conn: asyncpg.Connection, flow_id: uuid.UUID) -> list[int]:
@@ -21,9 +22,11 @@ async def _versions(conn: asyncpg.Connection, flow_id: uuid.UUID) -> list[int]:
     return [row[0] for row in rows]
 
 
-async def test_stale_cached_guess_never_duplicates_nor_gaps(store: Any, make_store: Any) -> None:
+async def test_stale_cached_guess_never_duplicates_nor_gaps(
+    harness: Harness, store: Any, make_store: Any
+) -> None:
     """Two stores on one flow: each one's cached last version goes stale as the other appends."""
-    other = make_store() if isinstance(store, PgEventStore) else store
+    other = make_store() if harness.has("shared") else store
     flow = uuid.uuid4()
     for i in range(6):
         await store.append_kind(flow, started(i))

@@ -27,7 +27,7 @@ from chem_persistence_async.backends.postgres.migrations import (
     pending_migration_ids,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOT = ROOT / "docs" / "schema.sql"
 
 
