@@ -22,19 +22,12 @@ from chem_persistence_async import (
     UnstorableValueError,
     Worker,
 )
+from tests.support.waiting import until
 from tests.worker.signal_flows import approval, approval_with_timeout, timer
 
 
 def _engine(backend: Any, definition: Any) -> FlowEngine:
     return FlowEngine(backend.event_store(), FlowRepository(), definition, queue=backend.work_queue())
-
-
-async def _until(condition: Any, deadline_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def _reference(definition: Any, signals: list[tuple[str, Any]], inputs: dict[str, Any]) -> str | None:
@@ -123,7 +116,7 @@ async def test_a_delayed_signal_waits_for_its_time(backend: Any) -> None:
     await engine.run_to_end(flow)
     await engine.signal(flow, "approve", "ok", delay=timedelta(milliseconds=300))
     assert await engine.deliver_due_signals(flow) == 0
-    await _until(lambda: _delivered(engine, flow), 10, "the delayed signal")
+    await until(lambda: _delivered(engine, flow), 10, "the delayed signal")
     await engine.run_to_end(flow)
     assert (await engine.load(flow)).completed
 
@@ -177,11 +170,11 @@ async def test_workers_deliver_a_signal_sent_before_during_or_after_suspension(
         if when == "during":
             await engine.signal(flow, "approve", "yes")
         if when != "before":
-            await _until(lambda: _suspended_or_done(engine, flow), 20, "the flow to wait or finish")
+            await until(lambda: _suspended_or_done(engine, flow), 20, "the flow to wait or finish")
         if when == "after":
             assert (await engine.load(flow)).suspended
             await engine.signal(flow, "approve", "yes")
-        await _until(lambda: _completed(engine, flow), 20, "the flow to complete")
+        await until(lambda: _completed(engine, flow), 20, "the flow to complete")
     codes = await engine.event_codes(flow)
     assert codes.count("G") == 1
     assert codes.count("S") == codes.count("F") + codes.count("X") + codes.count("W")
@@ -210,12 +203,12 @@ async def test_a_suspended_flow_holds_no_worker_and_no_job(backend: Any) -> None
     engine = _engine(backend, definition)
     flows = [await engine.submit() for _ in range(20)]
     async with Worker(backend, definition, concurrency=2, poll_interval=0.05) as worker:
-        await _until(lambda: _all_suspended(engine, flows), 30, "every flow to wait")
+        await until(lambda: _all_suspended(engine, flows), 30, "every flow to wait")
         assert worker.running == 0
         assert await backend.work_queue().depth() == QueueDepth()  # nothing waits in the queue...
         for flow in flows:
             await engine.signal(flow, "approve", "ok")  # ...until a signal enqueues the flow again
-        await _until(lambda: _all_completed(engine, flows), 30, "every flow to complete")
+        await until(lambda: _all_completed(engine, flows), 30, "every flow to complete")
 
 
 async def _all_suspended(engine: FlowEngine, flows: list[uuid.UUID]) -> bool:
@@ -231,10 +224,10 @@ async def test_a_timer_that_fires_while_no_worker_runs_is_picked_up_when_one_sta
     engine = _engine(backend, definition)
     flow = await engine.submit()
     async with Worker(backend, definition, poll_interval=0.05):
-        await _until(lambda: _suspended_or_done(engine, flow), 20, "the flow to sleep")
+        await until(lambda: _suspended_or_done(engine, flow), 20, "the flow to sleep")
     (job,) = await backend.work_queue().list_jobs(flow_id=flow)
     assert job.state is JobState.READY  # its timer is a not-before time in the queue, not a task
     await asyncio.sleep(0.4)  # the timer fires with no worker running
     async with Worker(backend, definition, poll_interval=0.05):
-        await _until(lambda: _completed(engine, flow), 20, "the new worker to finish it")
+        await until(lambda: _completed(engine, flow), 20, "the new worker to finish it")
     assert await engine.event_codes(flow) == ["I", "S", "F", "S", "W", "S", "F", "S", "F", "C"]

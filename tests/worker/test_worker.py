@@ -28,6 +28,7 @@ from chem_persistence_async import (
 )
 from chem_persistence_async.backends.postgres.wakeup import Notifier
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
+from tests.support.waiting import until
 from tests.worker.flows import flaky_steps, three_steps
 
 
@@ -35,14 +36,6 @@ def _engine(backend: Any, definition: FlowDefinition, **kwargs: Any) -> FlowEngi
     return FlowEngine(
         backend.event_store(), FlowRepository(), definition, queue=backend.work_queue(), **kwargs
     )
-
-
-async def _until(condition: Any, deadline_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def _all_done(engine: FlowEngine, flows: list[uuid.UUID]) -> bool:
@@ -66,7 +59,7 @@ async def test_submitted_flows_run_to_the_end_with_the_in_memory_fingerprints(ba
     flows = [await engine.submit(inputs={"start": n}) for n in range(12)]
     assert (await backend.work_queue().depth()).ready == 12
     async with Worker(backend, definition, concurrency=4, poll_interval=0.05) as worker:
-        await _until(lambda: _all_done(engine, flows), 60, "every flow to complete")
+        await until(lambda: _all_done(engine, flows), 60, "every flow to complete")
     for n, flow in enumerate(flows):
         instance = await engine.load(flow)
         assert instance.completed
@@ -87,7 +80,7 @@ async def test_inputs_enter_the_fingerprint_and_equal_inputs_give_equal_fingerpr
     engine = _engine(backend, definition)
     flows = [await engine.submit(inputs={"start": s}) for s in (5, 5, 6)]
     async with Worker(backend, definition, poll_interval=0.05):
-        await _until(lambda: _all_done(engine, flows), 60, "flows")
+        await until(lambda: _all_done(engine, flows), 60, "flows")
     prints = [await engine.flow_fingerprint(f) for f in flows]
     assert prints[0] == prints[1] != prints[2]
 
@@ -106,8 +99,8 @@ async def test_a_retry_not_yet_due_waits_in_the_queue_and_holds_no_worker(backen
         backend, [definition, three_steps()], concurrency=1, poll_interval=0.05, retry_policy=policy
     ):
         three = _engine(backend, three_steps())
-        await _until(lambda: _all_done(three, fine), 60, "the other flows")
-        await _until(
+        await until(lambda: _all_done(three, fine), 60, "the other flows")
+        await until(
             lambda: _codes_are(engine, flaky, ["I", "S", "F", "S", "X", "R"]),
             30,
             "the flaky step to fail once",
@@ -130,7 +123,7 @@ async def test_transient_failures_are_retried_through_the_queue(backend: Any) ->
     engine = _engine(backend, definition, retry_policy=policy)
     flows = [await engine.submit(inputs={"start": 0}) for _ in range(10)]
     async with Worker(backend, definition, concurrency=5, poll_interval=0.02, retry_policy=policy):
-        await _until(lambda: _all_done(engine, flows), 90, "flows")
+        await until(lambda: _all_done(engine, flows), 90, "flows")
     store = backend.event_store()
     for flow in flows:
         instance = await engine.load(flow)
@@ -148,7 +141,7 @@ async def test_a_worker_claims_only_the_definitions_it_knows(backend: Any) -> No
     old_flow = await _engine(backend, old).submit()
     new_flow = await _engine(backend, new).submit()
     async with Worker(backend, new, poll_interval=0.05):
-        await _until(lambda: _all_done(_engine(backend, new), [new_flow]), 30, "the new definition's flow")
+        await until(lambda: _all_done(_engine(backend, new), [new_flow]), 30, "the new definition's flow")
     assert not (await _engine(backend, old).load(old_flow)).completed
     assert (await backend.work_queue().depth()).ready == 1
     assert {r.hash for r in await backend.definition_registry().list("flaky3")} == {new.hash}
@@ -182,9 +175,9 @@ async def test_a_worker_that_stalls_past_its_lease_commits_nothing(backend: Any)
     (job,) = await queue.claim("stalled", lease=timedelta(milliseconds=300), kinds=["flow"])
     runner = FlowRunner(backend, {engine.definition_ref: engine}, queue)
     stalled = asyncio.ensure_future(runner.run(Holding(job), lambda _: {}))  # no heartbeats: it stalls
-    await _until(lambda: _codes_are(engine, flow, ["I", "S"]), 10, "the stalled attempt to start")
+    await until(lambda: _codes_are(engine, flow, ["I", "S"]), 10, "the stalled attempt to start")
     async with Worker(backend, definition, poll_interval=0.05) as second:
-        await _until(lambda: _all_done(engine, [flow]), 30, "the second worker to finish the flow")
+        await until(lambda: _all_done(engine, [flow]), 30, "the second worker to finish the flow")
     assert second.stats.completed == 1
     GATES[gate].set()  # the first worker wakes up and tries to commit its outcome
     with pytest.raises(LeaseLostError):
@@ -229,7 +222,7 @@ async def test_a_graceful_stop_closes_the_running_attempt_and_releases_its_job(b
     (error,) = await backend.event_store().list_errors(flow)
     assert "interrupted" in (error.error_message or "")
     async with Worker(backend, definition, poll_interval=0.05):  # taken over at once, no lease wait
-        await _until(lambda: _all_done(engine, [flow]), 10, "the next worker to finish it")
+        await until(lambda: _all_done(engine, [flow]), 10, "the next worker to finish it")
     assert await engine.event_codes(flow) == ["I", "S", "X", "R", "S", "F", "C"]
 
 
@@ -240,10 +233,10 @@ async def test_a_local_enqueue_wakes_an_idle_worker_at_once(backend: Any) -> Non
     definition = three_steps()
     engine = _engine(backend, definition)
     async with Worker(backend, definition, poll_interval=60) as worker:
-        await _until(lambda: _claimed_once(worker), 10, "the first claim")  # it found nothing: it waits 60 s
+        await until(lambda: _claimed_once(worker), 10, "the first claim")  # it found nothing: it waits 60 s
         started = time.monotonic()
         flow = await engine.submit()
-        await _until(lambda: _all_done(engine, [flow]), 10, "the woken worker")
+        await until(lambda: _all_done(engine, [flow]), 10, "the woken worker")
         assert time.monotonic() - started < 10  # far sooner than the 60 s poll
 
 
@@ -254,9 +247,9 @@ async def test_a_notify_from_another_process_wakes_a_listening_worker(db: Databa
     async with Database.connect(db_url, min_connections=0) as other:
         other_engine = _engine(other, definition)
         async with Worker(db, definition, poll_interval=60) as worker:
-            await _until(lambda: _claimed_once(worker), 10, "the first claim")
+            await until(lambda: _claimed_once(worker), 10, "the first claim")
             flow = await other_engine.submit()
-            await _until(lambda: _all_done(other_engine, [flow]), 10, "the notified worker")
+            await until(lambda: _all_done(other_engine, [flow]), 10, "the notified worker")
             assert worker.stats.completed == 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,8 @@ from chem_persistence_async.backends.postgres.retry import (
     is_lost_connection,
     transient_reason,
 )
-from chem_persistence_async.backends.postgres.transaction import PgTransaction
+from chem_persistence_async.backends.postgres.sql.query import Query
+from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
 from chem_persistence_async.backends.postgres.wakeup import Listener, Notifier, send_notify
 from chem_persistence_async.errors import (
     ConfigurationError,
@@ -359,6 +360,42 @@ class Database:
             if translated is exc:
                 raise
             raise translated from exc
+
+    async def run_in(
+        self,
+        tx: Transaction | None,
+        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        operation: str = "query",
+    ) -> T:
+        """``fn`` on its own (``run``: retried) or inside the unit of work ``tx`` (not retried, as
+        nothing inside one is; driver errors translated at the same boundary)."""
+        ptx = pg_tx(tx, id(self))
+        if ptx is None:
+            return await self.run(fn, operation=operation)
+        try:
+            return await fn(ptx.connection)
+        except Exception as exc:
+            translated = translate(exc, operation=operation, retried=False)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def fetch(
+        self,
+        q: Query,
+        values: Mapping[str, Any],
+        *,
+        tx: Transaction | None = None,
+        operation: str = "query",
+    ) -> list[asyncpg.Record]:
+        """The rows of the named statement ``q`` bound to ``values``, through ``run_in``."""
+        args = q.args(values)
+
+        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return list(await conn.fetch(q.text, *args))
+
+        return await self.run_in(tx, fetch, operation=operation)
 
     @staticmethod
     def _discard_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:

@@ -6,8 +6,6 @@ import builtins
 import json
 from typing import Any
 
-import asyncpg
-
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.sql import definitions as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
@@ -28,12 +26,7 @@ class DefinitionRegistry:
         self._cache: dict[tuple[str, str], DefinitionRecord] = {}
 
     async def _fetch(self, q: Query, operation: str, **values: Any) -> builtins.list[Any]:
-        args = q.args(values)
-
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(q.text, *args))
-
-        return await self._db.run(fetch, operation=operation)
+        return await self._db.fetch(q, values, operation=operation)
 
     async def register(self, definition: FlowDefinition) -> DefinitionRecord:
         if not isinstance(definition, FlowDefinition):

@@ -15,7 +15,6 @@ import asyncpg
 
 from chem_persistence_async.backends.base import EventStoreBase
 from chem_persistence_async.backends.postgres.database import Database
-from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
@@ -106,27 +105,14 @@ class PgEventStore(EventStoreBase):
         else:
             tx.on_commit(lambda: self._remember(flow_id, version))
 
-    async def _run(
-        self, tx: PgTransaction | None, fn: Callable[[asyncpg.Connection], Awaitable[T]], operation: str
-    ) -> T:
-        """``fn`` on its own (retried, through ``Database.run``) or on the unit of work's connection
-        (not retried; driver errors translated at the same boundary)."""
-        if tx is None:
-            return await self._db.run(fn, operation=operation)
-        try:
-            return await fn(tx.connection)
-        except Exception as exc:
-            translated = translate(exc, operation=operation, retried=False)
-            if translated is exc:
-                raise
-            raise translated from exc
-
     # --- writing ----------------------------------------------------------------------------
 
     async def _write(self, batch: AppendBatch, tx: Transaction | None) -> list[FlowEvent]:
         ptx = pg_tx(tx, id(self._db))
         if ptx is not None:
-            return await self._run(ptx, lambda conn: self._append_in(conn, batch, ptx), "append")
+            return await self._db.run_in(
+                ptx, lambda conn: self._append_in(conn, batch, ptx), operation="append"
+            )
         group = self._group
         if group is not None and not batch.unpassed_outputs:
             self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
@@ -258,12 +244,7 @@ class PgEventStore(EventStoreBase):
     async def _fetch(
         self, tx: PgTransaction | None, q: Query, operation: str, **values: Any
     ) -> builtins.list[Any]:
-        args = q.args(values)
-
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(q.text, *args))
-
-        return await self._run(tx, fetch, operation)
+        return await self._db.fetch(q, values, tx=tx, operation=operation)
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:

@@ -14,10 +14,8 @@ from uuid import UUID
 import asyncpg
 
 from chem_persistence_async.backends.postgres.database import Database
-from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.sql import queue as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
-from chem_persistence_async.backends.postgres.transaction import pg_tx
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.jobs import (
     CheckedJob,
@@ -65,21 +63,7 @@ class WorkQueue:
     async def _run(
         self, tx: Transaction | None, q: Query, values: Mapping[str, Any], operation: str
     ) -> builtins.list[Any]:
-        args = q.args(values)
-        ptx = pg_tx(tx, id(self._db))
-
-        async def fetch(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(q.text, *args))
-
-        if ptx is None:
-            return await self._db.run(fetch, operation=operation)
-        try:
-            return await fetch(ptx.connection)
-        except Exception as exc:
-            translated = translate(exc, operation=operation, retried=False)
-            if translated is exc:
-                raise
-            raise translated from exc
+        return await self._db.fetch(q, values, tx=tx, operation=operation)
 
     def _committed(self, tx: Transaction | None, queues: set[str]) -> None:
         """Wake workers for ``queues`` now, or once the unit of work commits."""
