@@ -614,6 +614,12 @@ class FlowEngine:
             try:
                 after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx)
                 break
+            except InvalidInputError as exc:
+                if outcome.error_class is not None:
+                    raise
+                # What the step produced cannot be stored (an artifact over the size limit, NaN in
+                # its metadata, an output that is not there): the attempt failed validation.
+                outcome = self._failure(attempt, StepValidationError(f"the step's output was refused: {exc}"))
             except ConcurrencyConflict:
                 # Signals delivered while the step ran do not change what it did: the outcome goes
                 # in after them. Anything else written meanwhile means another runner moved on.

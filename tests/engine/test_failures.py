@@ -21,6 +21,7 @@ from chem_persistence_async import (
     StepContext,
     StepOutput,
     StepStatus,
+    artifact_hash,
     content_hash,
     replay,
 )
@@ -203,3 +204,34 @@ async def test_an_unstorable_artifact_is_a_validation_failure_and_never_retried(
     assert (error.error_message or "").startswith("$.ppm: ")  # where the bad value sits
     assert error.details is not None
     assert error.details["exception_type"] == "chem_persistence_async.errors.UnstorableValueError"
+
+
+class _BadOutput:
+    """Returns an artifact the store refuses: NaN in its metadata, or a payload over the limit."""
+
+    def __init__(self, kind: str) -> None:
+        self.id = "bad"
+        self.params = {"kind": kind}
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        if self.params["kind"] == "nan-metadata":
+            payload = {"v": 1}
+            bad = Artifact(
+                hash=artifact_hash("k", payload), kind="k", payload=payload, metadata={"m": float("nan")}
+            )
+        else:
+            bad = Artifact.of("k", {"blob": "x" * 5000})
+        return StepOutput(artifacts=(bad,))
+
+
+@pytest.mark.parametrize("kind", ["nan-metadata", "too-large"])
+async def test_an_output_the_store_refuses_fails_the_attempt_as_validation(harness: Any, kind: str) -> None:
+    store = harness.event_store(max_payload_bytes=4096)
+    engine = FlowEngine(store, FlowRepository(), FlowDefinition("bad", [_BadOutput(kind)]))
+    flow_id = await engine.run_to_end()  # no raw exception escapes
+    instance = await engine.load(flow_id)
+    assert instance.failed
+    assert await engine.event_codes(flow_id) == ["I", "S", "X"]  # one attempt: never retried
+    (error,) = await store.list_errors(flow_id)
+    assert error.error_class is ErrorClass.VALIDATION
+    assert "refused" in (error.error_message or "")
