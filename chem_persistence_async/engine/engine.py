@@ -161,7 +161,7 @@ class FlowEngine:
         retry_policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
         attempt_lease: timedelta = DEFAULT_ATTEMPT_LEASE,
-        artifact_cache_bytes: int = 64 * 1024 * 1024,
+        artifact_cache_bytes: int = 16 * 1024 * 1024,
         queue: WorkQueuePort | None = None,
         records: FlowRecorder | None = None,
     ) -> None:
