@@ -17,7 +17,6 @@ from typing import Any
 
 from chem_persistence_async.domain.artifacts import Artifact
 
-
 ENTRY_OVERHEAD = 2048
 
 
@@ -55,7 +54,8 @@ class ArtifactCache:
         if artifact.hash in items:
             items.move_to_end(artifact.hash)
             return
-        size = 2 * (approximate_json_size(artifact.payload) + approximate_json_size(artifact.metadata)) + ENTRY_OVERHEAD
+        json_size = approximate_json_size(artifact.payload) + approximate_json_size(artifact.metadata)
+        size = 2 * json_size + ENTRY_OVERHEAD
         if size > self._max:
             return
         items[artifact.hash] = (artifact, size)
