@@ -364,7 +364,11 @@ async def test_bad_enqueue_arguments(queue: Any, kwargs: dict[str, Any], error: 
     assert await queue.depth() == QueueDepth()
 
 
-@pytest.mark.parametrize("payload", [object(), math.nan, {"a": math.inf}, {1: "x"}, "nul\x00"], ids=repr)
+@pytest.mark.parametrize(
+    "payload",
+    [object(), math.nan, {"a": math.inf}, {1: "x"}, "nul\x00"],
+    ids=["object", "nan", "inf", "int-key", "nul"],
+)
 async def test_a_payload_that_is_not_json(queue: Any, payload: Any) -> None:
     with pytest.raises(UnstorableValueError):
         await queue.enqueue("k", payload)
