@@ -233,7 +233,17 @@ def encodable(value: JsonValue, _path: str = "$") -> JsonValue:
     return value if _already_normal(value, 0) else normalize_json(value, _path)
 
 
-def _already_normal(value: JsonValue, depth: int) -> bool:
+def already_normal(value: JsonValue) -> bool:
+    """Whether ``value`` is already what JSONB gives back, every integer included (a serializer
+    other than ``canonical_json`` may then encode it as it is)."""
+    return _already_normal(value, 0, _SMALL_INT)
+
+
+_SMALL_INT = 10**15
+"""Integers below this in size need no measuring (a comparison, not a conversion to text)."""
+
+
+def _already_normal(value: JsonValue, depth: int, int_bound: int | None = None) -> bool:
     """Whether ``normalize_json`` would return ``value`` unchanged (and accept it), checked without
     building a copy: the common case of plain dicts, lists, strings and ints. Scalars inside a
     container are checked in the loop, not by a call each. ``False`` only means "normalise it".
@@ -260,13 +270,16 @@ def _already_normal(value: JsonValue, depth: int) -> bool:
             if "\x00" in item or not (item.isascii() or _utf8_ok(item)):
                 return False
         elif t is int or t is bool or item is None:
-            continue  # an int too long is caught by ``_dumps_checked``, at no cost per int
+            # An int too long is caught by ``_dumps_checked``, at no cost per int; a caller that
+            # does not encode with it asks for a bound instead.
+            if int_bound is not None and t is int and not -int_bound < item < int_bound:
+                return False
         elif t is float:
             # False for NaN, infinities, big floats (they become ints) and -0.0 (it becomes 0.0)
             if not _BIG_FLOAT_LOW < item < _BIG_FLOAT or (not item and math.copysign(1.0, item) < 0):
                 return False
         elif t is dict or t is list or t is tuple:
-            if not _already_normal(item, depth):
+            if not _already_normal(item, depth, int_bound):
                 return False
         else:
             return False

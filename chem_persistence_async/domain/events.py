@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError
 
-from chem_persistence_async.domain.canonical import dumps_normalized, encodable
+from chem_persistence_async.domain.canonical import already_normal, dumps_normalized, encodable
 from chem_persistence_async.domain.failures import StepErrorInfo
 from chem_persistence_async.domain.ids import INT_MAX
 from chem_persistence_async.errors import InvalidEventError
@@ -226,13 +226,14 @@ def kind_to_payload(kind: _Kind) -> bytes:
 
 
 def _fast_json(kind: _Kind, serialize: Callable[[_Kind], bytes]) -> bytes | None:
-    """``serialize(kind)`` when the kind holds no free-form JSON and the result is storable, else None."""
+    """``serialize(kind)`` when its free-form JSON, if any, is already what JSONB gives back (a walk
+    that copies nothing) and the result is storable, else None (the canonical path decides)."""
     cls = type(kind)
     if not (
         cls in _PLAIN_KINDS
-        or (cls is FlowInitialized and not kind.inputs)  # type: ignore[attr-defined]
-        or (cls is StepFailed and kind.error.details is None)  # type: ignore[attr-defined]
-        or (cls is StepSignal and _plain_scalar(kind.data))  # type: ignore[attr-defined]
+        or (cls is FlowInitialized and _free_is_normal(kind.inputs))  # type: ignore[attr-defined]
+        or (cls is StepFailed and _free_is_normal(kind.error.details))  # type: ignore[attr-defined]
+        or (cls is StepSignal and (_plain_scalar(kind.data) or already_normal(kind.data)))  # type: ignore[attr-defined]
     ):
         return None
     try:
@@ -251,6 +252,10 @@ def _serialize(kind: _Kind) -> bytes:
 
 def _serialize_unsorted(kind: _Kind) -> bytes:
     return kind.__pydantic_serializer__.to_json(kind, warnings=False)
+
+
+def _free_is_normal(value: object) -> bool:
+    return not value or already_normal(value)
 
 
 def _plain_scalar(value: object) -> bool:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import chem_persistence_async as package
@@ -455,3 +457,30 @@ def test_a_kind_built_without_validation_that_cannot_serialise_is_an_invalid_eve
     unstorable = StepSignal.model_construct(step_index=0, step_id="s", signal="x", data={"v": object()})
     with pytest.raises(UnstorableValueError, match=r"^\$\.data\.v: object is not a JSON value"):
         kind_to_payload(unstorable)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_the_fast_payload_of_free_form_json_reads_back_as_the_canonical_one(data: Any) -> None:
+    """``kind_to_payload`` may serialise free-form JSON that is already normal without sorting or
+    re-encoding it; what it stores must read back exactly as the canonical form does."""
+    try:
+        canonical = kind_to_json(_signal(data))
+    except UnstorableValueError:
+        with pytest.raises(UnstorableValueError):
+            kind_to_payload(_signal(data))
+        return
+    assert kind_from_json(kind_to_payload(_signal(data))) == kind_from_json(canonical)
