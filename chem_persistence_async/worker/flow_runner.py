@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 from chem_persistence_async.domain.flow import FlowInstance
@@ -52,12 +53,16 @@ class Holding:
 
 
 class FlowRunner:
-    """Moves flows of the definitions it knows on, one claimed job at a time."""
+    """Moves flows of the definitions it knows on, one claimed job at a time. ``lease`` is the
+    worker's: each commit renews the job for that long, and the next attempt's lease ends with it."""
 
-    def __init__(self, backend: Backend, engines: dict[str, FlowEngine], queue: WorkQueuePort) -> None:
+    def __init__(
+        self, backend: Backend, engines: dict[str, FlowEngine], queue: WorkQueuePort, *, lease: timedelta
+    ) -> None:
         self._backend = backend
         self._engines = engines
         self._queue = queue
+        self._lease = lease
 
     async def run(self, holding: Holding, log_extra: Callable[[Job], dict[str, str]]) -> str:
         """Move the job's flow on as far as it can go now; returns how the job ended
@@ -125,7 +130,7 @@ class FlowRunner:
 
         async def unit(tx: Transaction) -> tuple[Attempt | None, str | None]:
             # The lease guard first: a worker whose job was taken over writes nothing at all.
-            (renewed,) = await queue.heartbeat([holding.job], tx=tx)
+            (renewed,) = await queue.heartbeat([holding.job], lease=self._lease, tx=tx)
             committed = await engine.commit(
                 attempt, outcome, tx=tx, chain=True, lease_until=renewed.lease_expires_at
             )

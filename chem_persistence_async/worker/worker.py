@@ -114,7 +114,7 @@ class Worker:
             )
             for d in defs
         }
-        self._runner = FlowRunner(db, self._engines, self._queue)
+        self._runner = FlowRunner(db, self._engines, self._queue, lease=lease)
         self._holding: dict[int, tuple[Holding, asyncio.Task[None]]] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
