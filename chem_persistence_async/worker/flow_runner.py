@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from chem_persistence_async.domain.flow import FlowInstance
@@ -49,6 +49,8 @@ class Holding:
     attempt: Attempt | None = None
     cancelled: bool = False
     """Its lease was lost or the job was cancelled: nothing more may be committed for it."""
+    due: datetime | None = None
+    """When a job the runner suspended is due again (a retry's time, another starter's lease)."""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -97,6 +99,7 @@ class FlowRunner:
             return "completed"
         if isinstance(action, Wait):
             await queue.suspend(holding.job, action.until)
+            holding.due = action.until
             return "suspended"
         if isinstance(action, Complete | CloseLost):
 
@@ -145,6 +148,7 @@ class FlowRunner:
             # step another engine started) goes round through the queue at once.
             until = follow.until if isinstance(follow, Wait) else engine.now()
             await queue.suspend(holding.job, until, tx=tx)
+            holding.due = until
             return None, "suspended"
 
         return await self._in_transaction(unit)
