@@ -35,6 +35,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import asyncpg
@@ -44,17 +45,20 @@ from chem_persistence_async import Database, FlowEngine, FlowRepository
 from tests.chaos.checks import Tally, check_flows, describe
 from tests.support.chaos import (
     ProcessGang,
+    assert_clean_stderr,
     assert_only_expected_stderr,
     subprocess_env,
     unfinished,
     wait_for,
 )
+from tests.support.faults import PrivateServer
 from tests.worker.flows import CHAOS
 
 MAX_TRANSIENT = 8
 MAX_LOST = 4
 CONCURRENCY = 4
 LEASE = 2.0
+RESTART_AFTER_KILLS = 3
 GRACEFUL = "SIGTERM or Ctrl-C stops it gracefully"
 EXPECTED_STDERR = (
     r"^worker \S+ on .*: flaky3; SIGTERM or Ctrl-C stops it gracefully$",
@@ -101,14 +105,43 @@ async def check_queue(conn: asyncpg.Connection, flows: set[uuid.UUID]) -> None:
     assert {r["flow_id"] for r in history} == flows
 
 
-async def _completed(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM event_log WHERE event_type = 'flowcompleted'"))
+async def _count(db: Database, sql: str) -> int:
+    async def fetch(conn: asyncpg.Connection) -> int:
+        return int(await conn.fetchval(sql))
+
+    return await db.run(fetch)  # (retried: the server may have just restarted)
+
+
+async def _completed(db: Database) -> int:
+    return await _count(db, "SELECT count(*) FROM event_log WHERE event_type = 'flowcompleted'")
+
+
+async def _explain(db: Database) -> str:
+    async with db.acquire() as conn:
+        return await unfinished(conn)
+
+
+async def _restart(server: PrivateServer, db: Database, gang: ProcessGang) -> float:
+    """Restart the server under the running workers (none of them starting up: one would find no
+    server to open and exit), then wait until each worker listens again; returns how long that took."""
+    await wait_for(lambda: gang.all_say(GRACEFUL), 60, "every worker to be up", every=0.1)
+    began = time.monotonic()
+    await asyncio.to_thread(server.stop, "fast")
+    await asyncio.to_thread(server.start)
+    listening = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%:listen'"
+    await wait_for(
+        lambda: _equals(_count(db, listening), len(gang.members)), 60, "every worker's listener to reconnect"
+    )
+    return time.monotonic() - began
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def _worker_chaos(
     db: Database,
-    conn: asyncpg.Connection,
-    db_url: str,
+    url: str,
     tmp_path: Path,
     *,
     flows: int,
@@ -116,28 +149,34 @@ async def _worker_chaos(
     kills: int,
     kill_every: tuple[float, float],
     deadline: float,
+    server: PrivateServer | None = None,
 ) -> tuple[Tally, ProcessGang, float]:
+    """Submit ``flows``, run them on ``workers`` processes killed ``kills`` times at random; with
+    ``server``, restart it after ``RESTART_AFTER_KILLS`` kills."""
     engine = FlowEngine(db.event_store(), FlowRepository(), CHAOS, queue=db.work_queue())
     submitted = {await engine.submit(inputs={"start": n}): n for n in range(flows)}
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     gang = ProcessGang(
-        lambda _i: worker_argv(db_url, poll_interval=0.25), workers, env=worker_env(), log_dir=tmp_path
+        lambda _i: worker_argv(url, poll_interval=0.25), workers, env=worker_env(), log_dir=tmp_path
     )
+    restarted: float | None = None
     began = time.monotonic()
     gang.start_all()
     try:
-        while gang.kills < kills and await _completed(conn) < flows:
+        while gang.kills < kills and await _completed(db) < flows:
+            if server is not None and restarted is None and gang.kills >= RESTART_AFTER_KILLS:
+                restarted = await _restart(server, db, gang)
             await asyncio.sleep(rng.uniform(*kill_every))
             gang.check_no_failure()
             gang.kill_and_restart(rng)
 
         async def all_done() -> bool:
             gang.check_no_failure()
-            return await _completed(conn) == flows
+            return await _completed(db) == flows
 
         await wait_for(
-            all_done, deadline, f"every flow to complete (seed {seed})", explain=lambda: unfinished(conn)
+            all_done, deadline, f"every flow to complete (seed {seed})", explain=lambda: _explain(db)
         )
         elapsed = time.monotonic() - began
         # A graceful stop (nothing is held any more), once each worker handles SIGTERM: one
@@ -151,14 +190,25 @@ async def _worker_chaos(
         await wait_for(lambda: gang.finished() == workers, 60, "every worker to stop", explain=stopped)
     finally:
         gang.kill_all()
-    assert_only_expected_stderr(gang, EXPECTED_STDERR)
-    tally = await check_flows(conn, engine, submitted, total_added=14)
-    await check_queue(conn, set(submitted))
+    if server is None:
+        assert_only_expected_stderr(gang, EXPECTED_STDERR)
+    else:  # the restart makes them warn and print tracebacks of failed commits: all but these
+        assert_clean_stderr(
+            gang, forbidden=("ErrorRecordMismatchError", "ConcurrencyConflict", "can never run")
+        )
+        assert restarted is not None, "every flow was done before the server restarted"
+    async with db.acquire() as conn:
+        tally = await check_flows(conn, engine, submitted, total_added=14)
+        await check_queue(conn, set(submitted))
     print(
         f"\n[worker chaos] {flows} flows, {workers} workers: {elapsed:.1f}s, {gang.starts} starts, "
-        f"{gang.kills} SIGKILLs; {describe(tally, seed=seed)}"
+        f"{gang.kills} SIGKILLs"
+        + ("" if restarted is None else f", a server restart (listening again after {restarted:.1f}s)")
+        + f"; {describe(tally, seed=seed)}"
     )
-    assert tally.lost <= gang.kills * CONCURRENCY, describe(tally, seed=seed)
+    # Each kill loses at most what the worker held; the restart at most what every worker held.
+    held_at_restart = 0 if server is None else workers * CONCURRENCY
+    assert tally.lost <= gang.kills * CONCURRENCY + held_at_restart, describe(tally, seed=seed)
     assert tally.most_transient <= MAX_TRANSIENT, describe(tally, seed=seed)
     assert tally.most_lost <= MAX_LOST, describe(tally, seed=seed)
     assert tally.most_attempts <= 1 + MAX_TRANSIENT + MAX_LOST, describe(tally, seed=seed)
@@ -167,10 +217,10 @@ async def _worker_chaos(
 
 
 async def test_workers_killed_at_random_run_every_flow_once(
-    db: Database, conn: asyncpg.Connection, db_url: str, tmp_path: Path
+    db: Database, db_url: str, tmp_path: Path
 ) -> None:
     tally, gang, _ = await _worker_chaos(
-        db, conn, db_url, tmp_path, flows=60, workers=3, kills=8, kill_every=(0.3, 1.2), deadline=120
+        db, db_url, tmp_path, flows=60, workers=3, kills=8, kill_every=(0.3, 1.2), deadline=120
     )
     assert gang.kills >= 3, "every flow was done before the test killed anything: make it longer"
     assert tally.lost >= 1, "no kill ever hit an attempt in progress: the test proved nothing"
@@ -178,10 +228,33 @@ async def test_workers_killed_at_random_run_every_flow_once(
 
 @pytest.mark.slow
 async def test_a_few_hundred_flows_on_workers_killed_at_random(
-    db: Database, conn: asyncpg.Connection, db_url: str, tmp_path: Path
+    db: Database, db_url: str, tmp_path: Path
 ) -> None:
     tally, gang, _ = await _worker_chaos(
-        db, conn, db_url, tmp_path, flows=300, workers=4, kills=60, kill_every=(0.1, 0.5), deadline=150
+        db, db_url, tmp_path, flows=300, workers=4, kills=60, kill_every=(0.1, 0.5), deadline=150
     )
+    assert gang.kills >= 10
+    assert tally.lost >= 1
+
+
+@pytest.mark.slow
+async def test_workers_killed_at_random_across_a_server_restart(
+    private_server: PrivateServer, tmp_path: Path
+) -> None:
+    """The same with a PostgreSQL restart in the middle: each worker's listener reconnects (every
+    worker listens again on the restarted server), the commits the restart broke come back, and
+    every flow completes once."""
+    async with Database.connect(private_server.url, min_connections=1, max_connections=4) as db:
+        tally, gang, _ = await _worker_chaos(
+            db,
+            private_server.url,
+            tmp_path,
+            flows=300,
+            workers=3,
+            kills=20,
+            kill_every=(0.2, 0.8),
+            deadline=120,
+            server=private_server,
+        )
     assert gang.kills >= 10
     assert tally.lost >= 1
