@@ -20,6 +20,10 @@ from pathlib import Path
 from chem_persistence_async import Database, FlowEngine, FlowRepository, PgEventStore, RetryPolicy
 from tests.chaos.flows import chaos_definition
 
+READY = "chaos engine: running"
+"""What a process prints once it opened the database and starts on the flows (only then is it worth
+killing: a kill during start-up hits nothing)."""
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
@@ -44,6 +48,7 @@ async def main(args: argparse.Namespace) -> None:
             retry_policy=RetryPolicy(max_retries=args.max_retries, initial_delay=0.01, max_delay=0.1),
             attempt_lease=timedelta(seconds=args.lease),
         )
+        print(READY, file=sys.stderr, flush=True)
         todo: asyncio.Queue[str] = asyncio.Queue()
         for flow in flows:
             todo.put_nowait(flow)

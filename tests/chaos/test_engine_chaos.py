@@ -40,16 +40,18 @@ import pytest
 
 from chem_persistence_async import Database, FlowEngine, FlowRepository, PgEventStore
 from tests.chaos.checks import Tally, check_flows, describe
+from tests.chaos.engine_runner import READY
 from tests.chaos.flows import chaos_definition
 from tests.support.chaos import ProcessGang, assert_clean_stderr, subprocess_env, unfinished, wait_for
 
 P = 0.3
-SLEEP = 0.1
+SLEEP = 0.2
+"""Seconds each step takes: long enough that kills land in the middle of the work."""
 MAX_RETRIES = 30
 """Far beyond the bounds below: no flow may fail for good."""
 MAX_TRANSIENT = 8
 MAX_LOST = 4
-TASKS = 3
+TASKS = 2
 LOST_CLOSED = "was lost (no outcome by its lease); closing it"
 """The engine's warning when it closes a lost attempt: expected under kills."""
 
@@ -64,10 +66,11 @@ async def _run(
     processes: int,
     kills: int,
     lease: float,
+    sleep: float = SLEEP,
     kill_every: tuple[float, float] = (0.2, 0.8),
     deadline: float = 120,
 ) -> tuple[Tally, ProcessGang, float]:
-    definition = chaos_definition(P, SLEEP)
+    definition = chaos_definition(P, sleep)
     engine = FlowEngine(PgEventStore(db), FlowRepository(), definition)
     started = {await engine.start(inputs={"start": n}): n for n in range(flows)}
     flows_file = tmp_path / "flows.json"
@@ -83,7 +86,7 @@ async def _run(
             f"--url={db_url}",
             f"--flows={flows_file}",
             f"--p={P}",
-            f"--sleep={SLEEP}",
+            f"--sleep={sleep}",
             f"--lease={lease}",
             f"--max-retries={MAX_RETRIES}",
             f"--tasks={TASKS}",
@@ -98,7 +101,7 @@ async def _run(
             await asyncio.sleep(rng.uniform(*kill_every))
             gang.check_no_failure()
             if gang.finished() == 0:
-                gang.kill_and_restart(rng)
+                gang.kill_and_restart(rng, ready=READY)
 
         def all_exited() -> bool:
             gang.check_no_failure()
@@ -153,7 +156,7 @@ async def test_engines_killed_at_random_complete_every_flow_with_one_outcome_per
     db: Database, conn: asyncpg.Connection, db_url: str, tmp_path: Path
 ) -> None:
     await _engine_chaos(
-        db, conn, db_url, tmp_path, flows=30, kills=8, kill_every=(0.2, 0.8), name="engine chaos"
+        db, conn, db_url, tmp_path, flows=40, kills=8, kill_every=(0.2, 0.8), name="engine chaos"
     )
 
 
@@ -162,7 +165,7 @@ async def test_engines_killed_at_random_many_times_over_many_flows(
     db: Database, conn: asyncpg.Connection, db_url: str, tmp_path: Path
 ) -> None:
     await _engine_chaos(
-        db, conn, db_url, tmp_path, flows=150, kills=60, kill_every=(0.1, 0.5), name="engine chaos, long"
+        db, conn, db_url, tmp_path, flows=100, kills=40, kill_every=(0.1, 0.5), name="engine chaos, long"
     )
 
 
@@ -172,7 +175,7 @@ async def test_two_engines_racing_on_the_same_flows_never_supersede_an_attempt(
     """No kill at all: two processes on the same flows never start an attempt while another's is in
     progress, so nothing is lost and each step's attempts are exactly 1 + its transient failures."""
     tally, gang, elapsed = await _run(
-        db, conn, db_url, tmp_path, flows=40, processes=2, kills=0, lease=30.0, deadline=90
+        db, conn, db_url, tmp_path, flows=40, processes=2, kills=0, lease=30.0, sleep=0.05, deadline=90
     )
     _report("two engines racing", tally, gang, elapsed)
     assert gang.starts == 2

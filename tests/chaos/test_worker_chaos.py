@@ -19,7 +19,7 @@ their attempts in progress are closed as lost. Afterwards, read from the databas
 Bounds per step, as in ``test_engine_chaos``: at most ``MAX_TRANSIENT`` = 8 transient failures
 (0.3**9 = 2e-5 per flow) and ``MAX_LOST`` = 4 lost attempts. An attempt is lost only when its
 worker is killed while it runs; a flow's steps run on one worker for a few tens of milliseconds
-at a time and a kill comes every 0.3-1.2 s (0.1-0.5 s in the slow run) to one of 3-4 workers, so
+at a time and a kill comes every 0.1-0.5 s to one of 3-4 workers (one holding jobs), so
 each time a flow runs it is hit with probability about 0.05 (at most about 0.2), and 5 hits on one
 step are out of reach (under 1e-3 per flow even at 0.2). So at most 1 + 8 + 4 = 13 attempts; over
 the run, exactly: lost attempts <= kills x concurrency (a killed worker held at most
@@ -60,6 +60,8 @@ CONCURRENCY = 4
 LEASE = 2.0
 RESTART_AFTER_KILLS = 3
 GRACEFUL = "SIGTERM or Ctrl-C stops it gracefully"
+"""What a worker prints once it runs (and handles SIGTERM). Only such a worker is killed, one
+holding jobs rather than an idle one when there is one: kills that hit nothing prove nothing."""
 EXPECTED_STDERR = (
     r"^worker \S+ on .*: flaky3; SIGTERM or Ctrl-C stops it gracefully$",
     r"^worker \S+ stopped: \d+ completed, \d+ suspended, 0 failed, 0 released$",
@@ -116,6 +118,18 @@ async def _completed(db: Database) -> int:
     return await _count(db, "SELECT count(*) FROM event_log WHERE event_type = 'flowcompleted'")
 
 
+async def _busy(db: Database) -> set[int]:
+    """The pids of the workers holding jobs now (a worker id is ``host:pid:suffix``)."""
+
+    async def fetch(conn: asyncpg.Connection) -> list[str]:
+        return [
+            r[0]
+            for r in await conn.fetch("SELECT DISTINCT worker_id FROM work_queue WHERE state = 'claimed'")
+        ]
+
+    return {int(worker.split(":")[-2]) for worker in await db.run(fetch) if worker.count(":") >= 2}
+
+
 async def _explain(db: Database) -> str:
     async with db.acquire() as conn:
         return await unfinished(conn)
@@ -169,7 +183,7 @@ async def _worker_chaos(
                 restarted = await _restart(server, db, gang)
             await asyncio.sleep(rng.uniform(*kill_every))
             gang.check_no_failure()
-            gang.kill_and_restart(rng)
+            gang.kill_and_restart(rng, ready=GRACEFUL, busy=await _busy(db))
 
         async def all_done() -> bool:
             gang.check_no_failure()
@@ -220,7 +234,7 @@ async def test_workers_killed_at_random_run_every_flow_once(
     db: Database, db_url: str, tmp_path: Path
 ) -> None:
     tally, gang, _ = await _worker_chaos(
-        db, db_url, tmp_path, flows=60, workers=3, kills=8, kill_every=(0.3, 1.2), deadline=120
+        db, db_url, tmp_path, flows=100, workers=3, kills=8, kill_every=(0.1, 0.5), deadline=120
     )
     assert gang.kills >= 3, "every flow was done before the test killed anything: make it longer"
     assert tally.lost >= 1, "no kill ever hit an attempt in progress: the test proved nothing"

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +82,16 @@ class ProcessGang:
     def live(self) -> list[Member]:
         return [m for m in self.members if m.process is not None and m.process.poll() is None]
 
-    def kill_and_restart(self, rng: random.Random) -> Member | None:
-        """SIGKILL one running member chosen by ``rng`` and start it again; ``None`` if none runs."""
-        candidates = self.live()
+    def kill_and_restart(
+        self, rng: random.Random, *, ready: str | None = None, busy: Collection[int] | None = None
+    ) -> Member | None:
+        """SIGKILL one running member chosen by ``rng`` and start it again. Only one that printed
+        ``ready`` on stderr (a kill during start-up hits nothing), and, if ``busy`` (pids) names
+        any of those, one of them (a kill of an idle process hits nothing either). ``None``: no
+        member qualified, nothing was killed."""
+        candidates = [m for m in self.live() if ready is None or ready in read_text(m.stderr_files[-1])]
+        working = [m for m in candidates if m.process is not None and m.process.pid in (busy or ())]
+        candidates = working or candidates
         if not candidates:
             return None
         victim = rng.choice(candidates)
