@@ -53,6 +53,12 @@ class Holding:
     """When a job the runner suspended is due again (a retry's time, another starter's lease)."""
     extra: dict[str, str] = field(default_factory=dict)
 
+    def renewed(self, job: Job) -> None:
+        """Take ``job``'s lease, unless the one held already runs longer: the answers to two
+        renewals (a heartbeat, a step's commit) may come back in either order."""
+        if job.lease_expires_at >= self.job.lease_expires_at:
+            self.job = job
+
 
 class FlowRunner:
     """Moves flows of the definitions it knows on, one claimed job at a time. ``lease`` is the
@@ -138,7 +144,7 @@ class FlowRunner:
                 attempt, outcome, tx=tx, chain=True, lease_until=renewed.lease_expires_at
             )
             if committed.then is not None:
-                tx.on_commit(lambda: setattr(holding, "job", renewed))
+                tx.on_commit(lambda: holding.renewed(renewed))
                 return committed.then, None
             follow = engine.plan(committed.instance)
             if isinstance(follow, Done):

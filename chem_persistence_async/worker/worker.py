@@ -296,8 +296,11 @@ class Worker:
             pass
         except ChemPersistError as err:  # the lease ran out meanwhile: the next claim handles it
             logger.info("job %d: could not record its failure: %s", job.id, err, extra=self._log_extra(job))
-            if job.lease_expires_at is not None:
-                self._wake_at(job.lease_expires_at)
+            # Still claimed, it comes back when its lease runs out. A renewal answered late, or not
+            # at all (the database was going away), may have made that later than this worker
+            # knows: look once more two leases from now.
+            self._wake_at(holding.job.lease_expires_at)
+            self._wake_at(datetime.now(UTC) + 2 * self._lease)
         else:
             if state is JobState.READY:
                 self._wake_at(retry_at)
@@ -329,7 +332,7 @@ class Worker:
             for holding in held:
                 fresh = by_id.get(holding.job.id)
                 if fresh is not None:
-                    holding.job = fresh
+                    holding.renewed(fresh)
 
     def _drop(self, job_id: int, why: str) -> None:
         """Stop working on a job that is no longer ours: its commit would be refused anyway."""

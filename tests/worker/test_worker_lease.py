@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,3 +98,36 @@ async def _until(condition: Callable[[], Awaitable[bool]], deadline_s: float, wh
     while not await condition():
         assert loop.time() < end, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+def test_a_renewal_answered_late_never_shortens_the_lease_a_worker_knows() -> None:
+    """A heartbeat and a step's commit both renew a held job; their answers may come back in either
+    order. The worker keeps the later lease: with the earlier one, a worker that cannot give the
+    job back (the database went away) would look for it again before its lease ran out, find
+    nothing, and leave it to the next poll."""
+    from chem_persistence_async import Job
+    from chem_persistence_async.worker.flow_runner import Holding
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    job = Job(
+        id=1,
+        queue="default",
+        kind="flow",
+        key=None,
+        payload=None,
+        priority=0,
+        attempt=1,
+        max_attempts=None,
+        flow_id=None,
+        lease_token=uuid.uuid4(),
+        lease_expires_at=t0,
+        created_at=t0,
+    )
+    holding = Holding(job)
+    later = replace(job, lease_expires_at=t0 + timedelta(seconds=2))
+    earlier = replace(job, lease_expires_at=t0 + timedelta(seconds=1))
+    holding.renewed(later)
+    holding.renewed(earlier)  # answered last, renewed first
+    assert holding.job.lease_expires_at == later.lease_expires_at
+    holding.renewed(replace(job, lease_expires_at=t0 + timedelta(seconds=3)))
+    assert holding.job.lease_expires_at == t0 + timedelta(seconds=3)
