@@ -1,4 +1,21 @@
-"""What every chaos test checks once its processes are gone, read from the database itself."""
+"""What every chaos test checks once its processes are gone, read from the database itself, and the
+bounds on how often one step may be attempted.
+
+Bounds. A step's attempts are 1 + its transient failures + its lost attempts (nothing else fails in
+these flows: ``Tally.other_failures`` must stay 0). Each of the two is bounded by the longest run of
+independent events of probability ``q`` that any of ``trials`` steps may see, allowing a false
+alarm in at most one test run in ``1 / FALSE_ALARM`` (``longest_run``):
+
+* transient failures: ``q`` = the flaky step's p (0.3), one flaky step per flow;
+* lost attempts: an attempt is lost only when its process is killed while it runs, and a kill loses
+  at most one attempt per task (or job) the process runs at once, so the share of attempts lost is
+  at most ``q`` = kills x tasks / attempts (the kills the run really made), over every step of
+  every flow.
+
+So with 40 flows, p = 0.3, and 8 kills of 2 tasks over about 150 attempts: at most 10 transient
+failures and 6 lost attempts, 17 attempts in all, for any step; before attempt leases a step of
+such a test was attempted 397 times. ``bounds`` gives the figures of each run; the tests print them.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +57,46 @@ class Tally:
         self.most_attempts = max(self.most_attempts, step.attempts)
         self.most_transient = max(self.most_transient, step.failed["transient"])
         self.most_lost = max(self.most_lost, step.lost)
+
+
+FALSE_ALARM = 1e-4
+
+
+def longest_run(q: float, trials: int) -> int:
+    """The smallest k such that ``trials`` x q**(k+1) <= ``FALSE_ALARM``: k+1 events of probability
+    ``q`` in a row, in any of ``trials`` independent sequences, is that unlikely."""
+    assert 0 <= q < 1, q
+    k = 0
+    while trials * q ** (k + 1) > FALSE_ALARM:
+        k += 1
+    return k
+
+
+@dataclass(frozen=True)
+class Bounds:
+    transient: int
+    lost: int
+
+    @property
+    def attempts(self) -> int:
+        return 1 + self.transient + self.lost
+
+
+def bounds(tally: Tally, *, p: float, kills: int, per_kill: int) -> Bounds:
+    """The bounds of this run (module docstring): ``per_kill`` attempts at most lost per kill."""
+    lost_share = kills * per_kill / max(tally.attempts, 1)
+    assert lost_share < 0.5, f"{kills} kills for {tally.attempts} attempts: no bound would mean anything"
+    return Bounds(longest_run(p, tally.flows), longest_run(lost_share, 3 * tally.flows))
+
+
+def assert_within(tally: Tally, limit: Bounds, *, kills: int, per_kill: int, **context: Any) -> None:
+    """Every step within the bounds, and the lost attempts no more than the kills can explain."""
+    where = describe(tally, bounds=limit, **context)
+    assert tally.lost <= kills * per_kill, where
+    assert tally.most_transient <= limit.transient, where
+    assert tally.most_lost <= limit.lost, where
+    assert tally.most_attempts <= limit.attempts, where
+    assert tally.interrupted == tally.other_failures == 0, where
 
 
 async def reference_fingerprints(definition: FlowDefinition, starts: Sequence[int]) -> dict[int, str]:

@@ -16,14 +16,10 @@ their attempts in progress are closed as lost. Afterwards, read from the databas
   (no traceback, no failed job, no ``ErrorRecordMismatchError``), and each stops gracefully (0)
   at the end.
 
-Bounds per step, as in ``test_engine_chaos``: at most ``MAX_TRANSIENT`` = 8 transient failures
-(0.3**9 = 2e-5 per flow) and ``MAX_LOST`` = 4 lost attempts. An attempt is lost only when its
-worker is killed while it runs; a flow's steps run on one worker for a few tens of milliseconds
-at a time and a kill comes every 0.1-0.5 s to one of 3-4 workers (one holding jobs), so
-each time a flow runs it is hit with probability about 0.05 (at most about 0.2), and 5 hits on one
-step are out of reach (under 1e-3 per flow even at 0.2). So at most 1 + 8 + 4 = 13 attempts; over
-the run, exactly: lost attempts <= kills x concurrency (a killed worker held at most
-``concurrency`` jobs, each with at most one attempt in progress).
+Bounds per step, as in ``test_engine_chaos`` (``tests.chaos.checks``): the transient failures a
+step with p = 0.3 may see in a row, plus the lost attempts the kills can explain (a killed worker
+held at most ``concurrency`` jobs, each with at most one attempt in progress; a server restart at
+most as many per worker), each set so that a correct library fails a run at most once in 10,000.
 """
 
 from __future__ import annotations
@@ -42,7 +38,7 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Database, FlowEngine, FlowRepository
-from tests.chaos.checks import Tally, check_flows, describe
+from tests.chaos.checks import Tally, assert_within, bounds, check_flows, describe
 from tests.support.chaos import (
     ProcessGang,
     assert_clean_stderr,
@@ -54,8 +50,6 @@ from tests.support.chaos import (
 from tests.support.faults import PrivateServer
 from tests.worker.flows import CHAOS
 
-MAX_TRANSIENT = 8
-MAX_LOST = 4
 CONCURRENCY = 4
 LEASE = 2.0
 RESTART_AFTER_KILLS = 3
@@ -221,12 +215,10 @@ async def _worker_chaos(
         + f"; {describe(tally, seed=seed)}"
     )
     # Each kill loses at most what the worker held; the restart at most what every worker held.
-    held_at_restart = 0 if server is None else workers * CONCURRENCY
-    assert tally.lost <= gang.kills * CONCURRENCY + held_at_restart, describe(tally, seed=seed)
-    assert tally.most_transient <= MAX_TRANSIENT, describe(tally, seed=seed)
-    assert tally.most_lost <= MAX_LOST, describe(tally, seed=seed)
-    assert tally.most_attempts <= 1 + MAX_TRANSIENT + MAX_LOST, describe(tally, seed=seed)
-    assert tally.interrupted == tally.other_failures == 0, describe(tally, seed=seed)
+    kill_events = gang.kills + (0 if server is None else workers)
+    limit = bounds(tally, p=float(CHAOS.steps[1].params["p"]), kills=kill_events, per_kill=CONCURRENCY)
+    print(f"(bounds: {limit})")
+    assert_within(tally, limit, kills=kill_events, per_kill=CONCURRENCY, seed=seed)
     return tally, gang, elapsed
 
 
@@ -245,7 +237,7 @@ async def test_a_few_hundred_flows_on_workers_killed_at_random(
     db: Database, db_url: str, tmp_path: Path
 ) -> None:
     tally, gang, _ = await _worker_chaos(
-        db, db_url, tmp_path, flows=300, workers=4, kills=60, kill_every=(0.1, 0.5), deadline=150
+        db, db_url, tmp_path, flows=300, workers=4, kills=30, kill_every=(0.1, 0.5), deadline=150
     )
     assert gang.kills >= 10
     assert tally.lost >= 1
@@ -263,12 +255,12 @@ async def test_workers_killed_at_random_across_a_server_restart(
             db,
             private_server.url,
             tmp_path,
-            flows=300,
+            flows=200,
             workers=3,
-            kills=20,
+            kills=15,
             kill_every=(0.2, 0.8),
             deadline=120,
             server=private_server,
         )
-    assert gang.kills >= 10
+    assert gang.kills > RESTART_AFTER_KILLS, "no worker was killed after the restart"
     assert tally.lost >= 1
