@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from chem_persistence_async.domain.flow import FlowInstance
@@ -48,16 +49,28 @@ class Holding:
     attempt: Attempt | None = None
     cancelled: bool = False
     """Its lease was lost or the job was cancelled: nothing more may be committed for it."""
+    due: datetime | None = None
+    """When a job the runner suspended is due again (a retry's time, another starter's lease)."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def renewed(self, job: Job) -> None:
+        """Take ``job``'s lease, unless the one held already runs longer: the answers to two
+        renewals (a heartbeat, a step's commit) may come back in either order."""
+        if job.lease_expires_at >= self.job.lease_expires_at:
+            self.job = job
 
 
 class FlowRunner:
-    """Moves flows of the definitions it knows on, one claimed job at a time."""
+    """Moves flows of the definitions it knows on, one claimed job at a time. ``lease`` is the
+    worker's: each commit renews the job for that long, and the next attempt's lease ends with it."""
 
-    def __init__(self, backend: Backend, engines: dict[str, FlowEngine], queue: WorkQueuePort) -> None:
+    def __init__(
+        self, backend: Backend, engines: dict[str, FlowEngine], queue: WorkQueuePort, *, lease: timedelta
+    ) -> None:
         self._backend = backend
         self._engines = engines
         self._queue = queue
+        self._lease = lease
 
     async def run(self, holding: Holding, log_extra: Callable[[Job], dict[str, str]]) -> str:
         """Move the job's flow on as far as it can go now; returns how the job ended
@@ -95,6 +108,7 @@ class FlowRunner:
                 await queue.complete(holding.job)
                 return "completed"
             await queue.suspend(holding.job, action.until)
+            holding.due = action.until
             return "suspended"
         if isinstance(action, Complete | CloseLost):
 
@@ -128,12 +142,12 @@ class FlowRunner:
 
         async def unit(tx: Transaction) -> tuple[Attempt | None, str | None]:
             # The lease guard first: a worker whose job was taken over writes nothing at all.
-            (renewed,) = await queue.heartbeat([holding.job], tx=tx)
+            (renewed,) = await queue.heartbeat([holding.job], lease=self._lease, tx=tx)
             committed = await engine.commit(
                 attempt, outcome, tx=tx, chain=True, lease_until=renewed.lease_expires_at
             )
             if committed.then is not None:
-                tx.on_commit(lambda: setattr(holding, "job", renewed))
+                tx.on_commit(lambda: holding.renewed(renewed))
                 return committed.then, None
             follow = engine.plan(committed.instance)
             if isinstance(follow, Done):
@@ -147,6 +161,7 @@ class FlowRunner:
             # close, a step another engine started) goes round through the queue at once.
             until = follow.until if isinstance(follow, Wait) and follow.until else engine.now()
             await queue.suspend(holding.job, until, tx=tx)
+            holding.due = until
             return None, "suspended"
 
         return await self._in_transaction(unit)

@@ -1,8 +1,10 @@
 """``Worker``: claims flow jobs and runs them, many at a time, until it is stopped (SPEC 8.2).
 
 * It claims only jobs of the definitions it was given (by name and hash), at most
-  ``concurrency`` at once, woken at once by a local enqueue or a NOTIFY from another process, and
-  every ``poll_interval`` seconds whatever happens (a lost notification costs latency, not a job).
+  ``concurrency`` at once, woken at once by a local enqueue or a NOTIFY from another process, when
+  a job it put off is due (a retry's time, a failed job's backoff, the lease of a job it could not
+  give back), and every ``poll_interval`` seconds whatever happens (a lost notification costs
+  latency, not a job).
 * A heartbeat renews every held lease at a third of the lease; a job whose lease was lost or that
   was cancelled stops being worked on (its commit would be refused anyway).
 * ``stop()`` is graceful: nothing more is claimed, running steps get ``grace`` seconds to finish;
@@ -18,18 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from chem_persistence_async.domain.definitions import definition_ref
 from chem_persistence_async.domain.flow import FlowDefinition
-from chem_persistence_async.domain.jobs import Job
+from chem_persistence_async.domain.jobs import Job, JobState, default_backoff
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.engine import FLOW_JOB, SIGNAL_JOB, FlowEngine
 from chem_persistence_async.engine.repository import FlowRepository
@@ -114,9 +117,11 @@ class Worker:
             )
             for d in defs
         }
-        self._runner = FlowRunner(db, self._engines, self._queue)
+        self._runner = FlowRunner(db, self._engines, self._queue, lease=lease)
         self._holding: dict[int, tuple[Holding, asyncio.Task[None]]] = {}
         self._wake = asyncio.Event()
+        self._due: list[float] = []
+        """Loop times when jobs this worker put off are due: it claims then, not at the next poll."""
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stats = WorkerStats()
@@ -179,8 +184,10 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._wake.clear()
+            looked = loop.time()
             free = self._concurrency - len(self._holding)
             claimed: list[Job] = []
             if free > 0:
@@ -212,7 +219,23 @@ class Worker:
             if claimed and len(claimed) == free:
                 continue  # every slot was filled: the next claim waits for one to free up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), self._next_wait(looked))
+
+    def _wake_at(self, when: datetime) -> None:
+        """Claim again at ``when``, when a job this worker put off becomes due."""
+        loop = asyncio.get_running_loop()
+        delay = (when - datetime.now(UTC)).total_seconds()
+        heapq.heappush(self._due, loop.time() + max(0.0, delay))
+
+    def _next_wait(self, looked: float) -> float:
+        """Seconds until the next poll, or until the next job put off is due if that is sooner
+        (what was due by ``looked``, the last claim, that claim took, or a freed slot will)."""
+        due = self._due
+        while due and due[0] <= looked:
+            heapq.heappop(due)
+        if not due:
+            return self._poll
+        return min(self._poll, max(0.0, due[0] - asyncio.get_running_loop().time()))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -241,6 +264,8 @@ class Worker:
                 self.stats.completed += 1
             else:
                 self.stats.suspended += 1
+                if holding.due is not None:
+                    self._wake_at(holding.due)
         except asyncio.CancelledError:
             raise
         except (LeaseLostError, JobCancelledError) as exc:
@@ -261,18 +286,27 @@ class Worker:
             self._wake.set()  # a slot is free
 
     async def _give_up(self, holding: Holding, exc: BaseException, *, retry: bool) -> None:
-        """The job goes back with a backoff (or to the dead ones when it can never succeed)."""
+        """The job goes back with a backoff (or to the dead ones when it can never succeed); the
+        worker claims again when it is due, or, if the job could not be given back (the database
+        is away), when its lease runs out."""
+        job = holding.job
+        retry_at = datetime.now(UTC) + default_backoff(job.attempt)
         try:
-            await self._queue.fail(holding.job, f"{type(exc).__name__}: {exc}", retry=retry)
+            state = await self._queue.fail(
+                job, f"{type(exc).__name__}: {exc}", retry=retry, retry_at=retry_at
+            )
         except JobCancelledError:
             pass
         except ChemPersistError as err:  # the lease ran out meanwhile: the next claim handles it
-            logger.info(
-                "job %d: could not record its failure: %s",
-                holding.job.id,
-                err,
-                extra=self._log_extra(holding.job),
-            )
+            logger.info("job %d: could not record its failure: %s", job.id, err, extra=self._log_extra(job))
+            # Still claimed, it comes back when its lease runs out. A renewal answered late, or not
+            # at all (the database was going away), may have made that later than this worker
+            # knows: look once more two leases from now.
+            self._wake_at(holding.job.lease_expires_at)
+            self._wake_at(datetime.now(UTC) + 2 * self._lease)
+        else:
+            if state is JobState.READY:
+                self._wake_at(retry_at)
 
     async def _finish_cancelled(self, holding: Holding) -> None:
         """A job cancelled while held is finished as cancelled (outside any unit of work)."""
@@ -301,7 +335,7 @@ class Worker:
             for holding in held:
                 fresh = by_id.get(holding.job.id)
                 if fresh is not None:
-                    holding.job = fresh
+                    holding.renewed(fresh)
 
     def _drop(self, job_id: int, why: str) -> None:
         """Stop working on a job that is no longer ours: its commit would be refused anyway."""

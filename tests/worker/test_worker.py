@@ -173,7 +173,7 @@ async def test_a_worker_that_stalls_past_its_lease_commits_nothing(backend: Any)
     flow = await engine.submit()
     queue = backend.work_queue()
     (job,) = await queue.claim("stalled", lease=timedelta(milliseconds=300), kinds=["flow"])
-    runner = FlowRunner(backend, {engine.definition_ref: engine}, queue)
+    runner = FlowRunner(backend, {engine.definition_ref: engine}, queue, lease=timedelta(milliseconds=300))
     stalled = asyncio.ensure_future(runner.run(Holding(job), lambda _: {}))  # no heartbeats: it stalls
     await until(lambda: _codes_are(engine, flow, ["I", "S"]), 10, "the stalled attempt to start")
     async with Worker(backend, definition, poll_interval=0.05) as second:

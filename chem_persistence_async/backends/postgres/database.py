@@ -84,6 +84,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+def _open(conn: asyncpg.Connection) -> bool:
+    """Whether a borrowed connection is still open. asyncpg takes a pool connection back the moment
+    it sees it lost (the server restarted, its backend was terminated), even one parked here, and
+    its proxy then raises on every call: that one is not open either."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 def _encode_jsonb(value: bytes | str) -> bytes:
     return b"\x01" + (value.encode("utf-8") if isinstance(value, str) else value)
 
@@ -272,9 +282,9 @@ class Database:
         parked = self._parked
         while parked:
             conn = parked.pop()[0]
-            if not conn.is_closed():
+            if _open(conn):
                 return pool, conn
-            await pool.release(conn)  # asyncpg finishes a closed one off
+            await pool.release(conn)  # asyncpg finishes a closed one off (one it took back: no-op)
         wait = self._settings.connection.acquire_timeout if timeout is None else timeout
         self._waiting += 1
         try:
@@ -310,7 +320,7 @@ class Database:
             and current
             and not self._waiting
             and len(parked) < self._park_limit
-            and not conn.is_closed()
+            and _open(conn)
             and not conn.is_in_transaction()
         ):
             now = time.monotonic()
@@ -322,9 +332,9 @@ class Database:
 
     async def _release_parked(self, pool: asyncpg.Pool) -> None:
         parked, self._parked = self._parked, []
-        for conn, _ in parked:
+        while parked:  # popped, not iterated: a ``_take`` still looping on this list gets each once
             with contextlib.suppress(Exception):
-                await pool.release(conn)
+                await pool.release(parked.pop()[0])
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, operation: str = "query") -> T:
         """Run ``fn`` on a pooled connection, retrying transient failures on a fresh connection.
