@@ -279,7 +279,15 @@ class Worker:
             await self._give_up(holding, exc, retry=False)
         except Exception as exc:
             self.stats.failed += 1
-            logger.warning("job %d failed: %s", job.id, exc, exc_info=True, extra=self._log_extra(job))
+            # The library's own errors (a database that went away for a while) say all there is to
+            # say in one line; anything else is a bug worth its traceback.
+            logger.warning(
+                "job %d failed: %s",
+                job.id,
+                exc,
+                exc_info=not isinstance(exc, ChemPersistError),
+                extra=self._log_extra(job),
+            )
             await self._give_up(holding, exc, retry=True)
         finally:
             self._holding.pop(job.id, None)

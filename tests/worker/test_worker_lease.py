@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from chem_persistence_async import (
     StepStarted,
     Worker,
 )
+from tests.support.waiting import until
 
 GATES: dict[str, asyncio.Event] = {}
 
@@ -71,7 +71,7 @@ async def test_every_attempt_a_worker_starts_and_every_job_it_holds_carry_the_wo
     lease = timedelta(seconds=1)
     limit = lease + timedelta(seconds=2)  # slack for a slow machine; the bug gave 30 s
     async with Worker(backend, definition, lease=lease, poll_interval=0.05, grace=0.1):
-        await _until(lambda: _codes_are(engine, flow, ["I", "S", "F", "S"]), 30, "the second step to start")
+        await until(lambda: _codes_are(engine, flow, ["I", "S", "F", "S"]), 30, "the second step to start")
         # The second step was started by the first step's commit (one unit of work with the job's
         # lease guard): its lease and the job's are the worker's, not the queue's default.
         now = datetime.now(UTC)
@@ -81,7 +81,7 @@ async def test_every_attempt_a_worker_starts_and_every_job_it_holds_carry_the_wo
         assert job.lease_expires_at is not None
         assert job.lease_expires_at <= now + limit
         GATES[gate].set()
-        await _until(lambda: _completed(engine, flow), 30, "the flow to complete")
+        await until(lambda: _completed(engine, flow), 30, "the flow to complete")
 
 
 async def _codes_are(engine: FlowEngine, flow: uuid.UUID, codes: list[str]) -> bool:
@@ -90,14 +90,6 @@ async def _codes_are(engine: FlowEngine, flow: uuid.UUID, codes: list[str]) -> b
 
 async def _completed(engine: FlowEngine, flow: uuid.UUID) -> bool:
     return (await engine.load(flow)).completed
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], deadline_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def test_a_renewal_answered_late_never_shortens_the_lease_a_worker_knows() -> None:

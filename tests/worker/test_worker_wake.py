@@ -8,9 +8,7 @@ runs a worker whose poll interval is far longer than the test's deadline.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,6 +27,7 @@ from chem_persistence_async import (
     StepOutput,
     Worker,
 )
+from tests.support.waiting import until
 from tests.worker.flows import flaky_steps
 
 POLL = 300.0
@@ -48,7 +47,7 @@ async def test_a_retry_starts_when_it_is_due_not_at_the_next_poll(backend: Any) 
     engine = FlowEngine(backend.event_store(), FlowRepository(), definition, queue=backend.work_queue())
     flow = await engine.submit()
     async with Worker(backend, definition, poll_interval=POLL, retry_policy=policy) as worker:
-        await _until(lambda: _codes_are(engine, flow, ["I", "S", "F", "S", "X", "S", "X"]), 15, "the retry")
+        await until(lambda: _codes_are(engine, flow, ["I", "S", "F", "S", "X", "S", "X"]), 15, "the retry")
     # (the retry was scheduled and started: the codes above skip nothing but the R, checked here)
     assert await engine.event_codes(flow) == ["I", "S", "F", "S", "X", "R", "S", "X"]
     assert (await engine.load(flow)).failed
@@ -77,7 +76,7 @@ async def test_a_job_whose_run_failed_is_claimed_again_after_its_backoff_not_at_
         flow = await engine.submit()
         # The failed job goes back with a 2 s backoff; the attempt it left open has a 1 s lease.
         async with Worker(db, definition, poll_interval=POLL, lease=timedelta(seconds=1)) as worker:
-            await _until(lambda: _completed(engine, flow), 20, "the job to run again after its backoff")
+            await until(lambda: _completed(engine, flow), 20, "the job to run again after its backoff")
         assert worker.stats.failed == 1
         assert await engine.event_codes(flow) == ["I", "S", "X", "R", "S", "F", "C"]  # attempt 1 lost
 
@@ -88,11 +87,3 @@ async def _codes_are(engine: FlowEngine, flow: uuid.UUID, codes: list[str]) -> b
 
 async def _completed(engine: FlowEngine, flow: uuid.UUID) -> bool:
     return (await engine.load(flow)).completed
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], deadline_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not await condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)

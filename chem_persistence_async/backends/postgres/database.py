@@ -53,6 +53,22 @@ _SERVER_WENT_AWAY = frozenset({"connection_refused", "57P02", "57P03"})
 """Transient reasons that mean the server itself went away, not just one connection."""
 
 
+_OPEN_BACKOFF = BackoffPolicy(delays=(0.1, 0.25, 0.5, 1.0, 2.0))
+"""Opening waits out a server that is starting, restarting or full (about four seconds): a worker
+started during a restart comes up once the server does."""
+
+
+def _open_transient(exc: BaseException) -> str | None:
+    """What is worth opening again: a refused or lost connection, a server starting up (57P03) or
+    full (53300). A wrong password or database is not."""
+    reason = transient_reason(exc)
+    if reason in ("connection_refused", "connection_lost", "57P03", "53300") or (reason or "").startswith(
+        "08"
+    ):
+        return reason
+    return None
+
+
 def _unit_transient(exc: BaseException) -> str | None:
     """What makes a whole unit of work worth running again: a transient driver error, or a
     statement inside it that failed transiently (no statement inside is retried on its own)."""
@@ -172,10 +188,12 @@ class Database:
             stop_embedded_on_sigterm()
             dsn = await anyio.to_thread.run_sync(start_embedded, data_dir)
         server_settings = {"application_name": connection.application_name}
-        try:
+        assert dsn is not None
+
+        async def attempt() -> asyncpg.Pool:
             if connection.auto_migrate:
                 await _migrate(dsn, connection)
-            pool = await asyncpg.create_pool(
+            return await asyncpg.create_pool(
                 dsn,
                 min_size=connection.min_connections,
                 max_size=connection.max_connections,
@@ -187,8 +205,20 @@ class Database:
                 connection_class=PooledConnection,
                 server_settings=server_settings,
             )
+
+        try:
+            pool = await call_with_retry(
+                attempt, policy=_OPEN_BACKOFF, operation="open", classify=_open_transient
+            )
         except MigrationError:
             raise
+        except TransientDatabaseError as exc:
+            cause = exc.__cause__ or exc
+            raise DatabaseError(
+                f"cannot open {redact_url(dsn)} (still failing after {len(_OPEN_BACKOFF.delays)} retries): "
+                f"{type(cause).__name__}: {scrub(str(cause), dsn)}",
+                sqlstate=exc.sqlstate,
+            ) from None
         except asyncpg.ClientConfigurationError as exc:
             raise ConfigurationError(f"cannot use {redact_url(dsn)}: {scrub(str(exc), dsn)}") from None
         except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -13,10 +14,12 @@ from chem_persistence_async import (
     ConfigurationError,
     Database,
     DatabaseClosedError,
+    DatabaseError,
     PgEventStore,
     StepStarted,
 )
 from chem_persistence_async.backends.postgres.retry import is_lost_connection, transient_reason
+from tests.support.faults import PrivateServer
 
 
 async def _backends(admin: asyncpg.Connection, application_name: str) -> int:
@@ -136,3 +139,29 @@ async def test_open_with_settings_and_keywords_overrides_only_those(db_url: str)
             assert await conn.fetchval("SELECT 1") == 1
     finally:
         await db.close()
+
+
+async def test_opening_waits_out_a_server_that_is_restarting(private_server: PrivateServer) -> None:
+    """A worker started while its server restarts comes up once the server does."""
+    await asyncio.to_thread(private_server.stop)
+    opening = asyncio.ensure_future(Database.open(private_server.url, min_connections=1))
+    await asyncio.sleep(0.2)  # it is refused at least once before the server is back
+    assert not opening.done()
+    await asyncio.to_thread(private_server.start)
+    db = await asyncio.wait_for(opening, 30)
+    try:
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()
+
+
+async def test_opening_a_server_that_stays_down_fails_with_a_clear_error(
+    private_server: PrivateServer,
+) -> None:
+    await asyncio.to_thread(private_server.stop)
+    try:
+        with pytest.raises(DatabaseError, match=r"cannot open .* \(still failing after 5 retries\)"):
+            await Database.open(private_server.url, min_connections=1)
+    finally:
+        await asyncio.to_thread(private_server.start)
