@@ -30,6 +30,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             goal = ""
             if index == 0 and op["goal"] is not None:
                 goal = f"≥ {op['goal']:.2f} {'met' if op['meets_goal'] else 'MISSED'}"
+            elif base.get("goal") is not None:
+                goal = f"≥ {base['goal']:.2f} {'met' if base['meets_goal'] else 'MISSED'}"
             rows.append(
                 [
                     op["name"] if index == 0 else "",
@@ -66,12 +68,49 @@ def peer_line(results: dict[str, Any]) -> str | None:
     )
 
 
+def queue_peer_lines(results: dict[str, Any]) -> list[str]:
+    """One line per queue peer (PgQueuer, DBOS): its version and shape, or why it was skipped."""
+    lines = []
+    for peer in results.get("queue_peers") or []:
+        if peer.get("available"):
+            lines.append(f"{peer['name']} {peer['version']}: {peer['shape']}; ratio = library / peer")
+        else:
+            lines.append(f"{peer['name']}: skipped, {peer['skipped']}")
+    return lines
+
+
+WAKE_HEADERS = ["wake-up (submit called → step started)", "median ms", "p99 ms", "min-max ms", "flows"]
+
+
+def wake_rows(results: dict[str, Any]) -> list[list[str]]:
+    wake = results.get("wake_latency") or {}
+    rows = []
+    for key in ("local", "remote", "raw_notify"):
+        if key in wake:
+            w = wake[key]
+            rows.append(
+                [
+                    w["label"],
+                    f"{w['median_ms']:.2f}",
+                    f"{w['p99_ms']:.2f}",
+                    f"{w['min_ms']:.2f}-{w['max_ms']:.2f}",
+                    str(w["samples"]),
+                ]
+            )
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     peer = peer_line(results)
     if peer is not None:
         lines += ["", peer[0].upper() + peer[1:] + "."]
+    lines += ["", *(f"- {line}" for line in queue_peer_lines(results))] if queue_peer_lines(results) else []
+    wake = wake_rows(results)
+    if wake:
+        lines += ["", "| " + " | ".join(WAKE_HEADERS) + " |", "|" + "---|" * len(WAKE_HEADERS)]
+        lines += ["| " + " | ".join(row) + " |" for row in wake]
     memory = results.get("memory") or []
     if memory:
         lines += [
@@ -96,6 +135,10 @@ def console(results: dict[str, Any]) -> str:
     peer = peer_line(results)
     if peer is not None:
         lines += ["", peer]
+    lines += queue_peer_lines(results)
+    wake = wake_rows(results)
+    if wake:
+        lines += ["", *("  ".join(row) for row in [WAKE_HEADERS, *wake])]
     return "\n".join(lines)
 
 
@@ -117,6 +160,8 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
         return None
 
     ops = results["operations"]
+    if not ops:
+        return None
     names = [op["name"] for op in ops]
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 0.55 * len(ops) + 2.2))
 

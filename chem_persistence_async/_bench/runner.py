@@ -58,6 +58,12 @@ class Variant:
     label: str
     prepare: Callable[[bool], Awaitable[Any]]
     run: Callable[[Any], Awaitable[int | Timed]]
+    cleanup: Callable[[Any], Awaitable[None]] | None = None
+    """Untimed, after ``run`` (also after a failure): stop what ``prepare`` started (processes)."""
+    items: int | None = None
+    """Items per sample when they differ from the case's (a peer too slow for the full sample)."""
+    goal: float | None = None
+    """A goal for the ratio against this baseline when it is not the primary one (a peer's)."""
 
 
 @dataclass
@@ -83,12 +89,17 @@ class Case:
 
 
 async def measure(variant: Variant, expected: int | None) -> tuple[float, int]:
-    """Prepare, then time one run (``expected=None``: a warm-up run). Returns (seconds, items)."""
+    """Prepare, then time one run (``expected=None``: a warm-up run), then clean up (untimed).
+    Returns (seconds, items)."""
     arg = await variant.prepare(expected is None)
-    gc.collect()
-    start = time.perf_counter()
-    result = await variant.run(arg)
-    seconds = time.perf_counter() - start
+    try:
+        gc.collect()
+        start = time.perf_counter()
+        result = await variant.run(arg)
+        seconds = time.perf_counter() - start
+    finally:
+        if variant.cleanup is not None:
+            await variant.cleanup(arg)
     if isinstance(result, Timed):
         items, seconds = result.items, result.seconds
     else:
@@ -115,7 +126,8 @@ async def run_rounds(cases: Sequence[Case], *, repetitions: int, warmup: bool, p
             variants = case.variants
             shift = max(index, 0) % len(variants)
             for variant in variants[shift:] + variants[:shift]:
-                seconds, items = await measure(variant, case.items if index >= 0 else None)
+                expected = variant.items if variant.items is not None else case.items
+                seconds, items = await measure(variant, expected if index >= 0 else None)
                 rate = items / seconds
                 if index >= 0:
                     case.samples[variant.key].append(rate)
@@ -136,14 +148,18 @@ def summarise(case: Case) -> dict[str, Any]:
         ratios = [a / b for a, b in zip(lib, raw, strict=True)]
         if not all(math.isfinite(r) and r > 0 for r in ratios):
             raise BenchmarkError(f"{case.name}: ratio against {variant.key} is not a positive number")
-        baselines.append(
-            {
-                "key": variant.key,
-                "label": variant.label,
-                "throughput": {**spread(raw), "samples": raw},
-                "ratio": {**spread(ratios), "samples": ratios},
-            }
-        )
+        entry: dict[str, Any] = {
+            "key": variant.key,
+            "label": variant.label,
+            "throughput": {**spread(raw), "samples": raw},
+            "ratio": {**spread(ratios), "samples": ratios},
+        }
+        if variant.items is not None:
+            entry["items_per_sample"] = variant.items
+        if variant.goal is not None:
+            entry["goal"] = variant.goal
+            entry["meets_goal"] = entry["ratio"]["median"] >= variant.goal
+        baselines.append(entry)
     primary = baselines[0]
     ratio = primary["ratio"]["median"]
     return {
