@@ -22,7 +22,7 @@ from chem_persistence_async._bench.runner import BenchmarkError, Case, Timed, Va
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
-from chem_persistence_async.domain.jobs import Job, JobSpec
+from chem_persistence_async.domain.jobs import JobSpec
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.worker.worker import Worker
@@ -195,6 +195,13 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
             done += len(jobs)
         return done
 
+    async def many(queue: str) -> int:
+        work, done = ctx.queue, 0
+        while jobs := await work.claim("bench", limit=batch, queues=(queue,)):
+            await work.complete_many(jobs)
+            done += len(jobs)
+        return done
+
     async def one_unit(queue: str) -> int:
         work, done = ctx.queue, 0
         while jobs := await work.claim("bench", limit=batch, queues=(queue,)):
@@ -223,24 +230,27 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
             cleanup=cleanup,
         ),
     ]
+    library = _variant("library", "claim(limit=1) + complete()", prepare, each, cleanup=cleanup)
     if batch > 1:
-        baselines.append(
+        library = _variant(
+            "library", f"claim(limit={batch}) + complete_many()", prepare, many, cleanup=cleanup
+        )
+        baselines += [
+            _variant("each", "(library, complete() per job)", prepare, each, cleanup=cleanup),
             _variant(
                 "one_unit",
-                f"(library, the {batch} completes in one unit of work)",
+                f"(library, the {batch} complete() in one unit of work)",
                 prepare,
                 one_unit,
                 cleanup=cleanup,
-            )
-        )
+            ),
+        ]
     return Case(
         name=f"queue_claim_complete_{batch}",
-        title=f"WorkQueue.claim(limit={batch}) + complete of each job, draining {n:,} jobs",
+        title=f"WorkQueue.claim(limit={batch}) + completing what it claimed, draining {n:,} jobs",
         unit="jobs/s",
         items=n,
-        library=_variant(
-            "library", f"claim(limit={batch}) + complete() per job", prepare, each, cleanup=cleanup
-        ),
+        library=library,
         baselines=baselines,
         goal=0.80,
     )
@@ -251,7 +261,7 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
 
 async def _library_produce_consume(work: WorkQueue, queue: str, total: int) -> Timed:
     """One enqueuer task (``enqueue_many`` of 10), five consumer tasks (``claim(limit=10)`` and
-    ``complete`` of each), woken by the queue's own local wake-up when they find nothing."""
+    ``complete_many`` of what they got), woken by the queue's own local wake-up when they find nothing."""
     loop = asyncio.get_running_loop()
     more = asyncio.Event()
     finished = asyncio.Event()
@@ -274,7 +284,7 @@ async def _library_produce_consume(work: WorkQueue, queue: str, total: int) -> T
             if not jobs:
                 await raw.wait_either(more, finished, 0.05)
                 continue
-            await _complete_each(work, jobs)
+            await work.complete_many(jobs)
             done += len(jobs)
             if done >= total:
                 finished.set()
@@ -289,11 +299,6 @@ async def _library_produce_consume(work: WorkQueue, queue: str, total: int) -> T
     finally:
         unsubscribe()
     return Timed(done, seconds)
-
-
-async def _complete_each(work: WorkQueue, jobs: Sequence[Job]) -> None:
-    for job in jobs:
-        await work.complete(job)
 
 
 def _produce_consume(ctx: QueueContext) -> Case:
@@ -346,7 +351,7 @@ def _produce_consume(ctx: QueueContext) -> Case:
         )
     return Case(
         name="queue_produce_consume",
-        title=f"1 enqueuer (enqueue_many of 10) + 5 consumers (claim 10, complete), {n:,} jobs",
+        title=f"1 enqueuer (enqueue_many of 10) + 5 consumers (claim 10, complete_many), {n:,} jobs",
         unit="jobs/s",
         items=n,
         library=_variant(
@@ -528,14 +533,17 @@ async def _stamps(conn: asyncpg.Connection, first: int, count: int) -> dict[int,
 
 async def _submit_spaced(
     engine: FlowEngine, queue: str, first: int, count: int, gap: float
-) -> dict[int, float]:
-    """Submit one flow every ``gap`` seconds; returns when each submit was called."""
+) -> tuple[dict[int, float], list[float]]:
+    """Submit one flow every ``gap`` seconds; returns when each submit was called, and how long
+    each submit took (its own unit of work: the ``FlowInitialized`` and the job), in ms."""
     called: dict[int, float] = {}
+    took: list[float] = []
     for n in range(first, first + count):
         called[n] = time.monotonic()
         await engine.submit(inputs={"n": n}, queue=queue)
+        took.append((time.monotonic() - called[n]) * 1000)
         await asyncio.sleep(gap)
-    return called
+    return called, took
 
 
 async def _latencies(conn: asyncpg.Connection, queue: str, called: dict[int, float]) -> list[float]:
@@ -551,7 +559,6 @@ async def _raw_notify(url: str, count: int, gap: float) -> list[float]:
     """The floor: raw asyncpg ``NOTIFY`` (autocommit) to another connection's LISTEN callback."""
     listener = await asyncpg.connect(url)
     sender = await asyncpg.connect(url)
-    loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[float] = asyncio.Queue()
     try:
         await listener.add_listener("chem_bench_floor", lambda *_: arrived.put_nowait(time.monotonic()))
@@ -561,7 +568,6 @@ async def _raw_notify(url: str, count: int, gap: float) -> list[float]:
             await sender.execute("NOTIFY chem_bench_floor")
             out.append((await asyncio.wait_for(arrived.get(), 10) - sent) * 1000)
             await asyncio.sleep(gap)
-        del loop
         return out
     finally:
         await listener.close()
@@ -580,7 +586,7 @@ async def wake_latency(ctx: QueueContext) -> dict[str, Any]:
     local_queue = _queue_name("wake_local")
     async with Worker(ctx.db, flows.WAKE, queues=(local_queue,), concurrency=4, poll_interval=30.0) as worker:
         await asyncio.sleep(0.2)  # its first claim found nothing: it waits for a wake-up
-        called = await _submit_spaced(engine, local_queue, 0, count, gap)
+        called, local_submit = await _submit_spaced(engine, local_queue, 0, count, gap)
         local = await _latencies(conn, local_queue, called)
         if worker.stats.completed != count:
             raise BenchmarkError(f"wake-up: the local worker completed {worker.stats.completed} of {count}")
@@ -597,7 +603,7 @@ async def wake_latency(ctx: QueueContext) -> dict[str, Any]:
     )
     try:
         await asyncio.sleep(0.2)
-        called = await _submit_spaced(engine, remote_queue, count, count, gap)
+        called, remote_submit = await _submit_spaced(engine, remote_queue, count, count, gap)
         remote = await _latencies(conn, remote_queue, called)
     finally:
         await processes.stop(workers)
@@ -608,10 +614,15 @@ async def wake_latency(ctx: QueueContext) -> dict[str, Any]:
     return {
         "poll_interval_s": 30.0,
         "gap_s": gap,
-        "local": {"label": "Worker in the submitting process (local wake)", **_percentiles(local)},
+        "local": {
+            "label": "Worker in the submitting process (local wake)",
+            **_percentiles(local),
+            "submit_median_ms": statistics.median(local_submit),
+        },
         "remote": {
             "label": "chem-persist worker process (NOTIFY → LISTEN)",
             **_percentiles(remote),
+            "submit_median_ms": statistics.median(remote_submit),
         },
         "raw_notify": {
             "label": "floor: raw asyncpg NOTIFY → another connection's LISTEN callback",

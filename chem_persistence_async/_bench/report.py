@@ -79,7 +79,14 @@ def queue_peer_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-WAKE_HEADERS = ["wake-up (submit called → step started)", "median ms", "p99 ms", "min-max ms", "flows"]
+WAKE_HEADERS = [
+    "wake-up (submit called → step started)",
+    "median ms",
+    "p99 ms",
+    "min-max ms",
+    "flows",
+    "submit alone, median ms",
+]
 
 
 def wake_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -95,6 +102,7 @@ def wake_rows(results: dict[str, Any]) -> list[list[str]]:
                     f"{w['p99_ms']:.2f}",
                     f"{w['min_ms']:.2f}-{w['max_ms']:.2f}",
                     str(w["samples"]),
+                    f"{w['submit_median_ms']:.2f}" if "submit_median_ms" in w else "-",
                 ]
             )
     return rows
