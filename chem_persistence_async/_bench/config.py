@@ -104,13 +104,13 @@ class SuiteConfig:
     produce_consume_jobs: int = 10_000
     """Jobs per sample of ``queue_produce_consume`` (1 enqueuer in batches of 10, 5 consumers
     claiming 10 at a time: PgQueuer's benchmark shape)."""
-    worker_flows: int = 2000
+    worker_flows: int = 1000
     """Flows per sample of ``flows_workers_<n>`` and of its queue-less ``run_to_end`` baseline."""
     worker_concurrency: int = 16
     """``--concurrency`` of each ``chem-persist worker`` process."""
     run_to_end_tasks: int = 32
     """Tasks of the queue-less ``run_to_end`` baseline."""
-    dbos_flows: int = 400
+    dbos_flows: int = 200
     """Workflows per sample of the DBOS peer (it runs about 130 per second here)."""
     dbos_polling_interval: float = 0.01
     """The DBOS queue's ``polling_interval_sec`` (its default, 1 s, caps a worker near 14/s)."""
