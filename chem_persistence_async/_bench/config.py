@@ -93,20 +93,20 @@ class SuiteConfig:
     only: tuple[str, ...] = ()
     """Run only these operations (names as in the table); empty: all. Written as ``partial``
     (``queue`` when they are exactly the queue operations)."""
-    queue_jobs: int = 600
+    queue_jobs: int = 1000
     """Jobs per sample of ``queue_enqueue`` (one ``enqueue`` per job, one after the other)."""
     queue_batch_size: int = 1000
     """Jobs per ``enqueue_many`` call."""
-    queue_batches: int = 10
+    queue_batches: int = 20
     """``enqueue_many`` calls per sample."""
-    claim_jobs: int = 2000
+    claim_jobs: int = 4000
     """Jobs drained per sample of ``queue_claim_complete_<batch>``."""
     produce_consume_jobs: int = 10_000
     """Jobs per sample of ``queue_produce_consume`` (1 enqueuer in batches of 10, 5 consumers
     claiming 10 at a time: PgQueuer's benchmark shape)."""
     worker_flows: int = 1000
     """Flows per sample of ``flows_workers_<n>`` and of its queue-less ``run_to_end`` baseline."""
-    worker_concurrency: int = 16
+    worker_concurrency: int = 8
     """``--concurrency`` of each ``chem-persist worker`` process."""
     run_to_end_tasks: int = 32
     """Tasks of the queue-less ``run_to_end`` baseline."""

@@ -53,6 +53,9 @@ def _configure(url: str, *, migrate: bool) -> None:
         "executor_id": f"chem-bench-{os.getpid()}",
         "log_level": "WARNING",
         "run_migrations": migrate,
+        # 10 connections, not its default 20: four processes must fit a shared server's
+        # max_connections (100) next to everything else; it runs about 60 workflows/s here.
+        "sys_db_pool_size": 10,
     }
     DBOS(config=config)
 

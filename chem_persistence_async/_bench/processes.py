@@ -50,8 +50,10 @@ class Processes:
                 raise BenchmarkError(f"a worker process exited with {proc.returncode}:\n{self.tail()}")
 
 
-async def spawn(argv_list: Sequence[Sequence[str]], *, stdout_pipe: bool = False) -> Processes:
-    """Start one subprocess per argv, stderr to a temporary file each."""
+async def spawn(
+    argv_list: Sequence[Sequence[str]], *, stdout_pipe: bool = False, env: dict[str, str] | None = None
+) -> Processes:
+    """Start one subprocess per argv, stderr to a temporary file each; ``env`` added to ours."""
     started = Processes()
     for argv in argv_list:
         fd, name = tempfile.mkstemp(prefix="chem-bench-worker-", suffix=".log")
@@ -62,7 +64,7 @@ async def spawn(argv_list: Sequence[Sequence[str]], *, stdout_pipe: bool = False
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if stdout_pipe else asyncio.subprocess.DEVNULL,
                 stderr=fd,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
         finally:
             os.close(fd)
@@ -93,9 +95,11 @@ async def start_workers(
     poll_interval: float,
     timeout: float = 120.0,
 ) -> Processes:
-    """``count`` worker processes, returned once every one of them listens."""
+    """``count`` worker processes, returned once every one of them listens. Each one's pool holds
+    ``concurrency + 2`` connections (``DATABASE_MAX_CONNECTIONS``): four processes with the default
+    16 each, next to the suite's own pools, came close to a shared server's ``max_connections``."""
     argv = worker_argv(url, target, queue=queue, concurrency=concurrency, poll_interval=poll_interval)
-    workers = await spawn([argv] * count)
+    workers = await spawn([argv] * count, env={"DATABASE_MAX_CONNECTIONS": str(concurrency + 2)})
     try:
         await wait_listening(conn, count, workers, timeout)
     except BaseException:
