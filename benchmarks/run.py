@@ -20,7 +20,9 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="server URL (default: $DATABASE_URL, else embedded)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few hundred events (< 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of a few hundred events and flows (< 1 min)"
+    )
     parser.add_argument("--output", default=str(HERE / "results"), help="directory for the results")
     parser.add_argument("--repetitions", type=int, default=None, help="timed rounds (default 3; quick 2)")
     parser.add_argument(

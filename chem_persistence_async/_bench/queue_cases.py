@@ -501,6 +501,7 @@ def _flows_workers(ctx: QueueContext, count: int) -> Case:
         baselines=baselines,
         goal=0.50,
         warm_up=False,
+        rounds=1 if cfg.quick else None,
         note="timed from the first submit to the last completion; event_log analyzed before each sample",
     )
 

@@ -80,6 +80,9 @@ class Case:
     note: str = ""
     warm_up: bool = True
     """Run in the warm-up round (writes); reads of an already cached flow need none."""
+    rounds: int | None = None
+    """Timed rounds at most (``None``: every round): the quick run times a case that starts
+    worker processes for each sample once, to keep CI short."""
     samples: dict[str, list[float]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -113,7 +116,7 @@ async def run_rounds(cases: Sequence[Case], *, repetitions: int, warmup: bool, p
     """Every case, every variant, once per round; the order of variants rotates each round so no
     side always runs first (or right after a checkpoint)."""
     rounds: list[int] = ([-1] if warmup else []) + list(range(repetitions))
-    progress.total += repetitions * sum(len(case.variants) for case in cases)
+    progress.total += sum(min(repetitions, case.rounds or repetitions) * len(case.variants) for case in cases)
     if warmup:
         progress.total += sum(len(case.variants) for case in cases if case.warm_up)
     for case in cases:
@@ -122,6 +125,8 @@ async def run_rounds(cases: Sequence[Case], *, repetitions: int, warmup: bool, p
         label = "warm-up" if index < 0 else f"round {index + 1}/{repetitions}"
         for case in cases:
             if index < 0 and not case.warm_up:
+                continue
+            if case.rounds is not None and index >= case.rounds:
                 continue
             variants = case.variants
             shift = max(index, 0) % len(variants)
