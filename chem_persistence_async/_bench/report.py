@@ -173,23 +173,33 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
     names = [op["name"] for op in ops]
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 0.55 * len(ops) + 2.2))
 
-    ys = list(range(len(ops)))
-    medians = [op["ratio"]["median"] for op in ops]
-    low = [op["ratio"]["median"] - op["ratio"]["min"] for op in ops]
-    high = [op["ratio"]["max"] - op["ratio"]["median"] for op in ops]
-    colors = [
-        "#999999" if op["goal"] is None else ("#2a9d3a" if op["meets_goal"] else "#d1495b") for op in ops
-    ]
+    # Left: each operation against its primary baseline, then every other baseline with a goal of
+    # its own (a peer's), as rows of their own.
+    rows = []
+    for op in ops:
+        rows.append((op["name"], op["baselines"][0]["label"], op["ratio"], op["goal"], op["meets_goal"]))
+        for base in op["baselines"][1:]:
+            if base.get("goal") is not None:
+                rows.append((op["name"], base["label"], base["ratio"], base["goal"], base["meets_goal"]))
+    fig.set_size_inches(15, 0.55 * max(len(ops), len(rows)) + 2.2)
+    ys = list(range(len(rows)))
+    medians = [r[2]["median"] for r in rows]
+    low = [r[2]["median"] - r[2]["min"] for r in rows]
+    high = [r[2]["max"] - r[2]["median"] for r in rows]
+    colors = ["#999999" if r[3] is None else ("#2a9d3a" if r[4] else "#d1495b") for r in rows]
     left.barh(ys, medians, xerr=[low, high], color=colors, capsize=3)
-    for y, op in zip(ys, ops, strict=True):
-        if op["goal"] is not None:
-            left.plot([op["goal"], op["goal"]], [y - 0.4, y + 0.4], color="black", linewidth=2)
-        left.text(op["ratio"]["max"] + 0.02, y, f"{op['ratio']['median']:.2f}", va="center", fontsize=8)
+    for y, (_, _, ratio, goal, _) in zip(ys, rows, strict=True):
+        if goal is not None:
+            left.plot([goal, goal], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        left.text(ratio["max"] * 1.02, y, f"{ratio['median']:.2f}", va="center", fontsize=8)
     left.axvline(1.0, color="#444444", linestyle="--", linewidth=1)
-    left.set_yticks(ys, [f"{op['name']}\nvs {op['baselines'][0]['label']}" for op in ops], fontsize=7)
+    if max(r[2]["max"] for r in rows) > 5:
+        left.set_xscale("log")
+    left.set_yticks(ys, [f"{name}\nvs {label}" for name, label, *_ in rows], fontsize=7)
     left.invert_yaxis()
-    left.set_xlabel("throughput ratio library / raw asyncpg (>1: library faster); black tick = goal")
-    left.set_title("ratio to the primary raw baseline (median, min-max)")
+    left.set_xlabel("throughput ratio library / baseline (>1: library faster); black tick = goal")
+    left.set_title("ratio to the primary baseline, and to peers with a goal (median, min-max)")
+    ys = list(range(len(ops)))
 
     series = [("library", [op["library"]["throughput"] for op in ops])]
     max_baselines = max(len(op["baselines"]) for op in ops)
