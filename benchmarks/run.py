@@ -16,11 +16,13 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 def main() -> int:
     from chem_persistence_async._bench import cli_main
-    from chem_persistence_async._bench.config import operation_names
+    from chem_persistence_async._bench.config import QUEUE_GROUP, operation_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="server URL (default: $DATABASE_URL, else embedded)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few hundred events (< 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of a few hundred events and flows (< 1 min)"
+    )
     parser.add_argument("--output", default=str(HERE / "results"), help="directory for the results")
     parser.add_argument("--repetitions", type=int, default=None, help="timed rounds (default 3; quick 2)")
     parser.add_argument(
@@ -33,9 +35,9 @@ def main() -> int:
         "--only",
         nargs="+",
         default=None,
-        choices=operation_names(),
+        choices=(*operation_names(), QUEUE_GROUP),
         metavar="OPERATION",
-        help="run only these: " + ", ".join(operation_names()),
+        help="run only these: " + ", ".join(operation_names()) + f"; {QUEUE_GROUP}: all the queue's",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS reads and their seeding")
     return asyncio.run(cli_main(parser.parse_args()))

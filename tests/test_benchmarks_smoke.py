@@ -9,8 +9,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from chem_persistence_async._bench import SuiteConfig, report, run_suite
+from chem_persistence_async._bench import SuiteConfig, queue_peers, report, run_suite
 from chem_persistence_async._bench import peer as peer_module
+from chem_persistence_async._bench.config import QUEUE_OPERATIONS
 
 EXPECTED = {
     "single_append": {"autocommit_insert", "begin_insert_commit", "group_commit_off"},
@@ -22,7 +23,22 @@ EXPECTED = {
     "concurrent_8": {"raw_pool", "group_commit_off"},
     "concurrent_32": {"raw_pool", "group_commit_off"},
     "demo_flow": {"raw_writes_and_reads", "raw_writes_only"},
+    "queue_enqueue": {"insert"},
+    "queue_enqueue_many": {"insert_unnest"},
+    "queue_claim_complete_1": {"claim_delete", "claim_move"},
+    "queue_claim_complete_10": {"claim_delete", "claim_move", "each", "one_unit"},
+    "queue_produce_consume": {"raw_claim_delete"},
+    "flows_workers_1": {"run_to_end"},
+    "flows_workers_2": {"run_to_end"},
+    "flows_workers_4": {"run_to_end"},
 }
+
+
+@pytest.fixture
+def no_queue_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's peers (PgQueuer, DBOS) off, as in CI: the quick suite stays short."""
+    monkeypatch.setattr(queue_peers, "PGQUEUER", None)
+    monkeypatch.setattr(queue_peers, "dbos_installed", lambda: False)
 
 
 def _positive(value: object) -> bool:
@@ -37,7 +53,7 @@ def _check_spread(stats: dict[str, object], samples: int) -> None:
     assert all(_positive(v) for v in values)
 
 
-async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path) -> None:
+async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path, no_queue_peers: None) -> None:
     config = SuiteConfig.quick_run()
     result = await run_suite(db_url, config=config, output=tmp_path, dedicated_database=False)
     results = result.results
@@ -61,21 +77,47 @@ async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path) -> N
         "concurrent_8": config.concurrent_events,
         "concurrent_32": config.concurrent_events,
         "demo_flow": config.demo_flows,
+        "queue_enqueue": config.queue_jobs,
+        "queue_enqueue_many": config.queue_batch_size * config.queue_batches,
+        "queue_claim_complete_1": config.claim_jobs,
+        "queue_claim_complete_10": config.claim_jobs,
+        "queue_produce_consume": config.produce_consume_jobs,
+        "flows_workers_1": config.worker_flows,
+        "flows_workers_2": config.worker_flows,
+        "flows_workers_4": config.worker_flows,
     }
     for name, op in operations.items():
         assert op["items_per_sample"] == expected_items[name], name
-        assert op["repetitions"] == config.repetitions
-        _check_spread(op["library"]["throughput"], config.repetitions)
+        # Cases that start worker processes for each sample are timed once in a quick run.
+        rounds = 1 if name.startswith("flows_workers_") else config.repetitions
+        assert op["repetitions"] == rounds, name
+        _check_spread(op["library"]["throughput"], rounds)
         keys = {base["key"] for base in op["baselines"]}
         assert EXPECTED[name] <= keys, name
         assert op["primary_baseline"] == op["baselines"][0]["key"]
         for base in op["baselines"]:
-            _check_spread(base["throughput"], config.repetitions)
-            _check_spread(base["ratio"], config.repetitions)
+            _check_spread(base["throughput"], rounds)
+            _check_spread(base["ratio"], rounds)
         assert _positive(op["ratio"]["median"])
         assert (op["meets_goal"] is None) == (op["goal"] is None)
 
     assert _positive(operations["replay"]["extras"]["replay_only_events_per_s"]["median"])
+    for name in (
+        "queue_claim_complete_1",
+        "queue_claim_complete_10",
+        *(f"flows_workers_{n}" for n in (1, 2, 4)),
+    ):
+        assert operations[name]["goal"] is not None, name
+
+    wake = results["wake_latency"]
+    for side in ("local", "remote", "raw_notify"):
+        assert wake[side]["samples"] == config.wake_jobs, side
+        assert all(_positive(wake[side][key]) for key in ("median_ms", "p99_ms", "min_ms", "max_ms")), side
+    assert "wake-up" in report.markdown(results)
+    assert [(p["name"], p["available"]) for p in results["queue_peers"]] == [
+        ("pgqueuer", False),
+        ("dbos", False),
+    ]
 
     memory = results["memory"]
     assert [(m["mode"], m["events"]) for m in memory] == [
@@ -115,6 +157,48 @@ PEER_ROWS = {
     "list": "peer_select_events",
     "replay": "peer_repository_get",
 }
+
+
+def test_only_queue_names_every_queue_operation() -> None:
+    config = SuiteConfig.full().with_options(only=("queue", "queue_enqueue"))
+    assert config.only == QUEUE_OPERATIONS
+    assert config.stem == "queue"  # its own results, next to the store's latest.*
+    assert SuiteConfig.quick_run().with_options(only=("queue",)).stem == "partial"
+    assert SuiteConfig.full().with_options(only=("queue_enqueue",)).stem == "partial"
+
+
+async def test_quick_queue_peers_when_installed(db_url: str) -> None:
+    pytest.importorskip("pgqueuer")
+    pytest.importorskip("dbos")
+    config = SuiteConfig.quick_run().with_options(only=("queue_produce_consume", "flows_workers_1"))
+    results = (await run_suite(db_url, config=config, output=None, dedicated_database=False)).results
+
+    assert [(p["name"], p["available"]) for p in results["queue_peers"]] == [
+        ("pgqueuer", True),
+        ("dbos", True),
+    ]
+    operations = {op["name"]: op for op in results["operations"]}
+    pgq = operations["queue_produce_consume"]["baselines"][-1]
+    assert pgq["key"] == "peer_pgqueuer"
+    assert pgq["goal"] == 2.0
+    dbos = operations["flows_workers_1"]["baselines"][-1]
+    assert dbos["key"] == "peer_dbos"
+    assert dbos["goal"] == 5.0
+    assert dbos["items_per_sample"] == config.dbos_flows
+    _check_spread(pgq["throughput"], config.repetitions)
+    _check_spread(pgq["ratio"], config.repetitions)
+    _check_spread(dbos["throughput"], 1)  # worker processes for each sample: timed once when quick
+    _check_spread(dbos["ratio"], 1)
+    assert "(peer) PgQueuer" in report.markdown(results)
+
+    # PgQueuer's schema and DBOS's system database are gone afterwards.
+    conn = await asyncpg.connect(db_url)
+    try:
+        schemas = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgq_bench_%'")
+        databases = await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbos_bench_%'")
+    finally:
+        await conn.close()
+    assert (schemas, databases) == (0, 0)
 
 
 async def test_quick_suite_includes_the_peer_when_installed(db_url: str, tmp_path: Path) -> None:

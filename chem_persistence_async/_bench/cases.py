@@ -14,7 +14,12 @@ import asyncpg
 
 from chem_persistence_async._bench import raw
 from chem_persistence_async._bench import workload as wl
-from chem_persistence_async._bench.config import SuiteConfig, check_operations, operation_names
+from chem_persistence_async._bench.config import (
+    QUEUE_OPERATIONS,
+    SuiteConfig,
+    check_operations,
+    operation_names,
+)
 from chem_persistence_async._bench.peer import Peer
 from chem_persistence_async._bench.runner import BenchmarkError, Case, Timed, Variant
 from chem_persistence_async.backends.postgres.database import Database
@@ -77,7 +82,8 @@ def build_cases(ctx: Context) -> list[Case]:
     ]
     cases += [_concurrent(ctx, tasks) for tasks in ctx.config.concurrency]
     cases.append(_demo_flow(ctx))
-    assert [case.name for case in cases] == list(operation_names(ctx.config.concurrency))
+    store_operations = [n for n in operation_names(ctx.config.concurrency) if n not in QUEUE_OPERATIONS]
+    assert [case.name for case in cases] == store_operations
     only = ctx.config.only
     if only:
         check_operations(only, ctx.config.concurrency)

@@ -9,20 +9,50 @@ from typing import Any
 SERIAL_OPERATIONS = ("single_append", "append_with_artifacts", "append_many", "list", "stream", "replay")
 """The operations measured one call after the other, in the table's order."""
 
+WORKER_PROCESSES = (1, 2, 4)
+"""Worker processes of the whole-flow benchmarks (``flows_workers_<n>``)."""
+
+QUEUE_OPERATIONS = (
+    "queue_enqueue",
+    "queue_enqueue_many",
+    "queue_claim_complete_1",
+    "queue_claim_complete_10",
+    "queue_produce_consume",
+    *(f"flows_workers_{n}" for n in WORKER_PROCESSES),
+    "wake_latency",
+)
+"""The work queue and the workers (SPEC 8.6), after the store's operations in the table."""
+
+QUEUE_GROUP = "queue"
+"""``--only queue``: every operation of ``QUEUE_OPERATIONS`` (results written as ``queue.*``)."""
+
 
 def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
     """Every operation name ``--only`` accepts, in the table's order."""
-    return (*SERIAL_OPERATIONS, *(f"concurrent_{tasks}" for tasks in concurrency), "demo_flow")
+    return (
+        *SERIAL_OPERATIONS,
+        *(f"concurrent_{tasks}" for tasks in concurrency),
+        "demo_flow",
+        *QUEUE_OPERATIONS,
+    )
 
 
 def check_operations(only: Iterable[str], concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
-    """``only`` as a tuple, or ``ValueError`` naming the unknown ones and listing the valid names."""
-    names = tuple(only)
+    """``only`` as a tuple (``queue`` expanded to the queue operations), or ``ValueError`` naming
+    the unknown ones and listing the valid names."""
+    names: list[str] = []
+    for name in only:
+        for one in QUEUE_OPERATIONS if name == QUEUE_GROUP else (name,):
+            if one not in names:
+                names.append(one)
     valid = operation_names(concurrency)
     unknown = [name for name in names if name not in valid]
     if unknown:
-        raise ValueError(f"unknown benchmark operation(s): {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return names
+        raise ValueError(
+            f"unknown benchmark operation(s): {', '.join(unknown)}; valid: {', '.join(valid)}, "
+            f"or {QUEUE_GROUP} for all of {QUEUE_OPERATIONS[0]}..{QUEUE_OPERATIONS[-1]}"
+        )
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -61,7 +91,33 @@ class SuiteConfig:
     """``None``: the server's setting (durable commits, the default). ``"off"`` sets it on the
     dedicated database, so write figures show the client's cost rather than the disk's flush."""
     only: tuple[str, ...] = ()
-    """Run only these operations (names as in the table); empty: all. Written as ``partial``."""
+    """Run only these operations (names as in the table); empty: all. Written as ``partial``
+    (``queue`` when they are exactly the queue operations)."""
+    queue_jobs: int = 1000
+    """Jobs per sample of ``queue_enqueue`` (one ``enqueue`` per job, one after the other)."""
+    queue_batch_size: int = 1000
+    """Jobs per ``enqueue_many`` call."""
+    queue_batches: int = 20
+    """``enqueue_many`` calls per sample."""
+    claim_jobs: int = 4000
+    """Jobs drained per sample of ``queue_claim_complete_<batch>``."""
+    produce_consume_jobs: int = 10_000
+    """Jobs per sample of ``queue_produce_consume`` (1 enqueuer in batches of 10, 5 consumers
+    claiming 10 at a time: PgQueuer's benchmark shape)."""
+    worker_flows: int = 1000
+    """Flows per sample of ``flows_workers_<n>`` and of its queue-less ``run_to_end`` baseline."""
+    worker_concurrency: int = 8
+    """``--concurrency`` of each ``chem-persist worker`` process."""
+    run_to_end_tasks: int = 32
+    """Tasks of the queue-less ``run_to_end`` baseline."""
+    dbos_flows: int = 200
+    """Workflows per sample of the DBOS peer (it runs about 130 per second here)."""
+    dbos_polling_interval: float = 0.01
+    """The DBOS queue's ``polling_interval_sec`` (its default, 1 s, caps a worker near 14/s)."""
+    wake_jobs: int = 300
+    """Flows submitted one at a time, per side, for the wake-up latency."""
+    wake_gap: float = 0.025
+    """Seconds between two of those submits (the worker is idle again by then)."""
 
     @classmethod
     def full(cls) -> SuiteConfig:
@@ -100,6 +156,17 @@ class SuiteConfig:
             pool_size=8,
             demo_flows=1,
             rss_events=2000,
+            queue_jobs=20,
+            queue_batch_size=100,
+            queue_batches=1,
+            claim_jobs=40,
+            produce_consume_jobs=200,
+            worker_flows=20,
+            worker_concurrency=4,
+            run_to_end_tasks=8,
+            dbos_flows=10,
+            wake_jobs=10,
+            wake_gap=0.02,
         )
 
     def with_options(
@@ -129,7 +196,9 @@ class SuiteConfig:
     def stem(self) -> str:
         """File name stem of the results: ``latest`` (full run), ``quick``; ``-sync-off`` appended
         when commits were not waited for."""
-        stem = "partial" if self.only else "quick" if self.quick else "latest"
+        stem = "quick" if self.quick else "latest"
+        if self.only:
+            stem = QUEUE_GROUP if set(self.only) == set(QUEUE_OPERATIONS) and not self.quick else "partial"
         return stem + ("-sync-off" if self.synchronous_commit == "off" else "")
 
     def as_dict(self) -> dict[str, Any]:

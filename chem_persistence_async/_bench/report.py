@@ -30,6 +30,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             goal = ""
             if index == 0 and op["goal"] is not None:
                 goal = f"≥ {op['goal']:.2f} {'met' if op['meets_goal'] else 'MISSED'}"
+            elif base.get("goal") is not None:
+                goal = f"≥ {base['goal']:.2f} {'met' if base['meets_goal'] else 'MISSED'}"
             rows.append(
                 [
                     op["name"] if index == 0 else "",
@@ -66,12 +68,57 @@ def peer_line(results: dict[str, Any]) -> str | None:
     )
 
 
+def queue_peer_lines(results: dict[str, Any]) -> list[str]:
+    """One line per queue peer (PgQueuer, DBOS): its version and shape, or why it was skipped."""
+    lines = []
+    for peer in results.get("queue_peers") or []:
+        if peer.get("available"):
+            lines.append(f"{peer['name']} {peer['version']}: {peer['shape']}; ratio = library / peer")
+        else:
+            lines.append(f"{peer['name']}: skipped, {peer['skipped']}")
+    return lines
+
+
+WAKE_HEADERS = [
+    "wake-up (submit called → step started)",
+    "median ms",
+    "p99 ms",
+    "min-max ms",
+    "flows",
+    "submit alone, median ms",
+]
+
+
+def wake_rows(results: dict[str, Any]) -> list[list[str]]:
+    wake = results.get("wake_latency") or {}
+    rows = []
+    for key in ("local", "remote", "raw_notify"):
+        if key in wake:
+            w = wake[key]
+            rows.append(
+                [
+                    w["label"],
+                    f"{w['median_ms']:.2f}",
+                    f"{w['p99_ms']:.2f}",
+                    f"{w['min_ms']:.2f}-{w['max_ms']:.2f}",
+                    str(w["samples"]),
+                    f"{w['submit_median_ms']:.2f}" if "submit_median_ms" in w else "-",
+                ]
+            )
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     peer = peer_line(results)
     if peer is not None:
         lines += ["", peer[0].upper() + peer[1:] + "."]
+    lines += ["", *(f"- {line}" for line in queue_peer_lines(results))] if queue_peer_lines(results) else []
+    wake = wake_rows(results)
+    if wake:
+        lines += ["", "| " + " | ".join(WAKE_HEADERS) + " |", "|" + "---|" * len(WAKE_HEADERS)]
+        lines += ["| " + " | ".join(row) + " |" for row in wake]
     memory = results.get("memory") or []
     if memory:
         lines += [
@@ -96,6 +143,10 @@ def console(results: dict[str, Any]) -> str:
     peer = peer_line(results)
     if peer is not None:
         lines += ["", peer]
+    lines += queue_peer_lines(results)
+    wake = wake_rows(results)
+    if wake:
+        lines += ["", *("  ".join(row) for row in [WAKE_HEADERS, *wake])]
     return "\n".join(lines)
 
 
@@ -117,26 +168,38 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
         return None
 
     ops = results["operations"]
+    if not ops:
+        return None
     names = [op["name"] for op in ops]
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 0.55 * len(ops) + 2.2))
 
-    ys = list(range(len(ops)))
-    medians = [op["ratio"]["median"] for op in ops]
-    low = [op["ratio"]["median"] - op["ratio"]["min"] for op in ops]
-    high = [op["ratio"]["max"] - op["ratio"]["median"] for op in ops]
-    colors = [
-        "#999999" if op["goal"] is None else ("#2a9d3a" if op["meets_goal"] else "#d1495b") for op in ops
-    ]
+    # Left: each operation against its primary baseline, then every other baseline with a goal of
+    # its own (a peer's), as rows of their own.
+    rows = []
+    for op in ops:
+        rows.append((op["name"], op["baselines"][0]["label"], op["ratio"], op["goal"], op["meets_goal"]))
+        for base in op["baselines"][1:]:
+            if base.get("goal") is not None:
+                rows.append((op["name"], base["label"], base["ratio"], base["goal"], base["meets_goal"]))
+    fig.set_size_inches(15, 0.55 * max(len(ops), len(rows)) + 2.2)
+    ys = list(range(len(rows)))
+    medians = [r[2]["median"] for r in rows]
+    low = [r[2]["median"] - r[2]["min"] for r in rows]
+    high = [r[2]["max"] - r[2]["median"] for r in rows]
+    colors = ["#999999" if r[3] is None else ("#2a9d3a" if r[4] else "#d1495b") for r in rows]
     left.barh(ys, medians, xerr=[low, high], color=colors, capsize=3)
-    for y, op in zip(ys, ops, strict=True):
-        if op["goal"] is not None:
-            left.plot([op["goal"], op["goal"]], [y - 0.4, y + 0.4], color="black", linewidth=2)
-        left.text(op["ratio"]["max"] + 0.02, y, f"{op['ratio']['median']:.2f}", va="center", fontsize=8)
+    for y, (_, _, ratio, goal, _) in zip(ys, rows, strict=True):
+        if goal is not None:
+            left.plot([goal, goal], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        left.text(ratio["max"] * 1.02, y, f"{ratio['median']:.2f}", va="center", fontsize=8)
     left.axvline(1.0, color="#444444", linestyle="--", linewidth=1)
-    left.set_yticks(ys, [f"{op['name']}\nvs {op['baselines'][0]['label']}" for op in ops], fontsize=7)
+    if max(r[2]["max"] for r in rows) > 5:
+        left.set_xscale("log")
+    left.set_yticks(ys, [f"{name}\nvs {label}" for name, label, *_ in rows], fontsize=7)
     left.invert_yaxis()
-    left.set_xlabel("throughput ratio library / raw asyncpg (>1: library faster); black tick = goal")
-    left.set_title("ratio to the primary raw baseline (median, min-max)")
+    left.set_xlabel("throughput ratio library / baseline (>1: library faster); black tick = goal")
+    left.set_title("ratio to the primary baseline, and to peers with a goal (median, min-max)")
+    ys = list(range(len(ops)))
 
     series = [("library", [op["library"]["throughput"] for op in ops])]
     max_baselines = max(len(op["baselines"]) for op in ops)

@@ -58,6 +58,12 @@ class Variant:
     label: str
     prepare: Callable[[bool], Awaitable[Any]]
     run: Callable[[Any], Awaitable[int | Timed]]
+    cleanup: Callable[[Any], Awaitable[None]] | None = None
+    """Untimed, after ``run`` (also after a failure): stop what ``prepare`` started (processes)."""
+    items: int | None = None
+    """Items per sample when they differ from the case's (a peer too slow for the full sample)."""
+    goal: float | None = None
+    """A goal for the ratio against this baseline when it is not the primary one (a peer's)."""
 
 
 @dataclass
@@ -74,6 +80,9 @@ class Case:
     note: str = ""
     warm_up: bool = True
     """Run in the warm-up round (writes); reads of an already cached flow need none."""
+    rounds: int | None = None
+    """Timed rounds at most (``None``: every round): the quick run times a case that starts
+    worker processes for each sample once, to keep CI short."""
     samples: dict[str, list[float]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -83,12 +92,17 @@ class Case:
 
 
 async def measure(variant: Variant, expected: int | None) -> tuple[float, int]:
-    """Prepare, then time one run (``expected=None``: a warm-up run). Returns (seconds, items)."""
+    """Prepare, then time one run (``expected=None``: a warm-up run), then clean up (untimed).
+    Returns (seconds, items)."""
     arg = await variant.prepare(expected is None)
-    gc.collect()
-    start = time.perf_counter()
-    result = await variant.run(arg)
-    seconds = time.perf_counter() - start
+    try:
+        gc.collect()
+        start = time.perf_counter()
+        result = await variant.run(arg)
+        seconds = time.perf_counter() - start
+    finally:
+        if variant.cleanup is not None:
+            await variant.cleanup(arg)
     if isinstance(result, Timed):
         items, seconds = result.items, result.seconds
     else:
@@ -102,7 +116,7 @@ async def run_rounds(cases: Sequence[Case], *, repetitions: int, warmup: bool, p
     """Every case, every variant, once per round; the order of variants rotates each round so no
     side always runs first (or right after a checkpoint)."""
     rounds: list[int] = ([-1] if warmup else []) + list(range(repetitions))
-    progress.total += repetitions * sum(len(case.variants) for case in cases)
+    progress.total += sum(min(repetitions, case.rounds or repetitions) * len(case.variants) for case in cases)
     if warmup:
         progress.total += sum(len(case.variants) for case in cases if case.warm_up)
     for case in cases:
@@ -112,10 +126,13 @@ async def run_rounds(cases: Sequence[Case], *, repetitions: int, warmup: bool, p
         for case in cases:
             if index < 0 and not case.warm_up:
                 continue
+            if case.rounds is not None and index >= case.rounds:
+                continue
             variants = case.variants
             shift = max(index, 0) % len(variants)
             for variant in variants[shift:] + variants[:shift]:
-                seconds, items = await measure(variant, case.items if index >= 0 else None)
+                expected = variant.items if variant.items is not None else case.items
+                seconds, items = await measure(variant, expected if index >= 0 else None)
                 rate = items / seconds
                 if index >= 0:
                     case.samples[variant.key].append(rate)
@@ -136,14 +153,18 @@ def summarise(case: Case) -> dict[str, Any]:
         ratios = [a / b for a, b in zip(lib, raw, strict=True)]
         if not all(math.isfinite(r) and r > 0 for r in ratios):
             raise BenchmarkError(f"{case.name}: ratio against {variant.key} is not a positive number")
-        baselines.append(
-            {
-                "key": variant.key,
-                "label": variant.label,
-                "throughput": {**spread(raw), "samples": raw},
-                "ratio": {**spread(ratios), "samples": ratios},
-            }
-        )
+        entry: dict[str, Any] = {
+            "key": variant.key,
+            "label": variant.label,
+            "throughput": {**spread(raw), "samples": raw},
+            "ratio": {**spread(ratios), "samples": ratios},
+        }
+        if variant.items is not None:
+            entry["items_per_sample"] = variant.items
+        if variant.goal is not None:
+            entry["goal"] = variant.goal
+            entry["meets_goal"] = entry["ratio"]["median"] >= variant.goal
+        baselines.append(entry)
     primary = baselines[0]
     ratio = primary["ratio"]["median"]
     return {

@@ -19,10 +19,11 @@ import anyio.to_thread
 import asyncpg
 
 from chem_persistence_async._bench import peer as peer_module
-from chem_persistence_async._bench import report
+from chem_persistence_async._bench import queue_peers, report
 from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
-from chem_persistence_async._bench.config import SuiteConfig
+from chem_persistence_async._bench.config import QUEUE_OPERATIONS, SuiteConfig
+from chem_persistence_async._bench.queue_cases import QueueContext, build_queue_cases, wake_latency
 from chem_persistence_async._bench.rss import measure_in_subprocess
 from chem_persistence_async._bench.runner import BenchmarkError, Progress, run_rounds, summarise
 from chem_persistence_async.backends.postgres.database import Database
@@ -94,6 +95,8 @@ async def _environment(conn: asyncpg.Connection) -> dict[str, Any]:
         "pydantic": _version("pydantic"),
         "orjson": _version("orjson"),
         "eventsourcing": _version("eventsourcing"),
+        "pgqueuer": _version("pgqueuer"),
+        "dbos": _version("dbos"),
         "chem_persistence_async": _version("chem-persistence-async"),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
@@ -126,7 +129,7 @@ async def run_suite(
         if cfg.synchronous_commit is not None:
             raise ValueError("synchronous_commit can only be set on a dedicated database")
     try:
-        results = await _run(bench_url, cfg, progress)
+        results = await _run(bench_url, cfg, progress, server_url)
     finally:
         if name is not None:
             await _drop_database(server_url, name)
@@ -149,7 +152,13 @@ async def run_suite(
     return SuiteResult(results, json_path, chart_path, md_path)
 
 
-async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str, Any]:
+def _selected(cfg: SuiteConfig, names: tuple[str, ...] | list[str]) -> bool:
+    return not cfg.only or any(name in cfg.only for name in names)
+
+
+async def _run(
+    bench_url: str, cfg: SuiteConfig, progress: Progress, server_url: str | None = None
+) -> dict[str, Any]:
     progress.note(
         f"{'quick' if cfg.quick else 'full'} run: {cfg.repetitions} round(s)"
         f"{' after a warm-up round' if cfg.warmup else ''}"
@@ -158,19 +167,48 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
     conn: asyncpg.Connection = await asyncpg.connect(bench_url)
     pool: asyncpg.Pool | None = None
     peer: peer_module.Peer | None = None
+    pgq: queue_peers.PgQueuerPeer | None = None
+    dbos: queue_peers.DbosPeer | None = None
     try:
         pool = await asyncpg.create_pool(bench_url, min_size=2, max_size=cfg.pool_size)
-        peer = await peer_module.open_peer(bench_url)
+        store_names = [n for n in cfg.only if n not in QUEUE_OPERATIONS]
+        if not cfg.only or store_names:
+            peer = await peer_module.open_peer(bench_url)
         peer_status = peer_module.status()
+        if peer is None and peer_status["available"]:
+            peer_status = {
+                **peer_status,
+                "available": False,
+                "skipped": "none of its operations was selected",
+            }
         if peer is None:
-            progress.note(f"peer: skipped, {peer_status['skipped']}")
+            progress.note(f"peer: eventsourcing skipped, {peer_status['skipped']}")
         else:
             progress.note(f"peer: eventsourcing {peer_status['version']}, tables in schema {peer.schema}")
+        queue_peer_status = []
+        if _selected(cfg, ["queue_produce_consume"]):
+            pgq = await queue_peers.open_pgqueuer(bench_url)
+            queue_peer_status.append(queue_peers.pgqueuer_status())
+            if pgq is not None:
+                progress.note(
+                    f"peer: pgqueuer {queue_peer_status[-1]['version']}, tables in schema {pgq.schema}"
+                )
+        if _selected(cfg, [n for n in QUEUE_OPERATIONS if n.startswith("flows_workers_")]):
+            dbos, dbos_status = await queue_peers.open_dbos(
+                server_url or bench_url, lambda name: url_with_database(server_url or bench_url, name)
+            )
+            queue_peer_status.append(dbos_status)
+            if dbos is not None:
+                progress.note(f"peer: dbos {dbos_status['version']}, system database {dbos.name}")
+        for status in queue_peer_status:
+            if not status["available"]:
+                progress.note(f"peer: {status['name']} skipped, {status['skipped']}")
         environment = await _environment(conn)
         definition = wl.read_definition()
         read_flow = uuid4()
-        await wl.seed_flow(conn, read_flow, cfg.read_events, definition, progress=progress.note)
-        await conn.execute("VACUUM ANALYZE event_log")
+        if _selected(cfg, ["list", "stream", "replay"]):
+            await wl.seed_flow(conn, read_flow, cfg.read_events, definition, progress=progress.note)
+            await conn.execute("VACUUM ANALYZE event_log")
         from chem_persistence_async.backends.postgres.event_store import PgEventStore
 
         store = PgEventStore(db)
@@ -187,9 +225,25 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
             peer=peer,
         )
         cases = build_cases(ctx)
+        qctx = QueueContext(config=cfg, db=db, store=store, conn=conn, url=bench_url, pgqueuer=pgq, dbos=dbos)
+        cases += build_queue_cases(qctx, cfg.only)
         if peer is not None and any(case.name in PEER_READ_CASES for case in cases):
             await peer.seed_read_aggregate(cfg.read_events, progress=progress.note)
         await run_rounds(cases, repetitions=cfg.repetitions, warmup=cfg.warmup, progress=progress)
+        wake: dict[str, Any] | None = None
+        if _selected(cfg, ["wake_latency"]):
+            progress.note(
+                f"wake-up latency: {cfg.wake_jobs} flows per side, one every {cfg.wake_gap * 1000:.0f} ms…"
+            )
+            wake = await wake_latency(qctx)
+            progress.note(
+                "wake-up latency (median / p99 ms): "
+                + ", ".join(
+                    f"{k} {v['median_ms']:.1f} / {v['p99_ms']:.1f}"
+                    for k, v in wake.items()
+                    if isinstance(v, dict)
+                )
+            )
         replay_case = next((c for c in cases if c.name == "replay"), None)
         if replay_case is not None:
             replay_case.extras["replay_only_events_per_s"] = await replay_only_rate(ctx, cfg.repetitions)
@@ -214,6 +268,10 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         try:
             if peer is not None:
                 await peer.close()
+            if pgq is not None:
+                await pgq.close()
+            if dbos is not None:
+                await dbos.close()
         finally:
             if pool is not None:
                 await pool.close()
@@ -230,6 +288,8 @@ async def _run(bench_url: str, cfg: SuiteConfig, progress: Progress) -> dict[str
         "counts": counts,
         "group_commit": group_commit,
         "peer": peer_status,
+        "queue_peers": queue_peer_status,
+        "wake_latency": wake,
         "definitions": {
             "throughput": "items (events, or flows for demo_flow) per second over one sample",
             "ratio": "library throughput / raw throughput, paired per round; > 1 means the library is faster",

@@ -234,6 +234,19 @@ def check_lease(value: object) -> timedelta:
     return value
 
 
+def check_completed(cancelled: list[int], lost: list[int]) -> None:
+    """``complete_many``'s outcome, the same on every backend: nothing, or the error naming the
+    jobs that were cancelled (finished as such) or whose lease was lost (the others were finished)."""
+    if cancelled:
+        raise JobCancelledError(
+            f"job(s) {cancelled} were cancelled", job_id=cancelled[0], cancelled_ids=cancelled, lost_ids=lost
+        )
+    if lost:
+        raise LeaseLostError(
+            f"job(s) {lost}: their lease was taken over by another claim", job_id=lost[0], lost_ids=lost
+        )
+
+
 def check_heartbeat(renewed: list[Job], cancelled: list[int], lost: list[int]) -> list[Job]:
     """``heartbeat``'s outcome, the same on every backend: the renewed jobs, or the error naming
     what was cancelled or lost (with ``renewed`` on it)."""

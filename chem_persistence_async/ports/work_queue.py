@@ -64,6 +64,13 @@ class WorkQueuePort(Protocol):
 
     async def complete(self, job: Job, *, tx: Transaction | None = None) -> None: ...
 
+    async def complete_many(self, jobs: Sequence[Job], *, tx: Transaction | None = None) -> None:
+        """``complete`` of every job in one statement (one round trip, one commit for a batch a
+        claim handed out). A job cancelled meanwhile is finished as cancelled and one whose lease
+        was taken over is left alone; the others are finished all the same, then
+        ``JobCancelledError`` or ``LeaseLostError`` names them (``cancelled_ids``, ``lost_ids``)."""
+        ...
+
     async def fail(
         self,
         job: Job,

@@ -159,6 +159,44 @@ async def test_completing_twice_is_harmless(queue: Any) -> None:
     assert len(await queue.list_jobs()) == 1
 
 
+async def test_complete_many_finishes_a_claimed_batch_at_once(queue: Any) -> None:
+    for n in range(5):
+        await queue.enqueue("k", {"n": n})
+    jobs = await queue.claim("w", limit=5)
+    await queue.complete_many(jobs)
+    assert _states(await queue.list_jobs()) == {j.id: JobState.COMPLETED for j in jobs}
+    assert await queue.depth() == QueueDepth()
+    await queue.complete_many(jobs)  # retried after a lost acknowledgement: harmless
+    await queue.complete_many([])
+    assert len(await queue.list_jobs()) == 5
+
+
+async def test_complete_many_names_cancelled_and_lost_jobs_and_finishes_the_others(queue: Any) -> None:
+    await queue.enqueue("k", key="a")
+    await queue.enqueue("k", key="b")
+    await queue.enqueue("k", key="c")
+    first, second = await queue.claim("w", limit=2)
+    (third,) = await queue.claim("w", lease=SHORT)
+    await queue.cancel("b")
+    await _until_expired(third, queue)
+    (again,) = await queue.claim("other", kinds=["k"])  # the third's lease is taken over
+    assert again.id == third.id
+    with pytest.raises(JobCancelledError) as caught:
+        await queue.complete_many([first, second, third])
+    assert caught.value.cancelled_ids == [second.id]
+    assert caught.value.lost_ids == [third.id]
+    assert _states(await queue.list_jobs()) == {
+        first.id: JobState.COMPLETED,
+        second.id: JobState.CANCELLED,
+        third.id: JobState.CLAIMED,
+    }
+    with pytest.raises(LeaseLostError) as lost:
+        await queue.complete_many([third])
+    assert lost.value.lost_ids == [third.id]
+    await queue.complete_many([again])
+    assert _states(await queue.list_jobs())[third.id] == JobState.COMPLETED
+
+
 async def test_heartbeat_extends_the_lease(queue: Any) -> None:
     await queue.enqueue("k")
     await queue.enqueue("k")

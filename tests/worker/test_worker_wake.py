@@ -9,10 +9,11 @@ runs a worker whose poll interval is far longer than the test's deadline.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from chem_persistence_async import (
@@ -55,26 +56,35 @@ async def test_a_retry_starts_when_it_is_due_not_at_the_next_poll(backend: Any) 
 
 
 @dataclass(frozen=True)
-class TooBigFirst:
-    """Its first attempt returns an artifact over the store's size limit (the commit fails, not the
-    step); later attempts a small one."""
-
-    id: str = "too_big_first"
-    params: dict[str, Any] = field(default_factory=dict)
+class Blob:
+    id: str = "blob"
 
     async def run(self, ctx: StepContext) -> StepOutput:
-        size = 4096 if ctx.attempt == 1 else 1
-        return StepOutput(artifacts=(Artifact.of("blob", {"x": "y" * size}),))
+        return StepOutput(artifacts=(Artifact.of("blob", {"attempt": ctx.attempt}),))
 
 
 async def test_a_job_whose_run_failed_is_claimed_again_after_its_backoff_not_at_the_next_poll(
-    db_url: str,
+    db_url: str, conn: asyncpg.Connection
 ) -> None:
-    async with Database.connect(db_url, max_payload_bytes=1024, min_connections=1) as db:
-        definition = FlowDefinition("too_big", [TooBigFirst()])
+    # The first commit of an outcome fails in the database (a trigger, once): the worker's run
+    # raises, its job goes back with a 2 s backoff, and the attempt it left open has a 1 s lease.
+    await conn.execute("CREATE SEQUENCE fail_once_seq")
+    await conn.execute(
+        """
+        CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF nextval('fail_once_seq') = 1 THEN RAISE EXCEPTION 'injected failure'; END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    await conn.execute(
+        "CREATE TRIGGER fail_once BEFORE INSERT ON workflow_step_artifacts FOR EACH ROW EXECUTE FUNCTION fail_once()"
+    )
+    async with Database.connect(db_url, min_connections=1) as db:
+        definition = FlowDefinition("blob", [Blob()])
         engine = FlowEngine(db.event_store(), FlowRepository(), definition, queue=db.work_queue())
         flow = await engine.submit()
-        # The failed job goes back with a 2 s backoff; the attempt it left open has a 1 s lease.
         async with Worker(db, definition, poll_interval=POLL, lease=timedelta(seconds=1)) as worker:
             await until(lambda: _completed(engine, flow), 20, "the job to run again after its backoff")
         assert worker.stats.failed == 1

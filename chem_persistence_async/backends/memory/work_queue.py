@@ -31,6 +31,7 @@ from chem_persistence_async.domain.jobs import (
     JobState,
     QueueDepth,
     check_aware,
+    check_completed,
     check_heartbeat,
     check_int,
     check_lease,
@@ -307,6 +308,18 @@ class InMemoryWorkQueue:
 
     async def complete(self, job: Job, *, tx: Transaction | None = None) -> None:
         self._finish(job, JobState.COMPLETED, None, memory_tx(tx))
+
+    async def complete_many(self, jobs: Sequence[Job], *, tx: Transaction | None = None) -> None:
+        journal = memory_tx(tx)
+        cancelled, lost = [], []
+        for job in jobs:
+            try:
+                self._finish(job, JobState.COMPLETED, None, journal)
+            except JobCancelledError:
+                cancelled.append(job.id)
+            except LeaseLostError:
+                lost.append(job.id)
+        check_completed(cancelled, lost)
 
     async def fail(
         self,

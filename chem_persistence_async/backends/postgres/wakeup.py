@@ -58,15 +58,17 @@ class Notifier:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        await asyncio.sleep(self._window)
-        queues, self._pending = sorted(self._pending), set()
-        if not queues:
-            return
-        try:
-            await self._send(queues)
-            self.sent += 1
-        except Exception as exc:  # polling covers a lost notification
-            logger.debug("pg_notify failed (workers will poll): %s", exc)
+        # Until nothing is pending: a job committed while a NOTIFY was in flight (this task not
+        # yet done, so ``enqueued`` started no other) is announced one window later, not left for
+        # the next enqueue or the other processes' next poll.
+        while self._pending:
+            await asyncio.sleep(self._window)
+            queues, self._pending = sorted(self._pending), set()
+            try:
+                await self._send(queues)
+                self.sent += 1
+            except Exception as exc:  # polling covers a lost notification
+                logger.debug("pg_notify failed (workers will poll): %s", exc)
 
     async def aclose(self) -> None:
         task, self._task = self._task, None

@@ -25,6 +25,7 @@ from chem_persistence_async.domain.jobs import (
     JobState,
     QueueDepth,
     check_aware,
+    check_completed,
     check_heartbeat,
     check_int,
     check_lease,
@@ -195,6 +196,28 @@ class WorkQueue:
     async def complete(self, job: Job, *, tx: Transaction | None = None) -> None:
         """Finish the job (it moves to the history as ``completed``)."""
         await self._finish(job, JobState.COMPLETED, None, tx)
+
+    async def complete_many(self, jobs: Sequence[Job], *, tx: Transaction | None = None) -> None:
+        """Finish every job as ``completed`` in ONE statement (see ``WorkQueuePort.complete_many``):
+        a batch from one claim costs one round trip and one commit instead of one each."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        values = {"ids": [j.id for j in jobs], "tokens": [j.lease_token for j in jobs]}
+        rows = await self._run(tx, sql.FINISH_MANY, values, "complete_many")
+        done = JobState.COMPLETED.value
+        cancelled = JobState.CANCELLED.value
+        outcome = {int(row[0]): (row[1], row[2]) for row in rows}
+        gone_cancelled, lost = [], []
+        for job in jobs:
+            now, before = outcome.get(job.id, (None, None))
+            if now == done or (now is None and before == done):
+                continue
+            if cancelled in (now, before):
+                gone_cancelled.append(job.id)
+            else:
+                lost.append(job.id)
+        check_completed(gone_cancelled, lost)
 
     async def fail(
         self,

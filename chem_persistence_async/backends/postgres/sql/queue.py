@@ -201,6 +201,26 @@ SELECT (SELECT state FROM moved),
 ``(state it was finished as now, state an earlier run of this finish left)``; both NULL: the
 lease was lost."""
 
+FINISH_MANY = query(
+    f"""
+WITH target AS (
+    SELECT h.id, h.token FROM unnest(:ids::bigint[], :tokens::uuid[]) AS h(id, token)
+), gone AS (
+    DELETE FROM work_queue w USING target t WHERE w.id = t.id AND w.lease_token = t.token RETURNING w.*
+), moved AS (
+    {_move("gone", "CASE WHEN g.cancel_requested THEN 'cancelled' ELSE 'completed' END")}
+    RETURNING id, state
+)
+SELECT t.id, m.state, h.state
+FROM target t
+LEFT JOIN moved m ON m.id = t.id
+LEFT JOIN work_queue_history h ON h.id = t.id AND h.lease_token = t.token
+"""
+)
+"""``FINISH`` as ``completed`` for many claimed jobs at once (by primary key, guarded by their lease
+tokens). Rows back, one per job: ``(id, state it was finished as now, state an earlier run of this
+finish left)``; both NULL: the lease was lost."""
+
 REQUEUE = query(
     f"""
 WITH target AS (
