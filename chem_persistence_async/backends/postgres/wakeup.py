@@ -1,9 +1,9 @@
 """Wake-up (SPEC 8.4): a job enqueued for now starts within milliseconds on an idle worker.
 
 * ``Notifier`` (one per ``Database``): after an enqueue commits, the local workers are woken at
-  once (in-process), and one ``pg_notify`` per queue is sent for the other processes, coalesced
-  over a short window and sent from a task of its own: never inside the enqueuing transaction,
-  whose commit would otherwise take NOTIFY's global commit lock.
+  once (in-process), and a ``pg_notify`` per queue is sent for the other processes from a task of
+  its own: never inside the enqueuing transaction, whose commit would otherwise take NOTIFY's
+  global commit lock. The first goes out at once; a burst that follows shares one per window.
 * ``Listener`` (one per worker process): a dedicated connection, not a pooled one, that LISTENs,
   pings the server every ``keepalive`` seconds, and reconnects with backoff when the connection
   or the server goes away; after a reconnect it wakes everyone (notifications sent while it was
@@ -40,6 +40,7 @@ class Notifier:
         self._local: list[Callable[[str], None]] = []
         self._pending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._last_sent = float("-inf")
         self.sent = 0
         """How many ``pg_notify`` statements were sent (each for every queue pending then)."""
 
@@ -58,12 +59,15 @@ class Notifier:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        # Until nothing is pending: a job committed while a NOTIFY was in flight (this task not
-        # yet done, so ``enqueued`` started no other) is announced one window later, not left for
-        # the next enqueue or the other processes' next poll.
+        # The first NOTIFY goes out at once (one loop turn later, so that what the same turn
+        # enqueued joins it); after it, at most one per window. Until nothing is pending: a job
+        # committed while a NOTIFY was in flight (this task not yet done, so ``enqueued`` started
+        # no other) is announced after the window, not left for the other processes' next poll.
+        loop = asyncio.get_running_loop()
         while self._pending:
-            await asyncio.sleep(self._window)
+            await asyncio.sleep(max(0.0, self._last_sent + self._window - loop.time()))
             queues, self._pending = sorted(self._pending), set()
+            self._last_sent = loop.time()
             try:
                 await self._send(queues)
                 self.sent += 1
