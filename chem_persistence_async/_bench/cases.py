@@ -15,6 +15,7 @@ import asyncpg
 from chem_persistence_async._bench import raw
 from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.config import (
+    GROWTH_OPERATION,
     QUEUE_OPERATIONS,
     SuiteConfig,
     check_operations,
@@ -82,7 +83,11 @@ def build_cases(ctx: Context) -> list[Case]:
     ]
     cases += [_concurrent(ctx, tasks) for tasks in ctx.config.concurrency]
     cases.append(_demo_flow(ctx))
-    store_operations = [n for n in operation_names(ctx.config.concurrency) if n not in QUEUE_OPERATIONS]
+    store_operations = [
+        n
+        for n in operation_names(ctx.config.concurrency)
+        if n not in QUEUE_OPERATIONS and n != GROWTH_OPERATION
+    ]
     assert [case.name for case in cases] == store_operations
     only = ctx.config.only
     if only:

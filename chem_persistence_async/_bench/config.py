@@ -27,6 +27,10 @@ QUEUE_GROUP = "queue"
 """``--only queue``: every operation of ``QUEUE_OPERATIONS`` (results written as ``queue.*``)."""
 
 
+GROWTH_OPERATION = "log_growth"
+"""Flows per second as ``event_log`` grows, never analyzed (issue 10): a table of its own."""
+
+
 def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
     """Every operation name ``--only`` accepts, in the table's order."""
     return (
@@ -34,6 +38,7 @@ def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
         *(f"concurrent_{tasks}" for tasks in concurrency),
         "demo_flow",
         *QUEUE_OPERATIONS,
+        GROWTH_OPERATION,
     )
 
 
@@ -118,6 +123,10 @@ class SuiteConfig:
     """Flows submitted one at a time, per side, for the wake-up latency."""
     wake_gap: float = 0.025
     """Seconds between two of those submits (the worker is idle again by then)."""
+    growth_sizes: tuple[int, ...] = (0, 250_000, 500_000, 1_000_000)
+    """Sizes of ``event_log`` at which ``log_growth`` measures flows per second."""
+    growth_flows: int = 640
+    """Flows per ``log_growth`` sample (32 tasks)."""
 
     @classmethod
     def full(cls) -> SuiteConfig:
@@ -167,6 +176,8 @@ class SuiteConfig:
             dbos_flows=10,
             wake_jobs=10,
             wake_gap=0.02,
+            growth_sizes=(0, 5_000),
+            growth_flows=32,
         )
 
     def with_options(

@@ -108,6 +108,14 @@ def wake_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+GROWTH_HEADERS = ["events in event_log (never analyzed)", "flows/s (32 tasks, run_to_end, 3 no-op steps)"]
+
+
+def growth_rows(results: dict[str, Any]) -> list[list[str]]:
+    growth = results.get("log_growth") or {}
+    return [[f"{row['log_events']:,}", _num(row["flows_per_s"])] for row in growth.get("rows", [])]
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
@@ -119,6 +127,10 @@ def markdown(results: dict[str, Any]) -> str:
     if wake:
         lines += ["", "| " + " | ".join(WAKE_HEADERS) + " |", "|" + "---|" * len(WAKE_HEADERS)]
         lines += ["| " + " | ".join(row) + " |" for row in wake]
+    growth = growth_rows(results)
+    if growth:
+        lines += ["", "| " + " | ".join(GROWTH_HEADERS) + " |", "|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in growth]
     memory = results.get("memory") or []
     if memory:
         lines += [
@@ -147,6 +159,9 @@ def console(results: dict[str, Any]) -> str:
     wake = wake_rows(results)
     if wake:
         lines += ["", *("  ".join(row) for row in [WAKE_HEADERS, *wake])]
+    growth = growth_rows(results)
+    if growth:
+        lines += ["", *("  ".join(row) for row in [GROWTH_HEADERS, *growth])]
     return "\n".join(lines)
 
 

@@ -22,7 +22,8 @@ from chem_persistence_async._bench import peer as peer_module
 from chem_persistence_async._bench import queue_peers, report
 from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
-from chem_persistence_async._bench.config import QUEUE_OPERATIONS, SuiteConfig
+from chem_persistence_async._bench.config import GROWTH_OPERATION, QUEUE_OPERATIONS, SuiteConfig
+from chem_persistence_async._bench.growth import log_growth
 from chem_persistence_async._bench.queue_cases import QueueContext, build_queue_cases, wake_latency
 from chem_persistence_async._bench.rss import measure_in_subprocess
 from chem_persistence_async._bench.runner import BenchmarkError, Progress, run_rounds, summarise
@@ -244,6 +245,11 @@ async def _run(
                     if isinstance(v, dict)
                 )
             )
+        growth: dict[str, Any] | None = None
+        if _selected(cfg, [GROWTH_OPERATION]):
+            growth = await log_growth(
+                db, conn, sizes=cfg.growth_sizes, flows=cfg.growth_flows, tasks=32, note=progress.note
+            )
         replay_case = next((c for c in cases if c.name == "replay"), None)
         if replay_case is not None:
             replay_case.extras["replay_only_events_per_s"] = await replay_only_rate(ctx, cfg.repetitions)
@@ -290,6 +296,7 @@ async def _run(
         "peer": peer_status,
         "queue_peers": queue_peer_status,
         "wake_latency": wake,
+        "log_growth": growth,
         "definitions": {
             "throughput": "items (events, or flows for demo_flow) per second over one sample",
             "ratio": "library throughput / raw throughput, paired per round; > 1 means the library is faster",
