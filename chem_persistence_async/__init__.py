@@ -3,15 +3,19 @@ workflow engine. The public API, re-exported."""
 
 from importlib import metadata as _metadata
 
+from chem_persistence_async.backends.memory.ai_calls import InMemoryAICallLogger
 from chem_persistence_async.backends.memory.backend import InMemoryBackend
 from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
+from chem_persistence_async.backends.memory.records import InMemoryWorkflowRecords
 from chem_persistence_async.backends.memory.transaction import MemoryTransaction
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
+from chem_persistence_async.backends.postgres.ai_calls import AICallLogger
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.migrations import migrate
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
 from chem_persistence_async.backends.postgres.retry import (
     BackoffPolicy,
     RetryMetrics,
@@ -20,6 +24,7 @@ from chem_persistence_async.backends.postgres.retry import (
 )
 from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
+from chem_persistence_async.domain.ai_calls import AICall, AIHelperStats, ModelStats
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
 from chem_persistence_async.domain.definitions import DefinitionRecord
@@ -39,6 +44,17 @@ from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo, St
 from chem_persistence_async.domain.fingerprints import flow_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
 from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
+from chem_persistence_async.domain.projection import FlowProjection, project_flow
+from chem_persistence_async.domain.records import (
+    UNSET,
+    ArtifactType,
+    LogLevel,
+    Status,
+    WorkflowArtifactRecord,
+    WorkflowLogRecord,
+    WorkflowRunRecord,
+    WorkflowStageRecord,
+)
 from chem_persistence_async.engine.demo import (
     ForwardStep,
     PrintAndCountStep,
@@ -47,6 +63,7 @@ from chem_persistence_async.engine.demo import (
     demo_definition,
 )
 from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.records import RebuildReport, rebuild_records
 from chem_persistence_async.engine.repository import (
     FlowRepository,
     InMemoryFlowRepository,
@@ -66,6 +83,7 @@ from chem_persistence_async.engine.step import (
 from chem_persistence_async.errors import (
     ArtifactError,
     ArtifactHashMismatchError,
+    ArtifactNotFoundError,
     ChemPersistError,
     ConcurrencyConflict,
     ConfigurationError,
@@ -86,21 +104,29 @@ from chem_persistence_async.errors import (
     JobError,
     JsonNestingError,
     LeaseLostError,
+    LoggerClosedError,
     MigrationError,
     MissingArtifactError,
     PayloadTooLargeError,
     PoolTimeoutError,
+    RecordExistsError,
+    RecordNotFoundError,
     ReplayError,
+    RunNotFoundError,
+    StageNotFoundError,
     StepInProgressError,
     TransactionError,
     TransientDatabaseError,
     UnknownDefinitionError,
+    UnknownStatusError,
     UnlistedArtifactError,
     UnstorableValueError,
     ValueOutOfRangeError,
 )
+from chem_persistence_async.ports.ai_calls import AICallLoggerPort
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.records import FlowRecorder, WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import replay
@@ -120,9 +146,16 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
     __version__ = "0+unknown"
 
 __all__ = [
+    "UNSET",
+    "AICall",
+    "AICallLogger",
+    "AICallLoggerPort",
+    "AIHelperStats",
     "Artifact",
     "ArtifactError",
     "ArtifactHashMismatchError",
+    "ArtifactNotFoundError",
+    "ArtifactType",
     "AsyncEventStore",
     "Backend",
     "BackoffPolicy",
@@ -151,14 +184,18 @@ __all__ = [
     "FlowInitialized",
     "FlowInstance",
     "FlowNotFoundError",
+    "FlowProjection",
     "FlowRecord",
+    "FlowRecorder",
     "FlowRepository",
     "ForwardStep",
+    "InMemoryAICallLogger",
     "InMemoryBackend",
     "InMemoryDefinitionRegistry",
     "InMemoryEventStore",
     "InMemoryFlowRepository",
     "InMemoryWorkQueue",
+    "InMemoryWorkflowRecords",
     "InvalidEventError",
     "InvalidExpectedVersionError",
     "InvalidFlowIdError",
@@ -171,9 +208,12 @@ __all__ = [
     "JobState",
     "JsonNestingError",
     "LeaseLostError",
+    "LogLevel",
+    "LoggerClosedError",
     "MemoryTransaction",
     "MigrationError",
     "MissingArtifactError",
+    "ModelStats",
     "PayloadTooLargeError",
     "PermanentStepError",
     "PgEventStore",
@@ -184,12 +224,18 @@ __all__ = [
     "PropertyPreferenceAssigned",
     "QueueDepth",
     "QueueSettings",
+    "RebuildReport",
+    "RecordExistsError",
+    "RecordNotFoundError",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
     "RetryScheduled",
+    "RunNotFoundError",
     "SeedStep",
     "SplitStep",
+    "StageNotFoundError",
+    "Status",
     "Step",
     "StepContext",
     "StepError",
@@ -210,6 +256,7 @@ __all__ = [
     "TransientDatabaseError",
     "TransientStepError",
     "UnknownDefinitionError",
+    "UnknownStatusError",
     "UnlistedArtifactError",
     "UnstorableValueError",
     "ValueOutOfRangeError",
@@ -218,6 +265,12 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "WorkerStats",
+    "WorkflowArtifactRecord",
+    "WorkflowLogRecord",
+    "WorkflowRecords",
+    "WorkflowRecordsPort",
+    "WorkflowRunRecord",
+    "WorkflowStageRecord",
     "__version__",
     "artifact_hash",
     "canonical_json",
@@ -226,6 +279,8 @@ __all__ = [
     "demo_definition",
     "flow_fingerprint",
     "migrate",
+    "project_flow",
+    "rebuild_records",
     "replay",
     "retry_transient",
     "step_fingerprint",

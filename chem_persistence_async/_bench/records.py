@@ -1,0 +1,338 @@
+"""What the records (SPEC 9) cost, measured on a database of their own (``benchmarks/records.py``).
+
+* ``log_call``: ``AICallLogger`` taking N calls and writing them all (timed until ``close()`` has
+  committed the last one), next to raw asyncpg inserting the same rows one by one (one autocommit
+  INSERT each, the way a logger without a buffer writes) and, for scale, raw ``executemany`` in one
+  transaction. Also the caller's own cost: microseconds per ``log_call`` (nothing awaited).
+* ``records``: ``FlowEngine.run_to_end`` of the same 3-step flows without records, with
+  ``WorkflowRecords`` (runs and stages kept in the same unit of work as the events), and with a
+  recorder that writes nothing (what the engine's unit of work per append costs by itself), one
+  flow after the other and from 16 tasks.
+
+Variants run round-robin, one sample each per round; figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+
+from chem_persistence_async._bench.runner import Progress
+from chem_persistence_async._bench.suite import resolve_url, url_with_database
+from chem_persistence_async.backends.postgres.ai_calls import AICallLogger
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
+from chem_persistence_async.domain.ai_calls import AICall, check_call
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.repository import FlowRepository
+from chem_persistence_async.engine.step import StepContext, StepOutput
+from chem_persistence_async.ports.unit_of_work import Transaction
+
+
+@dataclass(frozen=True)
+class RecordsBenchConfig:
+    rounds: int = 5
+    calls: int = 20_000
+    """Calls per ``log_call`` sample."""
+    raw_calls: int = 3_000
+    """Rows per raw one-by-one sample (a throughput: fewer rows, the same rate)."""
+    flows: int = 300
+    """Flows per sequential ``run_to_end`` sample."""
+    concurrent_flows: int = 640
+    tasks: int = 16
+
+    @classmethod
+    def quick(cls) -> RecordsBenchConfig:
+        return cls(rounds=2, calls=2_000, raw_calls=300, flows=30, concurrent_flows=64, tasks=8)
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.samples),
+            "max": max(self.samples),
+            "samples": self.samples,
+        }
+
+
+def _call(i: int) -> AICall:
+    return AICall(
+        topic=f"bench/{i % 8}",
+        call_type="completion",
+        model_key=("small", "large")[i % 2],
+        model_id="model-2025",
+        prompt=f"Summarise the reaction conditions of sample {i} in one line.",
+        response="Stirred at 25 C for 2 h under nitrogen; yield 87%.",
+        input_tokens=40 + i % 50,
+        output_tokens=15 + i % 10,
+        cost=Decimal("0.000125"),
+        metadata={"sample": i},
+    )
+
+
+_RAW_INSERT = """INSERT INTO ai_calls (id, topic, call_type, model_key, model_id, prompt, response,
+    input_tokens, output_tokens, cost, metadata)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)"""
+
+
+def _raw_row(call: AICall) -> tuple[Any, ...]:
+    checked = check_call(call)
+    return (
+        uuid4(),
+        checked.topic,
+        checked.call_type,
+        checked.model_key,
+        checked.model_id,
+        checked.prompt,
+        checked.response,
+        checked.input_tokens,
+        checked.output_tokens,
+        checked.cost,
+        json.dumps(call.metadata),
+    )
+
+
+@dataclass(frozen=True)
+class Noop:
+    id: str
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        return StepOutput(artifacts=(Artifact.of("value", {"step": ctx.step_id, "flow": str(ctx.flow_id)}),))
+
+
+def flow_definition() -> FlowDefinition:
+    return FlowDefinition("bench-records", [Noop("a"), Noop("b"), Noop("c")])
+
+
+class NoRecords:
+    """A recorder that writes nothing: the engine still opens its unit of work per append."""
+
+    async def record_flow(
+        self,
+        instance: FlowInstance,
+        definition: FlowDefinition,
+        events: Sequence[FlowEvent],
+        *,
+        tx: Transaction,
+    ) -> None:
+        return None
+
+
+async def _log_calls(db: Database, calls: list[AICall]) -> tuple[float, float]:
+    """(seconds until every call is committed, seconds spent inside log_call)."""
+    logger = AICallLogger(db)
+    start = time.perf_counter()
+    inside = 0.0
+    for call in calls:
+        t = time.perf_counter()
+        logger.log_call(call)
+        inside += time.perf_counter() - t
+    await logger.close()
+    return time.perf_counter() - start, inside
+
+
+async def _raw_one_by_one(url: str, rows: list[tuple[Any, ...]]) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT 1")
+        start = time.perf_counter()
+        for row in rows:
+            await conn.execute(_RAW_INSERT, *row)
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+async def _raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        start = time.perf_counter()
+        async with conn.transaction():
+            await conn.executemany(_RAW_INSERT, rows)
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+async def _flows(engine: FlowEngine, count: int, tasks: int) -> float:
+    start = time.perf_counter()
+    if tasks == 1:
+        for _ in range(count):
+            await engine.run_to_end()
+    else:
+        per_task = count // tasks
+
+        async def worker() -> None:
+            for _ in range(per_task):
+                await engine.run_to_end()
+
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+    return time.perf_counter() - start
+
+
+async def run_records_bench(
+    url: str | None, cfg: RecordsBenchConfig, progress: Progress | None = None
+) -> dict[str, Any]:
+    progress = progress or Progress()
+    server = await resolve_url(url)
+    name = f"chem_bench_records_{os.getpid()}_{uuid4().hex[:6]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    bench_url = url_with_database(server, name)
+    try:
+        async with Database.connect(bench_url, max_connections=20) as db:
+            return await _measure(db, bench_url, cfg, progress)
+    finally:
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def _measure(db: Database, url: str, cfg: RecordsBenchConfig, progress: Progress) -> dict[str, Any]:
+    calls = [_call(i) for i in range(cfg.calls)]
+    raw_rows = [_raw_row(_call(i)) for i in range(cfg.raw_calls)]
+    logger_rate = Figure("AICallLogger.log_call, until close() committed", "calls/s")
+    inside = Figure("time inside log_call (the caller's cost)", "µs/call")
+    raw_rate = Figure("raw asyncpg, one autocommit INSERT per call", "calls/s")
+    many_rate = Figure("raw asyncpg, executemany in one transaction", "calls/s")
+
+    definition = flow_definition()
+    store = db.event_store()
+    engines = {
+        "without records": FlowEngine(store, FlowRepository(), definition),
+        "with WorkflowRecords": FlowEngine(store, FlowRepository(), definition, records=WorkflowRecords(db)),
+        "with a recorder writing nothing": FlowEngine(
+            store, FlowRepository(), definition, records=NoRecords()
+        ),
+    }
+    sequential = {key: Figure(f"run_to_end, one flow after another, {key}", "ms/flow") for key in engines}
+    concurrent = {key: Figure(f"run_to_end from {cfg.tasks} tasks, {key}", "flows/s") for key in engines}
+
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    async def log() -> None:
+        seconds, spent = await _log_calls(db, calls)
+        logger_rate.samples.append(len(calls) / seconds)
+        inside.samples.append(spent / len(calls) * 1e6)
+
+    async def raw() -> None:
+        raw_rate.samples.append(
+            len(raw_rows) / await _raw_one_by_one(url, [(uuid4(), *r[1:]) for r in raw_rows])
+        )
+
+    async def many() -> None:
+        fresh = [(uuid4(), *r[1:]) for r in raw_rows * 3]
+        many_rate.samples.append(len(fresh) / await _raw_executemany(url, fresh))
+
+    steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
+    for key, engine in engines.items():
+
+        async def seq(key: str = key, engine: FlowEngine = engine) -> None:
+            seconds = await _flows(engine, cfg.flows, 1)
+            sequential[key].samples.append(seconds / cfg.flows * 1000)
+
+        async def conc(key: str = key, engine: FlowEngine = engine) -> None:
+            seconds = await _flows(engine, cfg.concurrent_flows, cfg.tasks)
+            concurrent[key].samples.append(cfg.concurrent_flows // cfg.tasks * cfg.tasks / seconds)
+
+        steps += [(f"sequential {key}", seq), (f"concurrent {key}", conc)]
+
+    progress.note("warm-up round (untimed)")
+    for _, step in steps:
+        await step()
+    for figure in [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]:
+        figure.samples.clear()
+    progress.total = cfg.rounds * len(steps)
+    for round_no in range(cfg.rounds):
+        order = steps if round_no % 2 == 0 else list(reversed(steps))  # no variant always goes first
+        for label, step in order:
+            await step()
+            progress.step(f"round {round_no + 1}: {label}")
+
+    base_seq = sequential["without records"].median
+    base_conc = concurrent["without records"].median
+    return {
+        "config": asdict(cfg),
+        "log_call": {
+            "logger": logger_rate.summary(),
+            "inside_log_call": inside.summary(),
+            "raw_one_by_one": raw_rate.summary(),
+            "raw_executemany": many_rate.summary(),
+            "ratio_logger_vs_raw_one_by_one": logger_rate.median / raw_rate.median,
+        },
+        "records": {
+            "sequential": {key: figure.summary() for key, figure in sequential.items()},
+            "concurrent": {key: figure.summary() for key, figure in concurrent.items()},
+            "overhead_sequential": {
+                key: figure.median / base_seq - 1
+                for key, figure in sequential.items()
+                if key != "without records"
+            },
+            "overhead_concurrent": {
+                key: base_conc / figure.median - 1
+                for key, figure in concurrent.items()
+                if key != "without records"
+            },
+            "goal": "records add under 20% to a flow's run time",
+        },
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The results as a Markdown table (medians, min-max)."""
+    lines = ["| figure | median | min-max |", "|---|---|---|"]
+
+    def row(f: dict[str, Any]) -> None:
+        lines.append(f"| {f['name']} | {f['median']:,.1f} {f['unit']} | {f['min']:,.1f}-{f['max']:,.1f} |")
+
+    log = result["log_call"]
+    for key in ("logger", "raw_one_by_one", "raw_executemany", "inside_log_call"):
+        row(log[key])
+    lines.append(f"| **log_call / raw one by one** | **{log['ratio_logger_vs_raw_one_by_one']:.1f}x** | |")
+    records = result["records"]
+    for part in ("sequential", "concurrent"):
+        for figure in records[part].values():
+            row(figure)
+        for key, overhead in records[f"overhead_{part}"].items():
+            lines.append(f"| **{part}: time added {key}** | **{overhead:+.1%}** | goal < +20% |")
+    return "\n".join(lines)
+
+
+def write(result: dict[str, Any], output: Path) -> tuple[Path, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    json_path = output / "records.json"
+    md_path = output / "records.md"
+    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md_path.write_text(render(result) + "\n")
+    return json_path, md_path
