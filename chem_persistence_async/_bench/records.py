@@ -157,43 +157,45 @@ async def _log_calls(db: Database, calls: list[AICall]) -> tuple[float, float]:
     return time.perf_counter() - start, inside
 
 
-async def _raw_one_by_one(url: str, rows: list[tuple[Any, ...]]) -> float:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("SELECT 1")
-        start = time.perf_counter()
-        for row in rows:
-            await conn.execute(_RAW_INSERT, *row)
-        return time.perf_counter() - start
-    finally:
-        await conn.close()
-
-
-async def _raw_executemany(url: str, rows: list[tuple[Any, ...]]) -> float:
-    conn = await asyncpg.connect(url)
-    try:
-        start = time.perf_counter()
-        async with conn.transaction():
-            await conn.executemany(_RAW_INSERT, rows)
-        return time.perf_counter() - start
-    finally:
-        await conn.close()
-
-
-async def _flows(engine: FlowEngine, count: int, tasks: int) -> float:
+async def _raw_one_by_one(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> float:
     start = time.perf_counter()
-    if tasks == 1:
-        for _ in range(count):
-            await engine.run_to_end()
-    else:
-        per_task = count // tasks
-
-        async def worker() -> None:
-            for _ in range(per_task):
-                await engine.run_to_end()
-
-        await asyncio.gather(*(worker() for _ in range(tasks)))
+    for row in rows:
+        await conn.execute(_RAW_INSERT, *row)
     return time.perf_counter() - start
+
+
+async def _raw_executemany(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> float:
+    start = time.perf_counter()
+    async with conn.transaction():
+        await conn.executemany(_RAW_INSERT, rows)
+    return time.perf_counter() - start
+
+
+async def _paired_sequential(engines: dict[str, FlowEngine], flows: int) -> dict[str, float]:
+    """Seconds per variant for ``flows`` flows each, run one flow of each variant in turn (the
+    order rotating), so every variant meets the same moments of a busy machine."""
+    spent = dict.fromkeys(engines, 0.0)
+    keys = list(engines)
+    for i in range(flows):
+        for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+            start = time.perf_counter()
+            await engines[key].run_to_end()
+            spent[key] += time.perf_counter() - start
+    return spent
+
+
+async def _paired_concurrent(engines: dict[str, FlowEngine], flows: int, tasks: int) -> dict[str, float]:
+    """Seconds per variant for ``flows`` flows each from ``tasks`` tasks, in turns of one flow per
+    task per variant (the order rotating)."""
+    spent = dict.fromkeys(engines, 0.0)
+    keys = list(engines)
+    for turn in range(max(1, flows // tasks)):
+        for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
+            engine = engines[key]
+            start = time.perf_counter()
+            await asyncio.gather(*(engine.run_to_end() for _ in range(tasks)))
+            spent[key] += time.perf_counter() - start
+    return spent
 
 
 async def run_records_bench(
@@ -209,8 +211,12 @@ async def run_records_bench(
         await admin.close()
     bench_url = url_with_database(server, name)
     try:
-        async with Database.connect(bench_url, max_connections=20) as db:
-            return await _measure(db, bench_url, cfg, progress)
+        async with Database.connect(bench_url, max_connections=cfg.tasks + 2) as db:
+            raw = await asyncpg.connect(bench_url)  # the raw baselines' one connection
+            try:
+                return await _measure(db, raw, cfg, progress)
+            finally:
+                await raw.close()
     finally:
         admin = await asyncpg.connect(server)
         try:
@@ -219,7 +225,9 @@ async def run_records_bench(
             await admin.close()
 
 
-async def _measure(db: Database, url: str, cfg: RecordsBenchConfig, progress: Progress) -> dict[str, Any]:
+async def _measure(
+    db: Database, raw_conn: asyncpg.Connection, cfg: RecordsBenchConfig, progress: Progress
+) -> dict[str, Any]:
     calls = [_call(i) for i in range(cfg.calls)]
     raw_rows = [_raw_row(_call(i)) for i in range(cfg.raw_calls)]
     logger_rate = Figure("AICallLogger.log_call, until close() committed", "calls/s")
@@ -248,25 +256,24 @@ async def _measure(db: Database, url: str, cfg: RecordsBenchConfig, progress: Pr
 
     async def raw() -> None:
         raw_rate.samples.append(
-            len(raw_rows) / await _raw_one_by_one(url, [(uuid4(), *r[1:]) for r in raw_rows])
+            len(raw_rows) / await _raw_one_by_one(raw_conn, [(uuid4(), *r[1:]) for r in raw_rows])
         )
 
     async def many() -> None:
         fresh = [(uuid4(), *r[1:]) for r in raw_rows * 3]
-        many_rate.samples.append(len(fresh) / await _raw_executemany(url, fresh))
+        many_rate.samples.append(len(fresh) / await _raw_executemany(raw_conn, fresh))
 
-    steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
-    for key, engine in engines.items():
-
-        async def seq(key: str = key, engine: FlowEngine = engine) -> None:
-            seconds = await _flows(engine, cfg.flows, 1)
+    async def seq() -> None:
+        for key, seconds in (await _paired_sequential(engines, cfg.flows)).items():
             sequential[key].samples.append(seconds / cfg.flows * 1000)
 
-        async def conc(key: str = key, engine: FlowEngine = engine) -> None:
-            seconds = await _flows(engine, cfg.concurrent_flows, cfg.tasks)
-            concurrent[key].samples.append(cfg.concurrent_flows // cfg.tasks * cfg.tasks / seconds)
+    async def conc() -> None:
+        done = max(1, cfg.concurrent_flows // cfg.tasks) * cfg.tasks
+        for key, seconds in (await _paired_concurrent(engines, cfg.concurrent_flows, cfg.tasks)).items():
+            concurrent[key].samples.append(done / seconds)
 
-        steps += [(f"sequential {key}", seq), (f"concurrent {key}", conc)]
+    steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
+    steps += [("run_to_end, the three variants in turn", seq), (f"run_to_end from {cfg.tasks} tasks", conc)]
 
     progress.note("warm-up round (untimed)")
     for _, step in steps:
@@ -280,8 +287,12 @@ async def _measure(db: Database, url: str, cfg: RecordsBenchConfig, progress: Pr
             await step()
             progress.step(f"round {round_no + 1}: {label}")
 
-    base_seq = sequential["without records"].median
-    base_conc = concurrent["without records"].median
+    def added(figures: dict[str, Figure], key: str, *, rate: bool) -> float:
+        """The median over rounds of each round's paired ratio to "without records"."""
+        base = figures["without records"].samples
+        ratios = [(b / v if rate else v / b) - 1 for v, b in zip(figures[key].samples, base, strict=True)]
+        return statistics.median(ratios)
+
     return {
         "config": asdict(cfg),
         "log_call": {
@@ -295,14 +306,10 @@ async def _measure(db: Database, url: str, cfg: RecordsBenchConfig, progress: Pr
             "sequential": {key: figure.summary() for key, figure in sequential.items()},
             "concurrent": {key: figure.summary() for key, figure in concurrent.items()},
             "overhead_sequential": {
-                key: figure.median / base_seq - 1
-                for key, figure in sequential.items()
-                if key != "without records"
+                key: added(sequential, key, rate=False) for key in sequential if key != "without records"
             },
             "overhead_concurrent": {
-                key: base_conc / figure.median - 1
-                for key, figure in concurrent.items()
-                if key != "without records"
+                key: added(concurrent, key, rate=True) for key in concurrent if key != "without records"
             },
             "goal": "records add under 20% to a flow's run time",
         },

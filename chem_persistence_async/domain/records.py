@@ -285,8 +285,11 @@ def check_uuid(value: object, what: str) -> UUID:
     raise InvalidInputError(f"{what} must be a UUID, got {type(value).__name__} {value!r:.60}")
 
 
-def check_message(value: object, what: str) -> str:
-    return check_text(value, what)
+def check_message(value: object, what: str, *, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> str:
+    text = check_text(value, what)
+    if len(text) > max_bytes:
+        raise PayloadTooLargeError(f"{what} is {len(text)} characters; the limit is {max_bytes}")
+    return text
 
 
 def _optional(check: Any) -> Any:
@@ -321,7 +324,7 @@ _STAGE_FIELDS: Final[dict[str, Any]] = {
     "max_wait_until": lambda v, w, **_: _optional(check_time)(v, w),
     "metrics": lambda v, w, **o: check_optional_json(v, w, **o),
     "embedding_info": lambda v, w, **o: check_optional_json(v, w, **o),
-    "error_message": lambda v, w, **_: _optional(check_message)(v, w),
+    "error_message": lambda v, w, **o: _optional(check_message)(v, w, **o),
 }
 STAGE_UPDATE_FIELDS: Final = tuple(_STAGE_FIELDS)
 
@@ -464,7 +467,7 @@ class NewLog:
             None if workflow_run_id is None else check_uuid(workflow_run_id, "workflow_run_id"),
             None if workflow_stage_id is None else check_uuid(workflow_stage_id, "workflow_stage_id"),
             check_enum(LogLevel, level, "level"),
-            check_message(message, "message"),
+            check_message(message, "message", max_bytes=max_bytes),
             check_optional_json(metadata, "metadata", max_bytes=max_bytes),
         )
 

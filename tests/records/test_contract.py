@@ -535,6 +535,9 @@ async def test_bad_artifacts_are_refused_and_write_nothing(records: Any, make_re
     with pytest.raises(PayloadTooLargeError):
         await small.save_artifact(tiny.id, "big", "ARTIFACT", "x" * 100)
     assert [a.key for a in await small.list_artifacts(tiny.id)] == ["fits"]
+    with pytest.raises(PayloadTooLargeError):
+        await small.create_log(level="INFO", message="m" * 100, workflow_run_id=tiny.id)
+    assert await small.get_logs(tiny.id) == []
     run = await _run(records)
     with pytest.raises(ValueOutOfRangeError):
         await records.save_artifact(run.id, "k" * (MAX_ARTIFACT_KEY_LENGTH + 1), "ARTIFACT", 1)
