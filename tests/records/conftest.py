@@ -29,7 +29,7 @@ _TABLES = "workflow_runs, workflow_stages, workflow_logs, workflow_artifacts, ai
 async def shared_db(pg_server: TestServer, template_url: str) -> AsyncIterator[Database]:
     name = await create_database(pg_server, TEMPLATE)
     database = await Database.open(
-        url_with_database(pg_server.url, name), min_connections=1, max_connections=8
+        url_with_database(pg_server.url, name), min_connections=1, max_connections=4
     )
     yield database
     await database.close()
