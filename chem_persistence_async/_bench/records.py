@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,17 @@ async def run_records_bench(
         async with Database.connect(bench_url, max_connections=cfg.tasks + 2) as db:
             raw = await asyncpg.connect(bench_url)  # the raw baselines' one connection
             try:
-                return await _measure(db, raw, cfg, progress)
+                load_before = os.getloadavg()
+                result = await _measure(db, raw, cfg, progress)
+                result["environment"] = {
+                    "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "server": raw.get_server_version()._asdict(),
+                    "cpus": os.cpu_count(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "synchronous_commit": await raw.fetchval("SHOW synchronous_commit"),
+                }
+                return result
             finally:
                 await raw.close()
     finally:
@@ -318,7 +329,18 @@ async def _measure(
 
 def render(result: dict[str, Any]) -> str:
     """The results as a Markdown table (medians, min-max)."""
-    lines = ["| figure | median | min-max |", "|---|---|---|"]
+    lines = []
+    env = result.get("environment")
+    if env:
+        before, after = env["load_average_before"], env["load_average_after"]
+        server = env["server"]
+        lines += [
+            f"{env['when']}, {env['cpus']} CPUs, PostgreSQL {server['major']}.{server['minor']}, "
+            f"synchronous_commit {env['synchronous_commit']}, load average (1 min) {before[0]:.1f} before, "
+            f"{after[0]:.1f} after; {result['config']['rounds']} rounds, medians.",
+            "",
+        ]
+    lines += ["| figure | median | min-max |", "|---|---|---|"]
 
     def row(f: dict[str, Any]) -> None:
         lines.append(f"| {f['name']} | {f['median']:,.1f} {f['unit']} | {f['min']:,.1f}-{f['max']:,.1f} |")
