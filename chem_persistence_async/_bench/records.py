@@ -7,7 +7,8 @@
 * ``records``: ``FlowEngine.run_to_end`` of the same 3-step flows without records, with
   ``WorkflowRecords`` (runs and stages kept in the same unit of work as the events), and with a
   recorder that writes nothing (what the engine's unit of work per append costs by itself), one
-  flow after the other and from 16 tasks.
+  flow after the other and from 16 tasks; and a ``Worker`` draining submitted flows with and
+  without records (its default keeps them).
 
 Variants run round-robin, one sample each per round; figures are medians over the rounds.
 """
@@ -42,6 +43,7 @@ from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.engine.step import StepContext, StepOutput
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.worker.worker import Worker
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,14 @@ class RecordsBenchConfig:
     """Flows per sequential ``run_to_end`` sample."""
     concurrent_flows: int = 640
     tasks: int = 16
+    worker_flows: int = 300
+    """Flows per ``Worker`` sample (submitted first, then drained by one worker)."""
 
     @classmethod
     def quick(cls) -> RecordsBenchConfig:
-        return cls(rounds=2, calls=2_000, raw_calls=300, flows=30, concurrent_flows=64, tasks=8)
+        return cls(
+            rounds=2, calls=2_000, raw_calls=300, flows=30, concurrent_flows=64, tasks=8, worker_flows=40
+        )
 
 
 @dataclass
@@ -199,6 +205,21 @@ async def _paired_concurrent(engines: dict[str, FlowEngine], flows: int, tasks: 
     return spent
 
 
+async def _drain(db: Database, definition: FlowDefinition, flows: int, tasks: int, records: bool) -> float:
+    """Seconds a ``Worker`` (``concurrency=tasks``) takes to run ``flows`` submitted flows."""
+    recorder = db.workflow_records() if records else None
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), definition, queue=db.work_queue(), records=recorder
+    )
+    for _ in range(flows):
+        await engine.submit()
+    start = time.perf_counter()
+    async with Worker(db, definition, concurrency=tasks, poll_interval=0.05, records=records) as worker:
+        while worker.stats.completed < flows:  # noqa: ASYNC110 - a worker counts; it has no event
+            await asyncio.sleep(0.002)
+    return time.perf_counter() - start
+
+
 async def run_records_bench(
     url: str | None, cfg: RecordsBenchConfig, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -283,13 +304,25 @@ async def _measure(
         for key, seconds in (await _paired_concurrent(engines, cfg.concurrent_flows, cfg.tasks)).items():
             concurrent[key].samples.append(done / seconds)
 
+    workers = {
+        key: Figure(f"a Worker (concurrency {cfg.tasks}) draining submitted flows, {key}", "flows/s")
+        for key in ("without records", "with WorkflowRecords")
+    }
+
+    async def drain() -> None:
+        for key in list(workers)[:: 1 if len(workers["without records"].samples) % 2 else -1]:
+            seconds = await _drain(db, definition, cfg.worker_flows, cfg.tasks, key != "without records")
+            workers[key].samples.append(cfg.worker_flows / seconds)
+
     steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
+    steps += [("a worker, with and without records", drain)]
     steps += [("run_to_end, the three variants in turn", seq), (f"run_to_end from {cfg.tasks} tasks", conc)]
 
     progress.note("warm-up round (untimed)")
     for _, step in steps:
         await step()
-    for figure in [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]:
+    everything = [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]
+    for figure in [*everything, *workers.values()]:
         figure.samples.clear()
     progress.total = cfg.rounds * len(steps)
     for round_no in range(cfg.rounds):
@@ -322,6 +355,8 @@ async def _measure(
             "overhead_concurrent": {
                 key: added(concurrent, key, rate=True) for key in concurrent if key != "without records"
             },
+            "worker": {key: figure.summary() for key, figure in workers.items()},
+            "overhead_worker": {"with WorkflowRecords": added(workers, "with WorkflowRecords", rate=True)},
             "goal": "records add under 20% to a flow's run time",
         },
     }
@@ -350,7 +385,7 @@ def render(result: dict[str, Any]) -> str:
         row(log[key])
     lines.append(f"| **log_call / raw one by one** | **{log['ratio_logger_vs_raw_one_by_one']:.1f}x** | |")
     records = result["records"]
-    for part in ("sequential", "concurrent"):
+    for part in ("sequential", "concurrent", "worker"):
         for figure in records[part].values():
             row(figure)
         for key, overhead in records[f"overhead_{part}"].items():
