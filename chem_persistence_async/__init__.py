@@ -3,15 +3,19 @@ workflow engine. The public API, re-exported."""
 
 from importlib import metadata as _metadata
 
+from chem_persistence_async.backends.memory.ai_calls import InMemoryAICallLogger
 from chem_persistence_async.backends.memory.backend import InMemoryBackend
 from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
+from chem_persistence_async.backends.memory.records import InMemoryWorkflowRecords
 from chem_persistence_async.backends.memory.transaction import MemoryTransaction
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
+from chem_persistence_async.backends.postgres.ai_calls import AICallLogger
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.migrations import migrate
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
 from chem_persistence_async.backends.postgres.retry import (
     BackoffPolicy,
     RetryMetrics,
@@ -20,6 +24,7 @@ from chem_persistence_async.backends.postgres.retry import (
 )
 from chem_persistence_async.backends.postgres.transaction import PgTransaction
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
+from chem_persistence_async.domain.ai_calls import AICall, AIHelperStats, ModelStats
 from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
 from chem_persistence_async.domain.canonical import canonical_json, content_hash
 from chem_persistence_async.domain.definitions import DefinitionRecord
@@ -46,6 +51,17 @@ from chem_persistence_async.domain.flow import (
     StepStatus,
 )
 from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
+from chem_persistence_async.domain.projection import FlowProjection, project_flow
+from chem_persistence_async.domain.records import (
+    UNSET,
+    ArtifactType,
+    LogLevel,
+    Status,
+    WorkflowArtifactRecord,
+    WorkflowLogRecord,
+    WorkflowRunRecord,
+    WorkflowStageRecord,
+)
 from chem_persistence_async.engine.demo import (
     ForwardStep,
     PrintAndCountStep,
@@ -54,6 +70,7 @@ from chem_persistence_async.engine.demo import (
     demo_definition,
 )
 from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.records import RebuildReport, rebuild_records
 from chem_persistence_async.engine.repository import (
     FlowRepository,
     InMemoryFlowRepository,
@@ -74,6 +91,7 @@ from chem_persistence_async.engine.step import (
 from chem_persistence_async.errors import (
     ArtifactError,
     ArtifactHashMismatchError,
+    ArtifactNotFoundError,
     ChemPersistError,
     ConcurrencyConflict,
     ConfigurationError,
@@ -95,21 +113,29 @@ from chem_persistence_async.errors import (
     JobError,
     JsonNestingError,
     LeaseLostError,
+    LoggerClosedError,
     MigrationError,
     MissingArtifactError,
     PayloadTooLargeError,
     PoolTimeoutError,
+    RecordExistsError,
+    RecordNotFoundError,
     ReplayError,
+    RunNotFoundError,
+    StageNotFoundError,
     StepInProgressError,
     TransactionError,
     TransientDatabaseError,
     UnknownDefinitionError,
+    UnknownStatusError,
     UnlistedArtifactError,
     UnstorableValueError,
     ValueOutOfRangeError,
 )
+from chem_persistence_async.ports.ai_calls import AICallLoggerPort
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.records import FlowRecorder, WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import replay
@@ -129,9 +155,16 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
     __version__ = "0+unknown"
 
 __all__ = [
+    "UNSET",
+    "AICall",
+    "AICallLogger",
+    "AICallLoggerPort",
+    "AIHelperStats",
     "Artifact",
     "ArtifactError",
     "ArtifactHashMismatchError",
+    "ArtifactNotFoundError",
+    "ArtifactType",
     "AsyncEventStore",
     "Backend",
     "BackoffPolicy",
@@ -161,14 +194,18 @@ __all__ = [
     "FlowInitialized",
     "FlowInstance",
     "FlowNotFoundError",
+    "FlowProjection",
     "FlowRecord",
+    "FlowRecorder",
     "FlowRepository",
     "ForwardStep",
+    "InMemoryAICallLogger",
     "InMemoryBackend",
     "InMemoryDefinitionRegistry",
     "InMemoryEventStore",
     "InMemoryFlowRepository",
     "InMemoryWorkQueue",
+    "InMemoryWorkflowRecords",
     "InvalidEventError",
     "InvalidExpectedVersionError",
     "InvalidFlowIdError",
@@ -181,9 +218,12 @@ __all__ = [
     "JobState",
     "JsonNestingError",
     "LeaseLostError",
+    "LogLevel",
+    "LoggerClosedError",
     "MemoryTransaction",
     "MigrationError",
     "MissingArtifactError",
+    "ModelStats",
     "PayloadTooLargeError",
     "PermanentStepError",
     "PgEventStore",
@@ -194,13 +234,19 @@ __all__ = [
     "PropertyPreferenceAssigned",
     "QueueDepth",
     "QueueSettings",
+    "RebuildReport",
     "ReceivedSignal",
+    "RecordExistsError",
+    "RecordNotFoundError",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
     "RetryScheduled",
+    "RunNotFoundError",
     "SeedStep",
     "SplitStep",
+    "StageNotFoundError",
+    "Status",
     "Step",
     "StepContext",
     "StepError",
@@ -223,6 +269,7 @@ __all__ = [
     "TransientDatabaseError",
     "TransientStepError",
     "UnknownDefinitionError",
+    "UnknownStatusError",
     "UnlistedArtifactError",
     "UnstorableValueError",
     "ValueOutOfRangeError",
@@ -231,6 +278,12 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "WorkerStats",
+    "WorkflowArtifactRecord",
+    "WorkflowLogRecord",
+    "WorkflowRecords",
+    "WorkflowRecordsPort",
+    "WorkflowRunRecord",
+    "WorkflowStageRecord",
     "__version__",
     "artifact_hash",
     "canonical_json",
@@ -239,6 +292,8 @@ __all__ = [
     "demo_definition",
     "flow_fingerprint",
     "migrate",
+    "project_flow",
+    "rebuild_records",
     "replay",
     "retry_transient",
     "step_fingerprint",

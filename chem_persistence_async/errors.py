@@ -14,7 +14,8 @@ step protocol in ``engine.step``.
     │   ├── InvalidEventError (TypeError)         not a valid FlowEventKind
     │   ├── UnstorableValueError                  JSON that PostgreSQL cannot store faithfully
     │   │   └── JsonNestingError                  JSON nested deeper than MAX_JSON_DEPTH
-    │   ├── ValueOutOfRangeError                  an int outside its column's range
+    │   ├── UnknownStatusError                    a status, log level or artifact type that does not exist
+    │   ├── ValueOutOfRangeError                  an int outside its column's range (or a negative count)
     │   ├── PayloadTooLargeError                  over max_payload_bytes
     │   ├── InvalidExpectedVersionError           a negative or non-int expected_version
     │   ├── ArtifactError                         an artifact that does not fit its event
@@ -30,6 +31,12 @@ step protocol in ``engine.step``.
     │   ├── LeaseLostError                        another claim took the job over
     │   └── JobCancelledError                     the job was cancelled while claimed
     ├── UnknownDefinitionError (LookupError)      no such flow definition (name and hash)
+    ├── RecordNotFoundError (LookupError)         a workflow record that does not exist
+    │   ├── RunNotFoundError
+    │   ├── StageNotFoundError
+    │   └── ArtifactNotFoundError
+    ├── RecordExistsError                         a run or stage created twice
+    ├── LoggerClosedError                         an AI call logged after the logger closed
     ├── CorruptEventError                         a stored row no longer decodes
     ├── ReplayError                               events that are not a run of the definition
     │   ├── DefinitionMismatchError               the flow was started with another definition
@@ -84,6 +91,10 @@ class UnstorableValueError(InvalidInputError):
 class JsonNestingError(UnstorableValueError):
     """A JSON value nested deeper than ``MAX_JSON_DEPTH`` levels (``domain.canonical``; a cycle is
     refused the same way)."""
+
+
+class UnknownStatusError(InvalidInputError):
+    """A ``Status``, ``LogLevel`` or ``ArtifactType`` value that is not one of the enum's values."""
 
 
 class ValueOutOfRangeError(InvalidInputError):
@@ -196,6 +207,34 @@ class JobCancelledError(JobError):
 
 class UnknownDefinitionError(ChemPersistError, LookupError):
     """No flow definition with this name (and hash) is registered or known here."""
+
+
+# --- workflow records and the AI-call log (SPEC 9) -------------------------------------------------
+
+
+class RecordNotFoundError(ChemPersistError, LookupError):
+    """A workflow record (run, stage, artifact) that does not exist: nothing was written."""
+
+
+class RunNotFoundError(RecordNotFoundError):
+    """No workflow run with this id."""
+
+
+class StageNotFoundError(RecordNotFoundError):
+    """No workflow stage with this id (or this run and stage id)."""
+
+
+class ArtifactNotFoundError(RecordNotFoundError):
+    """No artifact with this key in this run (``has_artifact`` asks first)."""
+
+
+class RecordExistsError(ChemPersistError):
+    """A run id or a (run, stage id) that is already taken: nothing was written (``upsert_stage``
+    updates an existing stage instead)."""
+
+
+class LoggerClosedError(ChemPersistError):
+    """``log_call`` on an ``AICallLogger`` that was closed: the call was not recorded."""
 
 
 # --- stored data ---------------------------------------------------------------------------------

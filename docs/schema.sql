@@ -125,3 +125,146 @@ TABLE flow_definitions
     CONSTRAINT flow_definitions_name_check CHECK (((name <> ''::text) AND (length(name) <= 200)))
     CONSTRAINT flow_definitions_pkey PRIMARY KEY (name, hash)
     INDEX flow_definitions_pkey: CREATE UNIQUE INDEX flow_definitions_pkey ON public.flow_definitions USING btree (name, hash)
+
+TABLE workflow_runs
+    COLUMN id uuid NOT NULL
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN workflow_id text NOT NULL
+    COLUMN workflow_name text NOT NULL
+    COLUMN workflow_type text NOT NULL
+    COLUMN status text NOT NULL DEFAULT 'PENDING'::text
+    COLUMN started_at timestamp with time zone
+    COLUMN completed_at timestamp with time zone
+    COLUMN duration bigint
+    COLUMN input jsonb NOT NULL
+    COLUMN output jsonb
+    COLUMN config jsonb NOT NULL DEFAULT '{}'::jsonb
+    COLUMN total_cost double precision NOT NULL DEFAULT 0
+    COLUMN total_tokens bigint NOT NULL DEFAULT 0
+    COLUMN priority integer NOT NULL DEFAULT 5
+    COLUMN flow_version integer
+    CONSTRAINT workflow_runs_duration_check CHECK (((duration IS NULL) OR (duration >= 0)))
+    CONSTRAINT workflow_runs_pkey PRIMARY KEY (id)
+    CONSTRAINT workflow_runs_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))
+    CONSTRAINT workflow_runs_totals_check CHECK (((total_cost >= (0)::double precision) AND (total_tokens >= 0)))
+    CONSTRAINT workflow_runs_workflow_id_check CHECK (((workflow_id <> ''::text) AND (length(workflow_id) <= 500)))
+    CONSTRAINT workflow_runs_workflow_name_check CHECK (((workflow_name <> ''::text) AND (length(workflow_name) <= 200)))
+    CONSTRAINT workflow_runs_workflow_type_check CHECK (((workflow_type <> ''::text) AND (length(workflow_type) <= 200)))
+    INDEX workflow_runs_created_at_idx: CREATE INDEX workflow_runs_created_at_idx ON public.workflow_runs USING btree (created_at)
+    INDEX workflow_runs_pkey: CREATE UNIQUE INDEX workflow_runs_pkey ON public.workflow_runs USING btree (id)
+    INDEX workflow_runs_status_idx: CREATE INDEX workflow_runs_status_idx ON public.workflow_runs USING btree (status, created_at, id)
+    INDEX workflow_runs_workflow_type_idx: CREATE INDEX workflow_runs_workflow_type_idx ON public.workflow_runs USING btree (workflow_type, created_at)
+    TRIGGER workflow_runs_updated_at: CREATE TRIGGER workflow_runs_updated_at BEFORE UPDATE ON public.workflow_runs FOR EACH ROW EXECUTE FUNCTION chem_touch_updated_at()
+
+TABLE workflow_stages
+    COLUMN id uuid NOT NULL
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN workflow_run_id uuid NOT NULL
+    COLUMN stage_id text NOT NULL
+    COLUMN stage_name text NOT NULL
+    COLUMN stage_number integer NOT NULL
+    COLUMN execution_group integer NOT NULL
+    COLUMN status text NOT NULL DEFAULT 'PENDING'::text
+    COLUMN started_at timestamp with time zone
+    COLUMN completed_at timestamp with time zone
+    COLUMN duration bigint
+    COLUMN input_data jsonb
+    COLUMN output_data jsonb
+    COLUMN config jsonb
+    COLUMN suspended_state jsonb
+    COLUMN resume_data jsonb
+    COLUMN next_poll_at timestamp with time zone
+    COLUMN poll_interval integer
+    COLUMN max_wait_until timestamp with time zone
+    COLUMN metrics jsonb
+    COLUMN embedding_info jsonb
+    COLUMN error_message text
+    CONSTRAINT workflow_stages_duration_check CHECK (((duration IS NULL) OR (duration >= 0)))
+    CONSTRAINT workflow_stages_numbers_check CHECK (((stage_number >= 0) AND (execution_group >= 0)))
+    CONSTRAINT workflow_stages_pkey PRIMARY KEY (id)
+    CONSTRAINT workflow_stages_run_stage_key UNIQUE (workflow_run_id, stage_id)
+    CONSTRAINT workflow_stages_stage_id_check CHECK (((stage_id <> ''::text) AND (length(stage_id) <= 200)))
+    CONSTRAINT workflow_stages_stage_name_check CHECK (((stage_name <> ''::text) AND (length(stage_name) <= 200)))
+    CONSTRAINT workflow_stages_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))
+    CONSTRAINT workflow_stages_workflow_run_id_fkey FOREIGN KEY (workflow_run_id) REFERENCES workflow_runs(id) ON DELETE CASCADE
+    INDEX workflow_stages_next_poll_at_idx: CREATE INDEX workflow_stages_next_poll_at_idx ON public.workflow_stages USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)
+    INDEX workflow_stages_pkey: CREATE UNIQUE INDEX workflow_stages_pkey ON public.workflow_stages USING btree (id)
+    INDEX workflow_stages_run_stage_key: CREATE UNIQUE INDEX workflow_stages_run_stage_key ON public.workflow_stages USING btree (workflow_run_id, stage_id)
+    INDEX workflow_stages_status_idx: CREATE INDEX workflow_stages_status_idx ON public.workflow_stages USING btree (status)
+    TRIGGER workflow_stages_updated_at: CREATE TRIGGER workflow_stages_updated_at BEFORE UPDATE ON public.workflow_stages FOR EACH ROW EXECUTE FUNCTION chem_touch_updated_at()
+
+TABLE workflow_logs
+    COLUMN id uuid NOT NULL
+    COLUMN seq bigint NOT NULL DEFAULT nextval('workflow_logs_seq_seq'::regclass)
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN workflow_run_id uuid
+    COLUMN workflow_stage_id uuid
+    COLUMN level text NOT NULL
+    COLUMN message text NOT NULL
+    COLUMN metadata jsonb
+    CONSTRAINT workflow_logs_level_check CHECK ((level = ANY (ARRAY['DEBUG'::text, 'INFO'::text, 'WARN'::text, 'ERROR'::text])))
+    CONSTRAINT workflow_logs_pkey PRIMARY KEY (id)
+    CONSTRAINT workflow_logs_workflow_run_id_fkey FOREIGN KEY (workflow_run_id) REFERENCES workflow_runs(id) ON DELETE CASCADE
+    CONSTRAINT workflow_logs_workflow_stage_id_fkey FOREIGN KEY (workflow_stage_id) REFERENCES workflow_stages(id) ON DELETE CASCADE
+    INDEX workflow_logs_created_at_idx: CREATE INDEX workflow_logs_created_at_idx ON public.workflow_logs USING btree (created_at)
+    INDEX workflow_logs_pkey: CREATE UNIQUE INDEX workflow_logs_pkey ON public.workflow_logs USING btree (id)
+    INDEX workflow_logs_run_idx: CREATE INDEX workflow_logs_run_idx ON public.workflow_logs USING btree (workflow_run_id, seq)
+    INDEX workflow_logs_stage_idx: CREATE INDEX workflow_logs_stage_idx ON public.workflow_logs USING btree (workflow_stage_id) WHERE (workflow_stage_id IS NOT NULL)
+
+TABLE workflow_artifacts
+    COLUMN id uuid NOT NULL
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN workflow_run_id uuid NOT NULL
+    COLUMN workflow_stage_id uuid
+    COLUMN key text NOT NULL
+    COLUMN type text NOT NULL
+    COLUMN data jsonb NOT NULL
+    COLUMN size integer NOT NULL
+    COLUMN metadata jsonb
+    CONSTRAINT workflow_artifacts_key_check CHECK (((key <> ''::text) AND (length(key) <= 500)))
+    CONSTRAINT workflow_artifacts_pkey PRIMARY KEY (id)
+    CONSTRAINT workflow_artifacts_run_key_key UNIQUE (workflow_run_id, key)
+    CONSTRAINT workflow_artifacts_size_check CHECK ((size >= 0))
+    CONSTRAINT workflow_artifacts_type_check CHECK ((type = ANY (ARRAY['STAGE_OUTPUT'::text, 'ARTIFACT'::text, 'METADATA'::text])))
+    CONSTRAINT workflow_artifacts_workflow_run_id_fkey FOREIGN KEY (workflow_run_id) REFERENCES workflow_runs(id) ON DELETE CASCADE
+    CONSTRAINT workflow_artifacts_workflow_stage_id_fkey FOREIGN KEY (workflow_stage_id) REFERENCES workflow_stages(id) ON DELETE CASCADE
+    INDEX workflow_artifacts_pkey: CREATE UNIQUE INDEX workflow_artifacts_pkey ON public.workflow_artifacts USING btree (id)
+    INDEX workflow_artifacts_run_key_key: CREATE UNIQUE INDEX workflow_artifacts_run_key_key ON public.workflow_artifacts USING btree (workflow_run_id, key)
+    INDEX workflow_artifacts_stage_idx: CREATE INDEX workflow_artifacts_stage_idx ON public.workflow_artifacts USING btree (workflow_stage_id) WHERE (workflow_stage_id IS NOT NULL)
+    INDEX workflow_artifacts_type_idx: CREATE INDEX workflow_artifacts_type_idx ON public.workflow_artifacts USING btree (type)
+    TRIGGER workflow_artifacts_updated_at: CREATE TRIGGER workflow_artifacts_updated_at BEFORE UPDATE ON public.workflow_artifacts FOR EACH ROW EXECUTE FUNCTION chem_touch_updated_at()
+
+TABLE ai_calls
+    COLUMN id uuid NOT NULL
+    COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN topic text NOT NULL
+    COLUMN call_type text NOT NULL
+    COLUMN model_key text NOT NULL
+    COLUMN model_id text NOT NULL
+    COLUMN prompt text NOT NULL
+    COLUMN response text NOT NULL
+    COLUMN input_tokens integer NOT NULL
+    COLUMN output_tokens integer NOT NULL
+    COLUMN cost numeric NOT NULL
+    COLUMN metadata jsonb
+    COLUMN batch_id text
+    CONSTRAINT ai_calls_cost_check CHECK ((cost >= (0)::numeric))
+    CONSTRAINT ai_calls_names_check CHECK (((length(topic) <= 500) AND (call_type <> ''::text) AND (length(call_type) <= 200) AND (model_key <> ''::text) AND (length(model_key) <= 200) AND (model_id <> ''::text) AND (length(model_id) <= 200)))
+    CONSTRAINT ai_calls_pkey PRIMARY KEY (id)
+    CONSTRAINT ai_calls_tokens_check CHECK (((input_tokens >= 0) AND (output_tokens >= 0)))
+    INDEX ai_calls_batch_idx: CREATE INDEX ai_calls_batch_idx ON public.ai_calls USING btree (batch_id) WHERE (batch_id IS NOT NULL)
+    INDEX ai_calls_created_at_idx: CREATE INDEX ai_calls_created_at_idx ON public.ai_calls USING btree (created_at)
+    INDEX ai_calls_model_key_idx: CREATE INDEX ai_calls_model_key_idx ON public.ai_calls USING btree (model_key)
+    INDEX ai_calls_pkey: CREATE UNIQUE INDEX ai_calls_pkey ON public.ai_calls USING btree (id)
+    INDEX ai_calls_topic_idx: CREATE INDEX ai_calls_topic_idx ON public.ai_calls USING btree (topic text_pattern_ops)
+
+TABLE ai_call_batches
+    COLUMN batch_id text NOT NULL
+    COLUMN recorded_at timestamp with time zone NOT NULL DEFAULT now()
+    COLUMN calls integer NOT NULL
+    CONSTRAINT ai_call_batches_batch_id_check CHECK (((batch_id <> ''::text) AND (length(batch_id) <= 500)))
+    CONSTRAINT ai_call_batches_pkey PRIMARY KEY (batch_id)
+    INDEX ai_call_batches_pkey: CREATE UNIQUE INDEX ai_call_batches_pkey ON public.ai_call_batches USING btree (batch_id)

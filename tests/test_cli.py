@@ -344,7 +344,18 @@ def test_every_subcommand_and_argument_has_help() -> None:
     assert parser.description
     assert "``" not in parser.description  # plain text, not reST
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"migrate", "demo", "timeline", "replay", "bench", "worker", "queue"}
+    assert set(subparsers.choices) == {
+        "migrate",
+        "demo",
+        "timeline",
+        "replay",
+        "bench",
+        "worker",
+        "queue",
+        "flows",
+        "flow",
+        "records",
+    }
     for choice in subparsers._choices_actions:
         assert choice.help, choice.dest
     for name, sub in [("", parser), *subparsers.choices.items()]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from chem_persistence_async import __version__
 from chem_persistence_async._bench.config import QUEUE_GROUP, operation_names
-from chem_persistence_async.cli import inspect, setup, workers
+from chem_persistence_async.cli import inspect, records, setup, workers
 from chem_persistence_async.errors import ChemPersistError
 
 DESCRIPTION = (
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Per queue: jobs ready now, scheduled for later, claimed, claimed with a lease run out, the "
         "age of the oldest ready job, and how many finished as completed, dead or cancelled.",
     ).set_defaults(handler=workers.queue)
+    records.add_commands(command)
     return parser
 
 

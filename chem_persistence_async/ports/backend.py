@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 
 from chem_persistence_async.ports.definitions import DefinitionRegistryPort
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.records import WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 
@@ -34,6 +35,10 @@ class Backend(Protocol):
     def work_queue(self) -> WorkQueuePort: ...
 
     def definition_registry(self) -> DefinitionRegistryPort: ...
+
+    def workflow_records(self) -> WorkflowRecordsPort:
+        """The backend's shared workflow records (a ``Worker`` keeps its flows' runs there)."""
+        ...
 
     def listener(self, on_wake: Callable[[str | None], None]) -> WakeListener | None:
         """A cross-process wake-up source, or ``None`` where there is none (memory)."""

@@ -48,6 +48,7 @@ from chem_persistence_async.errors import (
     LeaseLostError,
 )
 from chem_persistence_async.ports.backend import Backend, WakeListener
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
 
@@ -87,6 +88,7 @@ class Worker:
         listen: bool = True,
         retry_policy: RetryPolicy | None = None,
         grace: float = 30.0,
+        records: FlowRecorder | bool = True,
     ) -> None:
         defs = [definitions] if isinstance(definitions, FlowDefinition) else list(definitions)
         if not defs:
@@ -111,9 +113,11 @@ class Worker:
         self._grace = grace
         self._queue = db.work_queue()
         store = db.event_store()
+        # Records (SPEC 9.1) by default: the backend's, or the given recorder; False keeps none.
+        recorder = db.workflow_records() if records is True else None if records is False else records
         self._engines = {
             definition_ref(d): FlowEngine(
-                store, FlowRepository(), d, retry_policy=retry_policy, queue=self._queue
+                store, FlowRepository(), d, retry_policy=retry_policy, queue=self._queue, records=recorder
             )
             for d in defs
         }

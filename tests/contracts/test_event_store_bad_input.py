@@ -552,3 +552,17 @@ async def test_event_ids_that_are_not_a_sequence_of_uuids(store: Any, counts: Co
         with pytest.raises(InvalidInputError, match="event_ids must be one UUID per kind"):
             await store.append_many(flow, [_started()], event_ids=bad)
     await _assert_nothing_written(store, counts, flow)
+
+
+async def test_a_batch_that_reuses_one_stored_event_id_with_a_new_one_is_refused(
+    store: Any, counts: Counts
+) -> None:
+    """Found by the lockstep machine: PostgreSQL called this a concurrency conflict, memory refused
+    it as a reused id. One stored id and one fresh one is a reused id on both."""
+    flow = uuid.uuid4()
+    stored = uuid.uuid4()
+    await store.append_kind(flow, _started(), event_id=stored)
+    before = await counts()
+    with pytest.raises(InvalidInputError, match="event ids must not be reused"):
+        await store.append_many(flow, [_started(), _started()], event_ids=[stored, uuid.uuid4()])
+    assert await counts() == before

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
+from chem_persistence_async.backends.memory.records import InMemoryWorkflowRecords
 from chem_persistence_async.backends.memory.transaction import memory_transaction, run_in_memory_transaction
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
 from chem_persistence_async.ports.unit_of_work import Transaction
@@ -22,6 +23,7 @@ class InMemoryBackend:
         self._store = InMemoryEventStore()
         self._queue = InMemoryWorkQueue()
         self._registry = InMemoryDefinitionRegistry()
+        self._records = InMemoryWorkflowRecords()
 
     def event_store(self) -> InMemoryEventStore:
         return self._store
@@ -31,6 +33,9 @@ class InMemoryBackend:
 
     def definition_registry(self) -> InMemoryDefinitionRegistry:
         return self._registry
+
+    def workflow_records(self) -> InMemoryWorkflowRecords:
+        return self._records
 
     def listener(self, on_wake: Callable[[str | None], None]) -> None:
         """No other process shares this memory: local enqueues wake workers directly."""

@@ -34,7 +34,7 @@ from chem_persistence_async.domain.failures import (
     timeline_order,
 )
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
-from chem_persistence_async.errors import ConcurrencyConflict
+from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 
@@ -157,6 +157,17 @@ class InMemoryEventStore(EventStoreBase):
         memory_tx(tx)
         rows = self._flows.get(to_flow_id(flow_id))
         return rows[-1][2] if rows else 0
+
+    async def flow_ids(
+        self, *, after: UUID | None = None, limit: int = 1000, tx: Transaction | None = None
+    ) -> builtins.list[UUID]:
+        """Ids of flows with events, ascending, after ``after`` (what ``records rebuild`` walks)."""
+        memory_tx(tx)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be an int >= 1, got {limit!r}")
+        start = None if after is None else to_flow_id(after)
+        ids = sorted(fid for fid, rows in self._flows.items() if rows and (start is None or fid > start))
+        return ids[:limit]
 
     async def get_artifacts(
         self, hashes: Iterable[str], *, tx: Transaction | None = None

@@ -45,6 +45,7 @@ from chem_persistence_async.settings import ConnectionSettings, DatabaseSettings
 if TYPE_CHECKING:
     from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
     from chem_persistence_async.backends.postgres.event_store import PgEventStore
+    from chem_persistence_async.backends.postgres.records import WorkflowRecords
     from chem_persistence_async.backends.postgres.work_queue import WorkQueue
 
 T = TypeVar("T")
@@ -148,6 +149,7 @@ class Database:
         self._event_store: PgEventStore | None = None
         self._work_queue: WorkQueue | None = None
         self._registry: DefinitionRegistry | None = None
+        self._records: WorkflowRecords | None = None
         self._park_limit = connection.max_connections
         self._park_lifetime = connection.max_inactive_connection_lifetime
         self._waiting = 0
@@ -468,6 +470,13 @@ class Database:
 
             self._registry = DefinitionRegistry(self)
         return self._registry
+
+    def workflow_records(self) -> WorkflowRecords:
+        if self._records is None:
+            from chem_persistence_async.backends.postgres.records import WorkflowRecords
+
+            self._records = WorkflowRecords(self)
+        return self._records
 
     # --- wake-up (SPEC 8.4) -----------------------------------------------------------------
 

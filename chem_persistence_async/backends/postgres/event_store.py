@@ -18,6 +18,7 @@ from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
+from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
 from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
 from chem_persistence_async.codec.decode import decode_error, decode_error_json, decode_events
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
@@ -177,9 +178,10 @@ class PgEventStore(EventStoreBase):
                 if tx is None or (batch.expected_version is not None and batch.expected_version != actual):
                     raise ConcurrencyConflict(batch.flow_id, batch.expected_version, actual)
                 continue  # in a unit of work, a writer committed first: the next statement sees it
-            if len(rows) < len(batch.events):
+            if any(row[5] for row in rows):  # events already stored: exactly this batch's, or refused
+                batch.refuse_reused_ids([row[4] for row in rows])
+            elif len(rows) < len(batch.events):
                 _half_written(tx, batch, len(rows))
-            batch.refuse_reused_ids([row[4] for row in rows])
             events = batch.events_for((row[0], row[1], row[2], row[3]) for row in rows)
             self._remember_after(tx, batch.flow_id, events[-1].flow_version)
             return events
@@ -291,6 +293,16 @@ class PgEventStore(EventStoreBase):
         fid = to_flow_id(flow_id)
         rows = await self._fetch(pg_tx(tx, id(self._db)), sql.FLOW_VERSION, "flow_version", flow_id=fid)
         return int(rows[0][0])
+
+    async def flow_ids(
+        self, *, after: UUID | None = None, limit: int = 1000, tx: Transaction | None = None
+    ) -> builtins.list[UUID]:
+        """Ids of flows with events, ascending, after ``after`` (what ``records rebuild`` walks)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be an int >= 1, got {limit!r}")
+        start = None if after is None else to_flow_id(after)
+        rows = await self._fetch(pg_tx(tx, id(self._db)), FLOW_IDS, "flow_ids", after=start, limit=limit)
+        return [row[0] for row in rows]
 
     async def get_artifacts(
         self, hashes: Iterable[str], *, tx: Transaction | None = None

@@ -15,6 +15,12 @@ OWNED_TABLES = (
     "work_queue",
     "work_queue_history",
     "flow_definitions",
+    "workflow_runs",
+    "workflow_stages",
+    "workflow_logs",
+    "workflow_artifacts",
+    "ai_calls",
+    "ai_call_batches",
 )
 
 _COLUMNS = """

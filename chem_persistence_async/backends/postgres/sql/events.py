@@ -152,8 +152,9 @@ def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool) -> Qu
 def judge_append(*, artifacts: bool, errors: bool, in_tx: bool) -> Query:
     """Append a batch at the end unless its events are stored already or the flow is not at
     ``:expected`` (NULL: anywhere). Parameters: ``:flow_id``, ``:expected``, ``:event_ids``,
-    ``:payloads`` (and ``:artifacts``). Rows back: ``(event_id, seq, flow_version, ts, flow_id)`` per
-    event inserted or already stored, else one row ``(NULL, NULL, actual version, NULL, NULL)``."""
+    ``:payloads`` (and ``:artifacts``). Rows back: ``(event_id, seq, flow_version, ts, flow_id,
+    stored)`` per event inserted (``stored`` false) or already stored (true), else one row
+    ``(NULL, NULL, actual version, NULL, NULL, false)``."""
     ctes = [
         """existing AS (
     SELECT l.event_id, l.seq, l.flow_version, l.ts, l.flow_id
@@ -186,11 +187,11 @@ def judge_append(*, artifacts: bool, errors: bool, in_tx: bool) -> Query:
         "WITH "
         + ",\n".join(ctes)
         + """
-SELECT event_id, seq, flow_version, ts, flow_id FROM ins
+SELECT event_id, seq, flow_version, ts, flow_id, false FROM ins
 UNION ALL
-SELECT event_id, seq, flow_version, ts, flow_id FROM existing
+SELECT event_id, seq, flow_version, ts, flow_id, true FROM existing
 UNION ALL
-SELECT NULL, NULL, v, NULL, NULL FROM cur
+SELECT NULL, NULL, v, NULL, NULL, false FROM cur
 WHERE NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM existing)"""
     )
 

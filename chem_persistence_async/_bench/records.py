@@ -1,0 +1,402 @@
+"""What the records (SPEC 9) cost, measured on a database of their own (``benchmarks/records.py``).
+
+* ``log_call``: ``AICallLogger`` taking N calls and writing them all (timed until ``close()`` has
+  committed the last one), next to raw asyncpg inserting the same rows one by one (one autocommit
+  INSERT each, the way a logger without a buffer writes) and, for scale, raw ``executemany`` in one
+  transaction. Also the caller's own cost: microseconds per ``log_call`` (nothing awaited).
+* ``records``: ``FlowEngine.run_to_end`` of the same 3-step flows without records, with
+  ``WorkflowRecords`` (runs and stages kept in the same unit of work as the events), and with a
+  recorder that writes nothing (what the engine's unit of work per append costs by itself), one
+  flow after the other and from 16 tasks; and a ``Worker`` draining submitted flows with and
+  without records (its default keeps them).
+
+Variants run round-robin, one sample each per round; figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+
+from chem_persistence_async._bench.runner import Progress
+from chem_persistence_async._bench.suite import resolve_url, url_with_database
+from chem_persistence_async.backends.postgres.ai_calls import AICallLogger
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
+from chem_persistence_async.domain.ai_calls import AICall, check_call
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.repository import FlowRepository
+from chem_persistence_async.engine.step import StepContext, StepOutput
+from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.worker.worker import Worker
+
+
+@dataclass(frozen=True)
+class RecordsBenchConfig:
+    rounds: int = 5
+    calls: int = 20_000
+    """Calls per ``log_call`` sample."""
+    raw_calls: int = 3_000
+    """Rows per raw one-by-one sample (a throughput: fewer rows, the same rate)."""
+    flows: int = 300
+    """Flows per sequential ``run_to_end`` sample."""
+    concurrent_flows: int = 640
+    tasks: int = 16
+    worker_flows: int = 300
+    """Flows per ``Worker`` sample (submitted first, then drained by one worker)."""
+
+    @classmethod
+    def quick(cls) -> RecordsBenchConfig:
+        return cls(
+            rounds=2, calls=2_000, raw_calls=300, flows=30, concurrent_flows=64, tasks=8, worker_flows=40
+        )
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.samples),
+            "max": max(self.samples),
+            "samples": self.samples,
+        }
+
+
+def _call(i: int) -> AICall:
+    return AICall(
+        topic=f"bench/{i % 8}",
+        call_type="completion",
+        model_key=("small", "large")[i % 2],
+        model_id="model-2025",
+        prompt=f"Summarise the reaction conditions of sample {i} in one line.",
+        response="Stirred at 25 C for 2 h under nitrogen; yield 87%.",
+        input_tokens=40 + i % 50,
+        output_tokens=15 + i % 10,
+        cost=Decimal("0.000125"),
+        metadata={"sample": i},
+    )
+
+
+_RAW_INSERT = """INSERT INTO ai_calls (id, topic, call_type, model_key, model_id, prompt, response,
+    input_tokens, output_tokens, cost, metadata)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)"""
+
+
+def _raw_row(call: AICall) -> tuple[Any, ...]:
+    checked = check_call(call)
+    return (
+        uuid4(),
+        checked.topic,
+        checked.call_type,
+        checked.model_key,
+        checked.model_id,
+        checked.prompt,
+        checked.response,
+        checked.input_tokens,
+        checked.output_tokens,
+        checked.cost,
+        json.dumps(call.metadata),
+    )
+
+
+@dataclass(frozen=True)
+class Noop:
+    id: str
+
+    async def run(self, ctx: StepContext) -> StepOutput:
+        return StepOutput(artifacts=(Artifact.of("value", {"step": ctx.step_id, "flow": str(ctx.flow_id)}),))
+
+
+def flow_definition() -> FlowDefinition:
+    return FlowDefinition("bench-records", [Noop("a"), Noop("b"), Noop("c")])
+
+
+class NoRecords:
+    """A recorder that writes nothing: the engine still opens its unit of work per append."""
+
+    async def record_flow(
+        self,
+        instance: FlowInstance,
+        definition: FlowDefinition,
+        events: Sequence[FlowEvent],
+        *,
+        tx: Transaction,
+    ) -> None:
+        return None
+
+
+async def _log_calls(db: Database, calls: list[AICall]) -> tuple[float, float]:
+    """(seconds until every call is committed, seconds spent inside log_call)."""
+    logger = AICallLogger(db)
+    start = time.perf_counter()
+    inside = 0.0
+    for call in calls:
+        t = time.perf_counter()
+        logger.log_call(call)
+        inside += time.perf_counter() - t
+    await logger.close()
+    return time.perf_counter() - start, inside
+
+
+async def _raw_one_by_one(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> float:
+    start = time.perf_counter()
+    for row in rows:
+        await conn.execute(_RAW_INSERT, *row)
+    return time.perf_counter() - start
+
+
+async def _raw_executemany(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> float:
+    start = time.perf_counter()
+    async with conn.transaction():
+        await conn.executemany(_RAW_INSERT, rows)
+    return time.perf_counter() - start
+
+
+async def _paired_sequential(engines: dict[str, FlowEngine], flows: int) -> dict[str, float]:
+    """Seconds per variant for ``flows`` flows each, run one flow of each variant in turn (the
+    order rotating), so every variant meets the same moments of a busy machine."""
+    spent = dict.fromkeys(engines, 0.0)
+    keys = list(engines)
+    for i in range(flows):
+        for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+            start = time.perf_counter()
+            await engines[key].run_to_end()
+            spent[key] += time.perf_counter() - start
+    return spent
+
+
+async def _paired_concurrent(engines: dict[str, FlowEngine], flows: int, tasks: int) -> dict[str, float]:
+    """Seconds per variant for ``flows`` flows each from ``tasks`` tasks, in turns of one flow per
+    task per variant (the order rotating)."""
+    spent = dict.fromkeys(engines, 0.0)
+    keys = list(engines)
+    for turn in range(max(1, flows // tasks)):
+        for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
+            engine = engines[key]
+            start = time.perf_counter()
+            await asyncio.gather(*(engine.run_to_end() for _ in range(tasks)))
+            spent[key] += time.perf_counter() - start
+    return spent
+
+
+async def _drain(db: Database, definition: FlowDefinition, flows: int, tasks: int, records: bool) -> float:
+    """Seconds a ``Worker`` (``concurrency=tasks``) takes to run ``flows`` submitted flows."""
+    recorder = db.workflow_records() if records else None
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), definition, queue=db.work_queue(), records=recorder
+    )
+    for _ in range(flows):
+        await engine.submit()
+    start = time.perf_counter()
+    async with Worker(db, definition, concurrency=tasks, poll_interval=0.05, records=records) as worker:
+        while worker.stats.completed < flows:  # noqa: ASYNC110 - a worker counts; it has no event
+            await asyncio.sleep(0.002)
+    return time.perf_counter() - start
+
+
+async def run_records_bench(
+    url: str | None, cfg: RecordsBenchConfig, progress: Progress | None = None
+) -> dict[str, Any]:
+    progress = progress or Progress()
+    server = await resolve_url(url)
+    name = f"chem_bench_records_{os.getpid()}_{uuid4().hex[:6]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    bench_url = url_with_database(server, name)
+    try:
+        async with Database.connect(bench_url, max_connections=cfg.tasks + 2) as db:
+            raw = await asyncpg.connect(bench_url)  # the raw baselines' one connection
+            try:
+                load_before = os.getloadavg()
+                result = await _measure(db, raw, cfg, progress)
+                result["environment"] = {
+                    "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "server": raw.get_server_version()._asdict(),
+                    "cpus": os.cpu_count(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "synchronous_commit": await raw.fetchval("SHOW synchronous_commit"),
+                }
+                return result
+            finally:
+                await raw.close()
+    finally:
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def _measure(
+    db: Database, raw_conn: asyncpg.Connection, cfg: RecordsBenchConfig, progress: Progress
+) -> dict[str, Any]:
+    calls = [_call(i) for i in range(cfg.calls)]
+    raw_rows = [_raw_row(_call(i)) for i in range(cfg.raw_calls)]
+    logger_rate = Figure("AICallLogger.log_call, until close() committed", "calls/s")
+    inside = Figure("time inside log_call (the caller's cost)", "µs/call")
+    raw_rate = Figure("raw asyncpg, one autocommit INSERT per call", "calls/s")
+    many_rate = Figure("raw asyncpg, executemany in one transaction", "calls/s")
+
+    definition = flow_definition()
+    store = db.event_store()
+    engines = {
+        "without records": FlowEngine(store, FlowRepository(), definition),
+        "with WorkflowRecords": FlowEngine(store, FlowRepository(), definition, records=WorkflowRecords(db)),
+        "with a recorder writing nothing": FlowEngine(
+            store, FlowRepository(), definition, records=NoRecords()
+        ),
+    }
+    sequential = {key: Figure(f"run_to_end, one flow after another, {key}", "ms/flow") for key in engines}
+    concurrent = {key: Figure(f"run_to_end from {cfg.tasks} tasks, {key}", "flows/s") for key in engines}
+
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    async def log() -> None:
+        seconds, spent = await _log_calls(db, calls)
+        logger_rate.samples.append(len(calls) / seconds)
+        inside.samples.append(spent / len(calls) * 1e6)
+
+    async def raw() -> None:
+        raw_rate.samples.append(
+            len(raw_rows) / await _raw_one_by_one(raw_conn, [(uuid4(), *r[1:]) for r in raw_rows])
+        )
+
+    async def many() -> None:
+        fresh = [(uuid4(), *r[1:]) for r in raw_rows * 3]
+        many_rate.samples.append(len(fresh) / await _raw_executemany(raw_conn, fresh))
+
+    async def seq() -> None:
+        for key, seconds in (await _paired_sequential(engines, cfg.flows)).items():
+            sequential[key].samples.append(seconds / cfg.flows * 1000)
+
+    async def conc() -> None:
+        done = max(1, cfg.concurrent_flows // cfg.tasks) * cfg.tasks
+        for key, seconds in (await _paired_concurrent(engines, cfg.concurrent_flows, cfg.tasks)).items():
+            concurrent[key].samples.append(done / seconds)
+
+    workers = {
+        key: Figure(f"a Worker (concurrency {cfg.tasks}) draining submitted flows, {key}", "flows/s")
+        for key in ("without records", "with WorkflowRecords")
+    }
+
+    async def drain() -> None:
+        for key in list(workers)[:: 1 if len(workers["without records"].samples) % 2 else -1]:
+            seconds = await _drain(db, definition, cfg.worker_flows, cfg.tasks, key != "without records")
+            workers[key].samples.append(cfg.worker_flows / seconds)
+
+    steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
+    steps += [("a worker, with and without records", drain)]
+    steps += [("run_to_end, the three variants in turn", seq), (f"run_to_end from {cfg.tasks} tasks", conc)]
+
+    progress.note("warm-up round (untimed)")
+    for _, step in steps:
+        await step()
+    everything = [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]
+    for figure in [*everything, *workers.values()]:
+        figure.samples.clear()
+    progress.total = cfg.rounds * len(steps)
+    for round_no in range(cfg.rounds):
+        order = steps if round_no % 2 == 0 else list(reversed(steps))  # no variant always goes first
+        for label, step in order:
+            await step()
+            progress.step(f"round {round_no + 1}: {label}")
+
+    def added(figures: dict[str, Figure], key: str, *, rate: bool) -> float:
+        """The median over rounds of each round's paired ratio to "without records"."""
+        base = figures["without records"].samples
+        ratios = [(b / v if rate else v / b) - 1 for v, b in zip(figures[key].samples, base, strict=True)]
+        return statistics.median(ratios)
+
+    return {
+        "config": asdict(cfg),
+        "log_call": {
+            "logger": logger_rate.summary(),
+            "inside_log_call": inside.summary(),
+            "raw_one_by_one": raw_rate.summary(),
+            "raw_executemany": many_rate.summary(),
+            "ratio_logger_vs_raw_one_by_one": logger_rate.median / raw_rate.median,
+        },
+        "records": {
+            "sequential": {key: figure.summary() for key, figure in sequential.items()},
+            "concurrent": {key: figure.summary() for key, figure in concurrent.items()},
+            "overhead_sequential": {
+                key: added(sequential, key, rate=False) for key in sequential if key != "without records"
+            },
+            "overhead_concurrent": {
+                key: added(concurrent, key, rate=True) for key in concurrent if key != "without records"
+            },
+            "worker": {key: figure.summary() for key, figure in workers.items()},
+            "overhead_worker": {"with WorkflowRecords": added(workers, "with WorkflowRecords", rate=True)},
+            "goal": "records add under 20% to a flow's run time",
+        },
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The results as a Markdown table (medians, min-max)."""
+    lines = []
+    env = result.get("environment")
+    if env:
+        before, after = env["load_average_before"], env["load_average_after"]
+        server = env["server"]
+        lines += [
+            f"{env['when']}, {env['cpus']} CPUs, PostgreSQL {server['major']}.{server['minor']}, "
+            f"synchronous_commit {env['synchronous_commit']}, load average (1 min) {before[0]:.1f} before, "
+            f"{after[0]:.1f} after; {result['config']['rounds']} rounds, medians.",
+            "",
+        ]
+    lines += ["| figure | median | min-max |", "|---|---|---|"]
+
+    def row(f: dict[str, Any]) -> None:
+        lines.append(f"| {f['name']} | {f['median']:,.1f} {f['unit']} | {f['min']:,.1f}-{f['max']:,.1f} |")
+
+    log = result["log_call"]
+    for key in ("logger", "raw_one_by_one", "raw_executemany", "inside_log_call"):
+        row(log[key])
+    lines.append(f"| **log_call / raw one by one** | **{log['ratio_logger_vs_raw_one_by_one']:.1f}x** | |")
+    records = result["records"]
+    for part in ("sequential", "concurrent", "worker"):
+        for figure in records[part].values():
+            row(figure)
+        for key, overhead in records[f"overhead_{part}"].items():
+            lines.append(f"| **{part}: time added {key}** | **{overhead:+.1%}** | goal < +20% |")
+    return "\n".join(lines)
+
+
+def write(result: dict[str, Any], output: Path) -> tuple[Path, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    json_path = output / "records.json"
+    md_path = output / "records.md"
+    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md_path.write_text(render(result) + "\n")
+    return json_path, md_path

@@ -1,0 +1,384 @@
+"""The workflow records' SQL (SPEC 9.1). ``updated_at`` is kept by triggers, never written here.
+
+Statements that can meet a missing parent (a stage of a run, a log of a stage) check for it in the
+same statement (locking it ``FOR KEY SHARE`` so it cannot vanish before the insert) and report
+what was missing as a row, so a unit of work is never poisoned by a foreign-key error; keys that
+are taken come back the same way (``ON CONFLICT DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from chem_persistence_async.backends.postgres.sql.query import Query, query
+
+RUN_COLUMNS = """id, created_at, updated_at, workflow_id, workflow_name, workflow_type, status, started_at,
+    completed_at, duration, input, output, config, total_cost, total_tokens, priority, flow_version"""
+
+STAGE_COLUMNS = """id, created_at, updated_at, workflow_run_id, stage_id, stage_name, stage_number,
+    execution_group, status, started_at, completed_at, duration, input_data, output_data, config,
+    suspended_state, resume_data, next_poll_at, poll_interval, max_wait_until, metrics, embedding_info,
+    error_message"""
+
+ARTIFACT_COLUMNS = """id, created_at, updated_at, workflow_run_id, workflow_stage_id, key, type, data, size,
+    metadata"""
+
+LOG_COLUMNS = "id, created_at, workflow_run_id, workflow_stage_id, level, message, metadata"
+
+_STAGE_ORDER = "execution_group, stage_number, created_at, id"
+_STAGE_ORDER_DESC = "execution_group DESC, stage_number DESC, created_at DESC, id DESC"
+
+FLOW_IDS = query(
+    """
+SELECT flow_id FROM event_log
+WHERE flow_version = 1 AND (:after::uuid IS NULL OR flow_id > :after)
+ORDER BY flow_id
+LIMIT :limit
+"""
+)
+"""The event store's flows in id order (``PgEventStore.flow_ids``, for ``records rebuild``): one
+row per flow through the unique ``(flow_id, flow_version)`` index."""
+
+# --- runs ---------------------------------------------------------------------------------------
+
+CREATE_RUN = query(
+    f"""
+INSERT INTO workflow_runs (id, workflow_id, workflow_name, workflow_type, input, config, priority)
+VALUES (:id, :workflow_id, :workflow_name, :workflow_type, :input::jsonb, :config::jsonb, :priority)
+ON CONFLICT (id) DO NOTHING
+RETURNING {RUN_COLUMNS}
+"""
+)
+"""No row back: the id is taken."""
+
+GET_RUN = query(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = :id")
+
+GET_RUN_STATUS = query("SELECT status FROM workflow_runs WHERE id = :id")
+
+RUNS_BY_STATUS = query(
+    f"""
+SELECT {RUN_COLUMNS} FROM workflow_runs
+WHERE status = :status
+ORDER BY created_at, id
+LIMIT :limit::bigint
+"""
+)
+"""Served by ``workflow_runs_status_idx (status, created_at, id)`` in index order (no sort)."""
+
+LIST_RUNS = query(
+    f"""
+SELECT {RUN_COLUMNS} FROM workflow_runs
+WHERE (:status::text IS NULL OR status = :status)
+  AND (:workflow_type::text IS NULL OR workflow_type = :workflow_type)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit
+"""
+)
+
+DELETE_RUN = query("DELETE FROM workflow_runs WHERE id = :id RETURNING id")
+
+# --- stages -------------------------------------------------------------------------------------
+
+CREATE_STAGE = query(
+    f"""
+WITH run AS (SELECT id FROM workflow_runs WHERE id = :run_id FOR KEY SHARE)
+INSERT INTO workflow_stages (
+    id, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status, started_at,
+    config, input_data
+)
+SELECT :id, run.id, :stage_id, :stage_name, :stage_number, :execution_group, :status,
+       :started_at::timestamptz, :config::jsonb, :input_data::jsonb
+FROM run
+ON CONFLICT (workflow_run_id, stage_id) DO NOTHING
+RETURNING {STAGE_COLUMNS}
+"""
+)
+"""No row back: the run does not exist or already has this stage id (``RUN_EXISTS`` tells)."""
+
+UPSERT_STAGE = query(
+    f"""
+WITH run AS (SELECT id FROM workflow_runs WHERE id = :run_id FOR KEY SHARE)
+INSERT INTO workflow_stages AS s (
+    id, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status, started_at,
+    config, input_data
+)
+SELECT :id, run.id, :stage_id, :stage_name, :stage_number, :execution_group, :status,
+       :started_at::timestamptz, :config::jsonb, :input_data::jsonb
+FROM run
+ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+    stage_name = EXCLUDED.stage_name,
+    stage_number = EXCLUDED.stage_number,
+    execution_group = EXCLUDED.execution_group,
+    status = CASE WHEN :set_status THEN EXCLUDED.status ELSE s.status END,
+    started_at = CASE WHEN :set_started_at THEN EXCLUDED.started_at ELSE s.started_at END,
+    config = CASE WHEN :set_config THEN EXCLUDED.config ELSE s.config END,
+    input_data = CASE WHEN :set_input_data THEN EXCLUDED.input_data ELSE s.input_data END
+RETURNING {STAGE_COLUMNS}
+"""
+)
+"""No row back: the run does not exist."""
+
+RUN_EXISTS = query("SELECT EXISTS (SELECT 1 FROM workflow_runs WHERE id = :id)")
+
+GET_STAGE = query(
+    f"SELECT {STAGE_COLUMNS} FROM workflow_stages WHERE workflow_run_id = :run_id AND stage_id = :stage_id"
+)
+
+GET_STAGE_BY_ID = query(f"SELECT {STAGE_COLUMNS} FROM workflow_stages WHERE id = :id")
+
+STAGES_BY_RUN = query(
+    f"""
+SELECT {STAGE_COLUMNS} FROM workflow_stages
+WHERE workflow_run_id = :run_id
+  AND (:status::text IS NULL OR status = :status)
+  AND (:execution_group::int IS NULL OR execution_group = :execution_group)
+ORDER BY {_STAGE_ORDER}
+"""
+)
+
+SUSPENDED_STAGES = query(
+    f"""
+SELECT {STAGE_COLUMNS} FROM workflow_stages
+WHERE status = 'SUSPENDED' AND next_poll_at IS NOT NULL AND next_poll_at <= :before
+ORDER BY next_poll_at, id
+"""
+)
+
+FIRST_SUSPENDED_READY = query(
+    f"""
+SELECT {STAGE_COLUMNS} FROM workflow_stages
+WHERE workflow_run_id = :run_id AND status = 'SUSPENDED' AND next_poll_at IS NULL
+ORDER BY {_STAGE_ORDER}
+LIMIT 1
+"""
+)
+
+FIRST_FAILED = query(
+    f"""
+SELECT {STAGE_COLUMNS} FROM workflow_stages
+WHERE workflow_run_id = :run_id AND status = 'FAILED'
+ORDER BY {_STAGE_ORDER}
+LIMIT 1
+"""
+)
+
+LAST_COMPLETED = query(
+    f"""
+SELECT {STAGE_COLUMNS} FROM workflow_stages
+WHERE workflow_run_id = :run_id AND status = 'COMPLETED'
+  AND (:before_group::int IS NULL OR execution_group < :before_group)
+ORDER BY {_STAGE_ORDER_DESC}
+LIMIT 1
+"""
+)
+
+DELETE_STAGE = query("DELETE FROM workflow_stages WHERE id = :id RETURNING id")
+
+STAGE_ID = query("SELECT id FROM workflow_stages WHERE workflow_run_id = :run_id AND stage_id = :stage_id")
+
+
+@lru_cache(maxsize=512)
+def update(table: str, columns: Sequence[str], where: str) -> Query:
+    """``UPDATE table SET column = :column ... WHERE where RETURNING id`` for a fixed set of the
+    table's own column names (never caller text: ``columns`` come from the checked field names)."""
+    casts = _CASTS[table]
+    sets = ", ".join(f"{column} = :{column}{casts.get(column, '')}" for column in columns)
+    return query(f"UPDATE {table} SET {sets} WHERE {where} RETURNING id")
+
+
+@lru_cache(maxsize=16)
+def exists(table: str, where: str) -> Query:
+    """Whether ``table`` has a row ``where`` (an update with nothing to change still checks)."""
+    return query(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {where})")
+
+
+_JSONB = "::jsonb"
+_CASTS: dict[str, dict[str, str]] = {
+    "workflow_runs": {
+        "output": _JSONB,
+        "started_at": "::timestamptz",
+        "completed_at": "::timestamptz",
+        "duration": "::bigint",
+        "total_cost": "::float8",
+        "total_tokens": "::bigint",
+    },
+    "workflow_stages": {
+        "output_data": _JSONB,
+        "config": _JSONB,
+        "suspended_state": _JSONB,
+        "resume_data": _JSONB,
+        "metrics": _JSONB,
+        "embedding_info": _JSONB,
+        "started_at": "::timestamptz",
+        "completed_at": "::timestamptz",
+        "next_poll_at": "::timestamptz",
+        "max_wait_until": "::timestamptz",
+        "duration": "::bigint",
+        "poll_interval": "::int",
+        "error_message": "::text",
+    },
+}
+
+# --- logs ---------------------------------------------------------------------------------------
+
+CREATE_LOG = query(
+    """
+WITH run AS (SELECT 1 FROM workflow_runs WHERE id = :run_id FOR KEY SHARE),
+stage AS (SELECT 1 FROM workflow_stages WHERE id = :stage_id FOR KEY SHARE),
+ins AS (
+    INSERT INTO workflow_logs (id, workflow_run_id, workflow_stage_id, level, message, metadata)
+    SELECT :id, :run_id::uuid, :stage_id::uuid, :level, :message, :metadata::jsonb
+    WHERE (:run_id::uuid IS NULL OR EXISTS (SELECT 1 FROM run))
+      AND (:stage_id::uuid IS NULL OR EXISTS (SELECT 1 FROM stage))
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM run), EXISTS (SELECT 1 FROM stage)
+"""
+)
+"""One row: ``(written, run found, stage found)``."""
+
+GET_LOGS = query(
+    f"SELECT {LOG_COLUMNS} FROM workflow_logs WHERE workflow_run_id = :run_id ORDER BY seq LIMIT :limit"
+)
+
+# --- artifacts ----------------------------------------------------------------------------------
+
+SAVE_ARTIFACT = query(
+    f"""
+WITH run AS (SELECT 1 FROM workflow_runs WHERE id = :run_id FOR KEY SHARE),
+stage AS (SELECT 1 FROM workflow_stages WHERE id = :stage_id FOR KEY SHARE),
+ins AS (
+    INSERT INTO workflow_artifacts AS a (
+        id, workflow_run_id, workflow_stage_id, key, type, data, size, metadata
+    )
+    SELECT :id, :run_id, :stage_id::uuid, :key, :type, :data::jsonb, :size, :metadata::jsonb
+    WHERE EXISTS (SELECT 1 FROM run) AND (:stage_id::uuid IS NULL OR EXISTS (SELECT 1 FROM stage))
+    ON CONFLICT (workflow_run_id, key) DO UPDATE SET
+        workflow_stage_id = EXCLUDED.workflow_stage_id,
+        type = EXCLUDED.type,
+        data = EXCLUDED.data,
+        size = EXCLUDED.size,
+        metadata = EXCLUDED.metadata
+    RETURNING {ARTIFACT_COLUMNS}
+)
+SELECT true, EXISTS (SELECT 1 FROM run), EXISTS (SELECT 1 FROM stage), ins.* FROM ins
+UNION ALL
+SELECT false, EXISTS (SELECT 1 FROM run), EXISTS (SELECT 1 FROM stage),
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE NOT EXISTS (SELECT 1 FROM ins)
+"""
+)
+"""One row: ``(written, run found, stage found, the artifact's columns...)``."""
+
+LOAD_ARTIFACT = query("SELECT data FROM workflow_artifacts WHERE workflow_run_id = :run_id AND key = :key")
+
+HAS_ARTIFACT = query(
+    "SELECT EXISTS (SELECT 1 FROM workflow_artifacts WHERE workflow_run_id = :run_id AND key = :key)"
+)
+
+DELETE_ARTIFACT = query(
+    "DELETE FROM workflow_artifacts WHERE workflow_run_id = :run_id AND key = :key RETURNING id"
+)
+
+LIST_ARTIFACTS = query(
+    f"SELECT {ARTIFACT_COLUMNS} FROM workflow_artifacts WHERE workflow_run_id = :run_id ORDER BY key"
+)
+
+# --- the projection of an engine flow -----------------------------------------------------------
+
+_TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED')"
+
+
+def _started(old: str, new: str) -> str:
+    return f"CASE WHEN :replace THEN {new}.started_at ELSE COALESCE({old}.started_at, {new}.started_at) END"
+
+
+def _completed(old: str, new: str) -> str:
+    return (
+        f"CASE WHEN {new}.status NOT IN {_TERMINAL} THEN NULL "
+        f"WHEN :replace THEN {new}.completed_at "
+        f"ELSE COALESCE({new}.completed_at, {old}.completed_at) END"
+    )
+
+
+RECORD_FLOW = query(
+    f"""
+WITH old AS (
+    SELECT flow_version FROM workflow_runs WHERE id = :run_id
+), run AS (
+    INSERT INTO workflow_runs AS r (
+        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
+        started_at, completed_at, duration, flow_version
+    )
+    VALUES (
+        :run_id, :workflow_id, :workflow_name, :workflow_type, :status, :input::jsonb, :output::jsonb,
+        :config::jsonb, COALESCE(:created_at::timestamptz, now()), :started_at::timestamptz,
+        :completed_at::timestamptz, chem_duration_ms(:started_at, :completed_at), :flow_version
+    )
+    ON CONFLICT (id) DO UPDATE SET
+        workflow_id = EXCLUDED.workflow_id,
+        workflow_name = EXCLUDED.workflow_name,
+        workflow_type = EXCLUDED.workflow_type,
+        status = EXCLUDED.status,
+        input = EXCLUDED.input,
+        output = EXCLUDED.output,
+        config = EXCLUDED.config,
+        flow_version = EXCLUDED.flow_version,
+        created_at = COALESCE(:created_at::timestamptz, r.created_at),
+        started_at = {_started("r", "EXCLUDED")},
+        completed_at = {_completed("r", "EXCLUDED")},
+        duration = chem_duration_ms({_started("r", "EXCLUDED")}, {_completed("r", "EXCLUDED")})
+    WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
+    RETURNING r.created_at
+), stages AS (
+    INSERT INTO workflow_stages AS s (
+        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
+        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
+    )
+    SELECT g.id, run.created_at, :run_id, g.stage_id, g.stage_name, g.n, g.n, g.status,
+           g.started_at, g.completed_at, chem_duration_ms(g.started_at, g.completed_at), g.config,
+           g.output_data, g.metrics, g.error_message, g.next_poll_at
+    FROM unnest(
+        :stage_ids::uuid[], :step_ids::text[], :stage_names::text[], :numbers::int[], :statuses::text[],
+        :error_messages::text[], :next_polls::timestamptz[], :starts::timestamptz[],
+        :completions::timestamptz[], :configs::jsonb[], :outputs::jsonb[], :metrics::jsonb[],
+        :touched::bool[]
+    ) AS g(id, stage_id, stage_name, n, status, error_message, next_poll_at, started_at, completed_at,
+           config, output_data, metrics, touched)
+    CROSS JOIN run
+    WHERE g.touched OR :replace
+       OR NOT EXISTS (SELECT 1 FROM old WHERE old.flow_version = :previous_version)
+    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        stage_name = EXCLUDED.stage_name,
+        stage_number = EXCLUDED.stage_number,
+        execution_group = EXCLUDED.execution_group,
+        status = EXCLUDED.status,
+        config = EXCLUDED.config,
+        output_data = EXCLUDED.output_data,
+        metrics = EXCLUDED.metrics,
+        error_message = EXCLUDED.error_message,
+        next_poll_at = EXCLUDED.next_poll_at,
+        created_at = CASE WHEN :replace THEN EXCLUDED.created_at ELSE s.created_at END,
+        started_at = {_started("s", "EXCLUDED")},
+        completed_at = {_completed("s", "EXCLUDED")},
+        duration = chem_duration_ms({_started("s", "EXCLUDED")}, {_completed("s", "EXCLUDED")})
+    WHERE :replace
+       OR EXCLUDED.started_at IS NOT NULL
+       OR EXCLUDED.completed_at IS NOT NULL
+       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
+          IS DISTINCT FROM
+          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
+           EXCLUDED.next_poll_at)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM run), (SELECT count(*) FROM stages)
+"""
+)
+"""A flow's run and its stages, merged (``:replace`` false: the projection of the events just
+appended, rules of ``domain.records.merged_times``) or replaced (a projection of the whole log).
+Only the stages the events name are written when the stored run is at ``:previous_version`` (the
+others cannot have changed); all of them otherwise (records turned on midway, or rows deleted).
+A stage whose projection changed nothing is left untouched (no new row version). Nothing is
+written when the run already reflects a later version of the flow. One row back:
+``(runs written, stages written)``."""

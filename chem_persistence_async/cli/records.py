@@ -1,0 +1,201 @@
+"""``flows``, ``flow`` and ``records rebuild``: the workflow records (SPEC 9.1) from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from chem_persistence_async.backends.postgres.database import Database
+from chem_persistence_async.cli.output import progress, table
+from chem_persistence_async.cli.workers import load_definitions
+from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.records import Status, WorkflowRunRecord, check_status
+from chem_persistence_async.engine.records import RebuildReport, rebuild_records
+from chem_persistence_async.errors import RunNotFoundError
+
+Command = Callable[[str, str, str], argparse.ArgumentParser]
+
+STATUSES = ", ".join(status.value for status in Status)
+
+
+def add_commands(command: Command) -> None:
+    """Add ``flows``, ``flow`` and ``records`` to the parser through main's ``command``."""
+    flows_parser = command(
+        "flows",
+        "list workflow runs as a table, newest first",
+        "List the workflow runs (a run per flow the engine or a worker ran with records, and runs "
+        "made through WorkflowRecords), newest first: id, type, status, times and duration.",
+    )
+    flows_parser.add_argument(
+        "--status", default=None, metavar="S", help=f"only runs in this status ({STATUSES}; any case)"
+    )
+    flows_parser.add_argument("--type", default=None, metavar="T", help="only runs of this workflow type")
+    flows_parser.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)"
+    )
+    flows_parser.set_defaults(handler=flows)
+
+    flow_parser = command(
+        "flow",
+        "show one run with its stages, logs and artifacts",
+        "Show a workflow run (for an engine flow, its id is the flow id): its status and times, "
+        "then its stages in order with attempts and the last error, its logs and its artifacts.",
+    )
+    flow_parser.add_argument("flow_id", metavar="FLOW_ID", help="the run's id (a flow id, a UUID)")
+    flow_parser.set_defaults(handler=flow)
+
+    records_parser = command(
+        "records",
+        "maintain the workflow records (records rebuild)",
+        "Maintain the workflow records. 'records rebuild' recomputes every engine flow's run and "
+        "stages from the event log.",
+    )
+    actions = records_parser.add_subparsers(dest="records_command", required=True, metavar="ACTION")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="recompute the runs and stages of every flow from the event log",
+        description="Replay every flow in the event log with its definition and replace its run "
+        "and stage records with what the log says (logs and artifacts are kept). Definitions come "
+        "from the definition registry (every worker registers its own) and from MODULE:ATTR "
+        "arguments. Flows appended to meanwhile are left as the newer records have them. Exits 1 "
+        "if some flows could not be rebuilt (an unknown definition: pass it as MODULE:ATTR).",
+    )
+    rebuild.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODULE:ATTR",
+        help="definitions to use besides the registered ones (a FlowDefinition, an iterable of "
+        "them, or a callable returning either)",
+    )
+    rebuild.add_argument("--url", default=argparse.SUPPRESS, help="PostgreSQL URL (as before the command)")
+    rebuild.set_defaults(handler=rebuild_command)
+
+
+def _time(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _duration(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.3f}s"
+
+
+def _run_rows(runs: list[WorkflowRunRecord]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            str(run.id),
+            run.workflow_type,
+            run.status.value,
+            _time(run.created_at),
+            _time(run.started_at),
+            _duration(run.duration),
+        )
+        for run in runs
+    ]
+
+
+async def flows(args: argparse.Namespace) -> int:
+    status = None if args.status is None else check_status(args.status, "--status")
+    async with Database.connect(args.url) as db:
+        runs = await db.workflow_records().list_runs(status=status, workflow_type=args.type, limit=args.limit)
+        if not runs:
+            what = " ".join(
+                part
+                for part in (
+                    None if status is None else status.value,
+                    None if args.type is None else f"of type {args.type!r}",
+                )
+                if part
+            )
+            print(f"{db.describe()}: no runs{' ' + what if what else ''}")
+            return 0
+        print(table(("run", "type", "status", "created", "started", "duration"), _run_rows(runs)))
+    return 0
+
+
+async def flow(args: argparse.Namespace) -> int:
+    run_id = to_flow_id(args.flow_id)
+    async with Database.connect(args.url) as db:
+        records = db.workflow_records()
+        run = await records.get_run(run_id)
+        if run is None:
+            has_events = await db.event_store().flow_version(run_id) > 0
+            hint = (
+                ": the flow has events but no records (run 'chem-persist records rebuild')"
+                if has_events
+                else ""
+            )
+            raise RunNotFoundError(f"no workflow run {run_id}{hint}")
+        print(f"run:       {run.id}")
+        print(f"workflow:  {run.workflow_name} ({run.workflow_id})")
+        print(f"status:    {run.status.value}")
+        print(f"created:   {_time(run.created_at)}")
+        print(f"started:   {_time(run.started_at)}")
+        print(f"completed: {_time(run.completed_at)}")
+        print(f"duration:  {_duration(run.duration)}")
+        print(f"input:     {json.dumps(run.input, sort_keys=True)[:200]}")
+        if run.output is not None:
+            print(f"output:    {json.dumps(run.output, sort_keys=True)[:200]}")
+        stages = await records.get_stages_by_run(run_id)
+        print()
+        if stages:
+            print(
+                table(
+                    ("#", "stage", "status", "attempts", "started", "duration", "last error"),
+                    [
+                        (
+                            s.stage_number,
+                            s.stage_id,
+                            s.status.value,
+                            (s.metrics or {}).get("attempts", "-") if isinstance(s.metrics, dict) else "-",
+                            _time(s.started_at),
+                            _duration(s.duration),
+                            (s.error_message or "").splitlines()[0][:60] if s.error_message else "",
+                        )
+                        for s in stages
+                    ],
+                )
+            )
+        else:
+            print("no stages")
+        logs = await records.get_logs(run_id)
+        if logs:
+            print()
+            print(
+                table(
+                    ("time", "level", "message"),
+                    [(_time(log.created_at), log.level.value, log.message[:100]) for log in logs],
+                )
+            )
+        artifacts = await records.list_artifacts(run_id)
+        if artifacts:
+            print()
+            print(table(("artifact", "type", "bytes"), [(a.key, a.type.value, a.size) for a in artifacts]))
+    return 0
+
+
+async def rebuild_command(args: argparse.Namespace) -> int:
+    definitions = [d for target in args.targets for d in load_definitions(target)]
+    async with Database.connect(args.url) as db:
+        progress(f"rebuilding the records of {db.describe()} from its event log…")
+
+        def report_progress(report: RebuildReport) -> None:
+            progress(f"  {report.flows} flows read, {report.rebuilt} rebuilt")
+
+        report = await rebuild_records(
+            db.event_store(),
+            db.workflow_records(),
+            definitions=definitions,
+            registry=db.definition_registry(),
+            progress=report_progress,
+        )
+    print(f"rebuilt the records of {report.rebuilt} of {report.flows} flow(s)")
+    if report.newer:
+        print(f"{report.newer} flow(s) moved on during the rebuild: their newer records were kept")
+    for reason, count in sorted(report.skipped.items()):
+        print(f"skipped {count} flow(s): {reason}")
+    for ref in sorted(report.unknown_definitions):
+        print(f"unknown definition: {ref} (pass it as MODULE:ATTR)")
+    return 1 if report.skipped else 0

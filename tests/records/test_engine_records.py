@@ -1,0 +1,339 @@
+"""Runs and stages of the engine's own flows (SPEC 9.1): a projection of the event log, kept in
+the same unit of work as the events, and rebuilt from the log to the same rows. Both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chem_persistence_async import (
+    ConcurrencyConflict,
+    Database,
+    FlowDefinition,
+    FlowEngine,
+    FlowRepository,
+    InMemoryBackend,
+    InMemoryDefinitionRegistry,
+    InMemoryEventStore,
+    InMemoryWorkflowRecords,
+    RetryPolicy,
+    Status,
+    Worker,
+    WorkflowRecords,
+    rebuild_records,
+    replay,
+)
+from chem_persistence_async.domain.projection import stage_record_id
+from tests.engine.flows import flaky_definition
+from tests.worker.flows import three_steps
+
+FAST = RetryPolicy(max_retries=3, initial_delay=0.0)
+
+
+@pytest.fixture
+def parts(backend: str, request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
+    """(event store, records, definition registry) of one backend."""
+    if backend == "memory":
+        return InMemoryEventStore(), InMemoryWorkflowRecords(), InMemoryDefinitionRegistry()
+    db: Database = request.getfixturevalue("db")
+    return db.event_store(), WorkflowRecords(db), db.definition_registry()
+
+
+def _engine(parts: tuple[Any, Any, Any], definition: FlowDefinition, **kwargs: Any) -> FlowEngine:
+    store, records, _ = parts
+    return FlowEngine(store, FlowRepository(), definition, records=records, **kwargs)
+
+
+async def _snapshot(records: Any, flow_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """Every run and stage row of the flows, without ``updated_at`` (the database's own clock)."""
+    out = {}
+    for fid in flow_ids:
+        run = asdict(await records.get_run(fid))
+        run.pop("updated_at")
+        stages = [asdict(s) for s in await records.get_stages_by_run(fid)]
+        for stage in stages:
+            stage.pop("updated_at")
+        out[fid] = (run, stages)
+    return out
+
+
+async def test_records_follow_a_flow_attempt_by_attempt(parts: tuple[Any, Any, Any]) -> None:
+    store, records, _ = parts
+    policy = RetryPolicy(max_retries=3, initial_delay=0.05)
+    engine = _engine(parts, flaky_definition(failures=1), retry_policy=policy)
+    fid = await engine.start(inputs={"batch": 7})
+    run = await records.get_run(fid)
+    (init,) = await store.list(fid)
+    assert (run.status, run.created_at, run.flow_version, run.input) == (
+        Status.PENDING,
+        init.ts,
+        1,
+        {"batch": 7},
+    )
+    assert (run.workflow_name, run.workflow_type, run.workflow_id) == (
+        "flaky",
+        "flaky",
+        engine.definition_ref,
+    )
+    stages = await records.get_stages_by_run(fid)
+    assert [(s.stage_id, s.stage_name, s.stage_number, s.status) for s in stages] == [
+        ("first", "Produce", 0, Status.PENDING),
+        ("flaky", "FailUntil", 1, Status.PENDING),
+        ("last", "Produce", 2, Status.PENDING),
+    ]
+    assert [s.id for s in stages] == [stage_record_id(fid, s.stage_id) for s in stages]
+    assert stages[1].config == {"failures": 1, "kind": "transient"}
+
+    await engine.run_next(fid)  # step 0 runs and finishes
+    events = await store.list(fid)
+    first = await records.get_stage(fid, "first")
+    assert first.status is Status.COMPLETED
+    assert (first.started_at, first.completed_at) == (events[1].ts, events[2].ts)
+    assert first.duration == (events[2].ts - events[1].ts) // timedelta(milliseconds=1)
+    assert first.metrics == {"attempts": 1, "retry_count": 0}
+    instance = await engine.load(fid)
+    assert first.output_data == {
+        "artifacts": list(instance.steps[0].outputs),
+        "fingerprint": instance.steps[0].fingerprint,
+    }
+    assert (await records.get_run(fid)).status is Status.RUNNING
+    assert (await records.get_run(fid)).started_at == events[1].ts
+
+    await engine.run_next(fid)  # step 1 fails once: a retry waits
+    waiting = await records.get_stage(fid, "flaky")
+    instance = await engine.load(fid)
+    assert waiting.status is Status.PENDING
+    assert waiting.next_poll_at == instance.steps[1].not_before is not None
+    assert waiting.error_message == "attempt 1 failed on purpose"
+    assert (waiting.completed_at, waiting.duration) == (None, None)
+    assert waiting.metrics == {"attempts": 1, "retry_count": 1}
+
+    await engine.run_next(fid)  # the retry succeeds
+    done = await records.get_stage(fid, "flaky")
+    events = await store.list(fid)
+    starts = [e.ts for e in events if e.kind.event_type == "stepstarted" and e.kind.step_id == "flaky"]
+    (finished,) = [e.ts for e in events if e.kind.event_type == "stepfinished" and e.kind.step_id == "flaky"]
+    assert (done.status, done.next_poll_at, done.started_at, done.completed_at) == (
+        Status.COMPLETED,
+        None,
+        starts[0],
+        finished,
+    )
+    assert done.metrics == {"attempts": 2, "retry_count": 1}
+
+    await engine.run_to_end(fid)
+    run = await records.get_run(fid)
+    events = await store.list(fid)
+    instance = await engine.load(fid)
+    assert run.status is Status.COMPLETED
+    assert run.completed_at == events[-1].ts
+    assert run.duration == (events[-1].ts - events[1].ts) // timedelta(milliseconds=1)
+    assert run.output == {"fingerprint": instance.fingerprint, "artifacts": list(instance.steps[-1].outputs)}
+    assert run.flow_version == instance.version == len(events)
+    assert [s.status for s in await records.get_stages_by_run(fid)] == [Status.COMPLETED] * 3
+    assert await records.get_runs_by_status(Status.COMPLETED) == [run]
+
+
+async def test_a_running_attempt_shows_as_running(parts: tuple[Any, Any, Any]) -> None:
+    store, records, _ = parts
+    engine = _engine(parts, flaky_definition(failures=0))
+    fid = await engine.start()
+    instance = await engine.load(fid)
+    await engine.begin(instance, engine.plan(instance))
+    (started,) = [e for e in await store.list(fid) if e.kind.event_type == "stepstarted"]
+    stage = await records.get_stage(fid, "first")
+    assert (stage.status, stage.started_at, stage.completed_at) == (Status.RUNNING, started.ts, None)
+    assert (await records.get_run(fid)).status is Status.RUNNING
+
+
+async def test_failed_flows_are_found_by_status_with_where_they_stopped(parts: tuple[Any, Any, Any]) -> None:
+    store, records, _ = parts
+    fine = await _engine(parts, flaky_definition(failures=0)).run_to_end()
+    engine = _engine(parts, flaky_definition(failures=9, kind="permanent"))
+    broken = await engine.run_to_end()
+    exhausted_engine = _engine(parts, flaky_definition(failures=9, kind="runtime"), retry_policy=FAST)
+    exhausted = await exhausted_engine.run_to_end()
+    failed = await records.get_runs_by_status(Status.FAILED)
+    assert {r.id for r in failed} == {broken, exhausted}
+    assert (await records.get_run_status(fine)) is Status.COMPLETED
+    stage = await records.get_first_failed_stage(broken)
+    events = await store.list(broken)
+    assert (stage.stage_id, stage.error_message, stage.completed_at) == (
+        "flaky",
+        "attempt 1 failed on purpose",
+        events[-1].ts,
+    )
+    assert (await records.get_run(broken)).completed_at == events[-1].ts
+    assert (await records.get_last_completed_stage(broken)).stage_id == "first"
+    assert (await records.get_stage(broken, "last")).status is Status.PENDING
+    worn = await records.get_stage(exhausted, "flaky")
+    assert (worn.status, worn.metrics) == (Status.FAILED, {"attempts": 4, "retry_count": 3})
+    assert worn.error_message == "attempt 4 failed on purpose"
+
+
+async def test_records_commit_and_roll_back_with_the_events(parts: tuple[Any, Any, Any]) -> None:
+    store, records, _ = parts
+    engine = _engine(parts, flaky_definition(failures=0))
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            fid = await engine.start(tx=tx)
+            assert (await records.get_run(fid, tx=tx)).status is Status.PENDING
+            raise RuntimeError("roll back")
+    assert await store.flow_version(fid) == 0
+    assert await records.get_run(fid) is None
+    assert await records.get_stages_by_run(fid) == []
+
+    fid = await engine.start()
+    stale = await engine.load(fid)
+    await engine.run_next(fid)
+    before = await _snapshot(records, [fid])
+    with pytest.raises(ConcurrencyConflict):  # another engine moved the flow on: nothing is written
+        await engine.begin(stale, engine.plan(stale))
+    assert await _snapshot(records, [fid]) == before
+    assert (await records.get_run(fid)).flow_version == await store.flow_version(fid)
+
+
+async def test_200_flows_through_the_engine_equal_their_records_rebuilt_from_the_log(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    store, records, _ = parts
+    definitions = [
+        three_steps(),
+        flaky_definition(failures=1),  # one retry, then done
+        flaky_definition(failures=9, kind="permanent"),  # failed for good at once
+        flaky_definition(failures=9, kind="transient"),  # retries run out
+    ]
+    engines = [_engine(parts, d, retry_policy=FAST) for d in definitions]
+
+    async def run(n: int) -> uuid.UUID:
+        return await engines[n % len(engines)].run_to_end(inputs={"start": n})
+
+    flows: list[uuid.UUID] = []
+    for chunk in range(0, 200, 25):
+        flows += await asyncio.gather(*(run(n) for n in range(chunk, chunk + 25)))
+    recorded = await _snapshot(records, flows)
+    statuses = [recorded[f][0]["status"] for f in flows]
+    assert statuses.count(Status.COMPLETED) == 100
+    assert statuses.count(Status.FAILED) == 100
+    for fid in flows:
+        assert recorded[fid][0]["flow_version"] == await store.flow_version(fid)
+
+    report = await rebuild_records(store, records, definitions=definitions)  # over the rows in place
+    assert (report.flows, report.rebuilt, report.newer, report.skipped) == (200, 200, 0, {})
+    assert await _snapshot(records, flows) == recorded
+
+    for fid in flows:  # and from nothing at all
+        assert await records.delete_run(fid)
+    assert await records.list_runs() == []
+    report = await rebuild_records(store, records, definitions=definitions)
+    assert report.rebuilt == 200
+    assert await _snapshot(records, flows) == recorded
+
+
+async def test_a_rebuild_never_takes_a_flow_back_to_an_older_version(parts: tuple[Any, Any, Any]) -> None:
+    store, records, _ = parts
+    definition = flaky_definition(failures=0)
+    engine = _engine(parts, definition)
+    fid = await engine.run_to_end()
+    recorded = await _snapshot(records, [fid])
+    events = await store.list(fid)
+    older = events[:3]
+    assert await records.rebuild_flow(replay(fid, older, definition), definition, older) is False
+    assert await _snapshot(records, [fid]) == recorded
+
+
+async def test_a_rebuild_finds_definitions_in_the_registry(parts: tuple[Any, Any, Any]) -> None:
+    store, records, registry = parts
+    known, unknown = flaky_definition(failures=1), flaky_definition(failures=2)
+    flows = [await _engine(parts, known, retry_policy=FAST).run_to_end() for _ in range(3)]
+    stray = await _engine(parts, unknown, retry_policy=FAST).run_to_end()
+    recorded = await _snapshot(records, flows)
+    for fid in [*flows, stray]:
+        await records.delete_run(fid)
+    await registry.register(known)
+    report = await rebuild_records(store, records, registry=registry)
+    assert (report.flows, report.rebuilt, report.skipped) == (4, 3, {"unknown definition": 1})
+    assert report.unknown_definitions == {f"{unknown.name}@{unknown.hash}"}
+    assert await _snapshot(records, flows) == recorded
+    assert await records.get_run(stray) is None
+
+
+async def test_records_turned_on_midway_cover_every_step_and_a_rebuild_fills_the_times(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    store, records, _ = parts
+    definition = flaky_definition(failures=0)
+    plain = FlowEngine(store, FlowRepository(), definition)
+    fid = await plain.start()
+    await plain.run_next(fid)  # step 0 ran before records were kept
+    await _engine(parts, definition).run_next(fid)
+    stages = await records.get_stages_by_run(fid)
+    assert [(s.stage_id, s.status) for s in stages] == [
+        ("first", Status.COMPLETED),
+        ("flaky", Status.COMPLETED),
+        ("last", Status.PENDING),
+    ]
+    assert stages[0].started_at is None  # its events came before the records
+    await rebuild_records(store, records, definitions=[definition])
+    events = await store.list(fid)
+    first = await records.get_stage(fid, "first")
+    assert (first.started_at, first.completed_at) == (events[1].ts, events[2].ts)
+    assert (await records.get_run(fid)).created_at == events[0].ts
+
+
+@pytest.fixture
+def whole_backend(backend: str, request: pytest.FixtureRequest) -> Any:
+    """A ``Backend`` (what a worker takes): ``InMemoryBackend()`` or the test's ``Database``."""
+    return InMemoryBackend() if backend == "memory" else request.getfixturevalue("db")
+
+
+async def test_a_worker_keeps_records_by_default(whole_backend: Any) -> None:
+    backend = whole_backend
+    definition = three_steps()
+    records = backend.workflow_records()
+    assert records is backend.workflow_records()  # one per backend
+    engine = FlowEngine(
+        backend.event_store(), FlowRepository(), definition, queue=backend.work_queue(), records=records
+    )
+    flows = [await engine.submit(inputs={"start": n}) for n in range(4)]
+    assert {r.id for r in await records.get_runs_by_status(Status.PENDING)} == set(flows)
+
+    async def done() -> bool:
+        return len(await records.get_runs_by_status(Status.COMPLETED)) == len(flows)
+
+    async with Worker(backend, definition, poll_interval=0.05):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await done():
+            assert loop.time() < deadline, "the worker's flows never showed as completed"
+            await asyncio.sleep(0.01)
+    for fid in flows:
+        stages = await records.get_stages_by_run(fid)
+        assert [s.status for s in stages] == [Status.COMPLETED] * 3
+        assert (await records.get_run(fid)).flow_version == await backend.event_store().flow_version(fid)
+
+
+async def test_a_worker_without_records_keeps_none() -> None:
+    backend = InMemoryBackend()
+    definition = three_steps()
+    engine = FlowEngine(backend.event_store(), FlowRepository(), definition, queue=backend.work_queue())
+    fid = await engine.submit()
+    async with Worker(backend, definition, poll_interval=0.05, records=False):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not (await engine.load(fid)).completed:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+    assert await backend.workflow_records().list_runs() == []
+
+
+def test_stage_record_ids_are_stable() -> None:
+    fid = uuid.UUID(int=7)
+    assert stage_record_id(fid, "a") == stage_record_id(uuid.UUID(int=7), "a")
+    assert stage_record_id(fid, "a") != stage_record_id(fid, "b")
+    assert stage_record_id(fid, "a") != stage_record_id(uuid.UUID(int=8), "a")

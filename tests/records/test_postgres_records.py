@@ -1,0 +1,135 @@
+"""What only PostgreSQL can show of the records: plans, triggers, cascades and rows written."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+
+from chem_persistence_async import Database, FlowEngine, FlowRepository, Status, WorkflowRecords
+from chem_persistence_async.backends.postgres.sql import records as sql
+from chem_persistence_async.errors import PayloadTooLargeError, UnknownStatusError, ValueOutOfRangeError
+from tests.engine.flows import flaky_definition
+
+RUNS = 100_000
+
+
+async def _plan(conn: asyncpg.Connection, q: Any, values: dict[str, Any]) -> str:
+    rows = await conn.fetch("EXPLAIN (FORMAT JSON) " + q.text, *q.args(values))
+    return json.dumps(json.loads(rows[0][0]))
+
+
+async def test_runs_by_status_on_100000_never_analyzed_runs_uses_its_index(conn: asyncpg.Connection) -> None:
+    await conn.execute("ALTER TABLE workflow_runs SET (autovacuum_enabled = false)")
+    await conn.execute(
+        """
+        INSERT INTO workflow_runs (id, workflow_id, workflow_name, workflow_type, status, input, created_at)
+        SELECT gen_random_uuid(), 'wf', 'wf', 'type-' || (n % 10),
+               CASE WHEN n % 100 = 0 THEN 'FAILED' WHEN n % 7 = 0 THEN 'RUNNING' ELSE 'COMPLETED' END,
+               '{}'::jsonb, now() - make_interval(secs => n)
+        FROM generate_series(1, $1::int) AS n
+        """,
+        RUNS,
+    )
+    assert await conn.fetchval(
+        "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL "
+        "FROM pg_stat_user_tables WHERE relname = 'workflow_runs'"
+    )
+    for mode in ("force_custom_plan", "force_generic_plan"):  # planned for the values, and not
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        for values in ({"status": "FAILED", "limit": None}, {"status": "COMPLETED", "limit": 100}):
+            plan = await _plan(conn, sql.RUNS_BY_STATUS, values)
+            assert "workflow_runs_status_idx" in plan, (mode, plan)
+            assert "Seq Scan" not in plan, (mode, plan)
+        # The first page of a status most runs are in: read in index order, no sort.
+        plan = await _plan(conn, sql.RUNS_BY_STATUS, {"status": "COMPLETED", "limit": 100})
+        assert '"Sort"' not in plan, (mode, plan)
+    db_rows = await conn.fetch(
+        sql.RUNS_BY_STATUS.text, *sql.RUNS_BY_STATUS.args({"status": "FAILED", "limit": None})
+    )
+    assert len(db_rows) == RUNS // 100
+
+
+async def test_updated_at_is_kept_by_the_database(db: Database, conn: asyncpg.Connection) -> None:
+    records = WorkflowRecords(db)
+    run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})
+    await conn.execute(
+        "UPDATE workflow_runs SET updated_at = '2000-01-01', priority = 1 WHERE id = $1", run.id
+    )
+    after = await records.get_run(run.id)
+    assert after.updated_at > run.updated_at  # the trigger's time, not the one written
+    stage = await records.create_stage(
+        workflow_run_id=run.id, stage_id="s", stage_name="S", stage_number=0, execution_group=0
+    )
+    await records.update_stage(stage.id, status=Status.RUNNING)
+    assert (await records.get_stage_by_id(stage.id)).updated_at > stage.updated_at
+    artifact = await records.save_artifact(run.id, "k", "ARTIFACT", 1)
+    again = await records.save_artifact(run.id, "k", "ARTIFACT", 2)
+    assert (again.created_at, again.updated_at > artifact.updated_at) == (artifact.created_at, True)
+
+
+async def test_deleting_rows_in_sql_cascades(db: Database, conn: asyncpg.Connection) -> None:
+    records = WorkflowRecords(db)
+    run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})
+    stage = await records.create_stage(
+        workflow_run_id=run.id, stage_id="s", stage_name="S", stage_number=0, execution_group=0
+    )
+    await records.create_log(level="INFO", message="m", workflow_run_id=run.id, workflow_stage_id=stage.id)
+    await records.create_log(level="INFO", message="m", workflow_run_id=run.id)
+    await records.save_artifact(run.id, "a", "ARTIFACT", 1, workflow_stage_id=stage.id)
+    await records.save_artifact(run.id, "b", "ARTIFACT", 1)
+    await conn.execute("DELETE FROM workflow_stages WHERE id = $1", stage.id)
+    counts = "SELECT (SELECT count(*) FROM workflow_logs), (SELECT count(*) FROM workflow_artifacts)"
+    assert tuple(await conn.fetchrow(counts)) == (1, 1)
+    await conn.execute("DELETE FROM workflow_runs WHERE id = $1", run.id)
+    assert tuple(await conn.fetchrow(counts)) == (0, 0)
+
+
+async def test_artifacts_are_jsonb_with_their_size(db: Database, conn: asyncpg.Connection) -> None:
+    records = WorkflowRecords(db)
+    run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})
+    await records.save_artifact(run.id, "k", "ARTIFACT", {"b": [1, 2], "a": "x"})
+    row = await conn.fetchrow(
+        "SELECT jsonb_typeof(data), data->'b'->>1, size FROM workflow_artifacts WHERE key = 'k'"
+    )
+    assert tuple(row) == ("object", "2", len(b'{"a":"x","b":[1,2]}'))
+
+
+async def test_refused_input_leaves_the_tables_as_they_were(db: Database, conn: asyncpg.Connection) -> None:
+    records = WorkflowRecords(db, max_payload_bytes=100)
+    run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})
+    before = await conn.fetch("SELECT * FROM workflow_runs")
+    with pytest.raises(UnknownStatusError):
+        await records.update_run(run.id, status="DONE")
+    with pytest.raises(ValueOutOfRangeError):
+        await records.update_run(run.id, total_tokens=-3)
+    with pytest.raises(PayloadTooLargeError):
+        await records.update_run(run.id, output="x" * 200)
+    with pytest.raises(PayloadTooLargeError):
+        await records.save_artifact(run.id, "k", "ARTIFACT", ["x" * 200])
+    with pytest.raises(ValueOutOfRangeError):
+        await records.save_artifact(run.id, "k" * 501, "ARTIFACT", 1)
+    assert await conn.fetch("SELECT * FROM workflow_runs") == before
+    assert await conn.fetchval("SELECT count(*) FROM workflow_artifacts") == 0
+
+
+async def test_the_engine_writes_runs_and_stages_in_one_statement(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """The record of an append is one statement: its run, then its stages, in the same unit of
+    work; a stage whose projection did not change is not written again (no new row version)."""
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), flaky_definition(failures=0), records=WorkflowRecords(db)
+    )
+    fid = await engine.run_to_end()
+    xmins = await conn.fetch(
+        "SELECT stage_id, xmin::text::bigint AS x FROM workflow_stages WHERE workflow_run_id = $1 ORDER BY stage_number",
+        fid,
+    )
+    run_xmin = await conn.fetchval("SELECT xmin::text::bigint FROM workflow_runs WHERE id = $1", fid)
+    last = await conn.fetchval("SELECT max(xmin::text::bigint) FROM event_log WHERE flow_id = $1", fid)
+    assert run_xmin == last  # the run was written by the last append's transaction
+    assert xmins[0]["x"] < last  # the first stage was left alone once it had finished
+    assert xmins[-1]["x"] == last
