@@ -112,7 +112,21 @@ async def flows(args: argparse.Namespace) -> int:
             print(f"{db.describe()}: no runs{' ' + what if what else ''}")
             return 0
         print(table(("run", "type", "status", "created", "started", "duration"), _run_rows(runs)))
+        waiting = [run for run in runs if run.status is Status.SUSPENDED]
+        if waiting:
+            rows = []
+            for run in waiting:
+                for stage in await db.workflow_records().get_stages_by_run(run.id, status=Status.SUSPENDED):
+                    rows.append((run.id, stage.stage_id, _waits_for(stage), _time(stage.next_poll_at)))
+            print()
+            print(table(("suspended run", "stage", "waits for signal", "until"), rows))
     return 0
+
+
+def _waits_for(stage: Any) -> str:
+    """The signal a suspended stage waits for (``-``: only its time)."""
+    metrics = stage.metrics if isinstance(stage.metrics, dict) else {}
+    return str(metrics.get("waiting_for") or "-")
 
 
 async def flow(args: argparse.Namespace) -> int:
@@ -143,7 +157,7 @@ async def flow(args: argparse.Namespace) -> int:
         if stages:
             print(
                 table(
-                    ("#", "stage", "status", "attempts", "started", "duration", "last error"),
+                    ("#", "stage", "status", "attempts", "started", "duration", "waits for", "last error"),
                     [
                         (
                             s.stage_number,
@@ -152,6 +166,11 @@ async def flow(args: argparse.Namespace) -> int:
                             (s.metrics or {}).get("attempts", "-") if isinstance(s.metrics, dict) else "-",
                             _time(s.started_at),
                             _duration(s.duration),
+                            (
+                                f"{_waits_for(s)} until {_time(s.next_poll_at)}"
+                                if s.status is Status.SUSPENDED
+                                else ""
+                            ),
                             (s.error_message or "").splitlines()[0][:60] if s.error_message else "",
                         )
                         for s in stages

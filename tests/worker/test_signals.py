@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -231,3 +235,35 @@ async def test_a_timer_that_fires_while_no_worker_runs_is_picked_up_when_one_sta
     async with Worker(backend, definition, poll_interval=0.05):
         await until(lambda: _completed(engine, flow), 20, "the new worker to finish it")
     assert await engine.event_codes(flow) == ["I", "S", "F", "S", "W", "S", "F", "S", "F", "C"]
+
+
+async def test_the_cli_shows_what_a_suspended_flow_waits_for(db: Any, db_url: str) -> None:
+    definition = approval_with_timeout(3600)
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), definition, queue=db.work_queue(), records=db.workflow_records()
+    )
+    flow = await engine.run_to_end(inputs={"order": 5})
+    assert (await engine.load(flow)).suspended
+    env = {**os.environ, "DATABASE_URL": db_url}
+    shown = subprocess.run(
+        [sys.executable, "-m", "chem_persistence_async.cli", "flows", "--status", "suspended"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert str(flow) in shown
+    line = next(line for line in shown.splitlines() if line.startswith(str(flow)) and "approve" in line)
+    assert "approve" in line.split()[1:]  # the stage, and the signal it waits for
+    assert re.search(r"\d{4}-\d{2}-\d{2}", line.split("approve")[-1])  # and until when
+    one = subprocess.run(
+        [sys.executable, "-m", "chem_persistence_async.cli", "flow", str(flow)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "SUSPENDED" in one.upper()
+    assert "approve until" in one
