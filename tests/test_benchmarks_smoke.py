@@ -53,6 +53,7 @@ def _check_spread(stats: dict[str, object], samples: int) -> None:
     assert all(_positive(v) for v in values)
 
 
+@pytest.mark.slow  # about 30 s; .ci/run also runs the quick suite itself after the tests
 async def test_quick_suite_writes_every_figure(db_url: str, tmp_path: Path, no_queue_peers: None) -> None:
     config = SuiteConfig.quick_run()
     result = await run_suite(db_url, config=config, output=tmp_path, dedicated_database=False)

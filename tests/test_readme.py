@@ -65,6 +65,6 @@ def test_the_first_example_prints_its_timeline(db_url: str) -> None:
 
 def test_the_readme_names_the_commands_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest" in README
-    assert "test_command=(python -m pytest)" in ci
+    assert "python -m pytest -n auto" in README
+    assert "test_command=(python -m pytest -n auto)" in ci
     assert "pip install . && chem-persist demo" in README

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import copy
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,9 +23,8 @@ from chem_persistence_async.backends.memory.transaction import (
     memory_tx,
     run_in_memory_transaction,
 )
-from chem_persistence_async.domain.events import FlowEvent
-from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
-from chem_persistence_async.domain.projection import FlowProjection, StageProjection, project_flow
+from chem_persistence_async.backends.records_base import WorkflowRecordsBase
+from chem_persistence_async.domain.projection import FlowProjection, StageProjection
 from chem_persistence_async.domain.records import (
     DEFAULT_MAX_JSON_BYTES,
     UNSET,
@@ -55,7 +54,6 @@ from chem_persistence_async.domain.records import (
     run_order,
     stage_changes,
     stage_order,
-    stage_output_key,
 )
 from chem_persistence_async.errors import (
     ArtifactNotFoundError,
@@ -112,7 +110,7 @@ def _json(value: Json | None) -> Any:
     return None if value is None else value.value
 
 
-class InMemoryWorkflowRecords:
+class InMemoryWorkflowRecords(WorkflowRecordsBase):
     """The ``WorkflowRecordsPort`` in a process's memory (tests, notebooks, the parity reference)."""
 
     def __init__(
@@ -660,45 +658,12 @@ class InMemoryWorkflowRecords:
         memory_tx(tx)
         return self._stage_keys.get((check_uuid(run_id, "run_id"), check_name(stage_id, "stage_id")))
 
-    async def save_stage_output(
-        self,
-        run_id: UUID | str,
-        workflow_type: str,
-        stage_id: str,
-        output: Any,
-        *,
-        tx: Transaction | None = None,
-    ) -> str:
-        rid = check_uuid(run_id, "run_id")
-        key = stage_output_key(
-            rid, check_name(workflow_type, "workflow_type"), check_name(stage_id, "stage_id")
-        )
-        stage = await self.get_stage_id_for_artifact(rid, stage_id, tx=tx)
-        await self.save_artifact(rid, key, ArtifactType.STAGE_OUTPUT, output, workflow_stage_id=stage, tx=tx)
-        return key
-
     # --- the projection of engine flows -----------------------------------------------------
 
-    async def record_flow(
-        self,
-        instance: FlowInstance,
-        definition: FlowDefinition,
-        events: Sequence[FlowEvent],
-        *,
-        tx: Transaction,
-    ) -> None:
-        """Merge the projection of ``events`` (just appended in ``tx``) into the flow's records."""
-        self._write(project_flow(instance, definition, events), False, memory_tx(tx))
-
-    async def rebuild_flow(
-        self,
-        instance: FlowInstance,
-        definition: FlowDefinition,
-        events: Sequence[FlowEvent],
-        *,
-        tx: Transaction | None = None,
+    async def _write_projection(
+        self, projection: FlowProjection, replace: bool, tx: Transaction | None
     ) -> bool:
-        return self._write(project_flow(instance, definition, events), True, memory_tx(tx))
+        return self._write(projection, replace, memory_tx(tx))
 
     def _write(
         self, projection: FlowProjection, replace_all: bool, journal: MemoryTransaction | None

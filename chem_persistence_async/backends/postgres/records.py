@@ -22,9 +22,8 @@ from chem_persistence_async.backends.postgres.errors import translate
 from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.transaction import pg_tx
-from chem_persistence_async.domain.events import FlowEvent
-from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
-from chem_persistence_async.domain.projection import FlowProjection, project_flow
+from chem_persistence_async.backends.records_base import WorkflowRecordsBase
+from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.domain.records import (
     UNSET,
     ArtifactType,
@@ -49,7 +48,6 @@ from chem_persistence_async.domain.records import (
     check_uuid,
     run_changes,
     stage_changes,
-    stage_output_key,
 )
 from chem_persistence_async.errors import (
     ArtifactNotFoundError,
@@ -62,7 +60,7 @@ from chem_persistence_async.ports.unit_of_work import Transaction
 T = TypeVar("T")
 
 
-class WorkflowRecords:
+class WorkflowRecords(WorkflowRecordsBase):
     """The ``WorkflowRecordsPort`` on PostgreSQL. On its own an operation goes through
     ``Database.run`` (retried on transient failures); with ``tx=`` it runs inside that unit of
     work. As ``FlowEngine(..., records=WorkflowRecords(db))`` it keeps the runs and stages of the
@@ -491,47 +489,11 @@ class WorkflowRecords:
         rows = await self._run(tx, sql.STAGE_ID, values, "get_stage_id_for_artifact")
         return rows[0][0] if rows else None
 
-    async def save_stage_output(
-        self,
-        run_id: UUID | str,
-        workflow_type: str,
-        stage_id: str,
-        output: Any,
-        *,
-        tx: Transaction | None = None,
-    ) -> str:
-        rid = check_uuid(run_id, "run_id")
-        key = stage_output_key(
-            rid, check_name(workflow_type, "workflow_type"), check_name(stage_id, "stage_id")
-        )
-        stage = await self.get_stage_id_for_artifact(rid, stage_id, tx=tx)
-        await self.save_artifact(rid, key, ArtifactType.STAGE_OUTPUT, output, workflow_stage_id=stage, tx=tx)
-        return key
-
     # --- the projection of engine flows -----------------------------------------------------
 
-    async def record_flow(
-        self,
-        instance: FlowInstance,
-        definition: FlowDefinition,
-        events: Sequence[FlowEvent],
-        *,
-        tx: Transaction,
-    ) -> None:
-        """Merge the projection of ``events`` (just appended in ``tx``) into the flow's records."""
-        await self._write(project_flow(instance, definition, events), False, tx)
-
-    async def rebuild_flow(
-        self,
-        instance: FlowInstance,
-        definition: FlowDefinition,
-        events: Sequence[FlowEvent],
-        *,
-        tx: Transaction | None = None,
+    async def _write_projection(
+        self, projection: FlowProjection, replace: bool, tx: Transaction | None
     ) -> bool:
-        return await self._write(project_flow(instance, definition, events), True, tx)
-
-    async def _write(self, projection: FlowProjection, replace: bool, tx: Transaction | None) -> bool:
         rows = await self._run(tx, sql.RECORD_FLOW, _projection_values(projection, replace), "record_flow")
         return bool(rows[0][0])
 
