@@ -18,8 +18,10 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import Database
+from chem_persistence_async.ports.ai_calls import AICallLoggerPort
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.records import WorkflowRecordsPort
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from tests.support.harness import HARNESSES, Harness
 from tests.support.servers import (
@@ -139,6 +141,26 @@ def make_store(harness: Harness) -> Any:
 def queue(harness: Harness) -> WorkQueuePort:
     """The work queue contract, run once per backend."""
     return harness.work_queue()
+
+
+@pytest.fixture
+def records(harness: Harness) -> WorkflowRecordsPort:
+    """The workflow records contract, run once per backend."""
+    return harness.records()
+
+
+@pytest.fixture
+def make_records(harness: Harness) -> Any:
+    """Build other records of this backend with options (``max_payload_bytes``)."""
+    return harness.records
+
+
+@pytest.fixture
+async def ai_log(harness: Harness) -> AsyncIterator[AICallLoggerPort]:
+    """The AI-call log contract, run once per backend (closed at the end)."""
+    logger = harness.ai_log(batch_size=100, flush_interval=0.05)
+    yield logger
+    await logger.close()
 
 
 @pytest.fixture

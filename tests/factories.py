@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chem_persistence_async import (
+    AICall,
     Artifact,
     ErrorClass,
     FlowCompleted,
@@ -89,3 +90,20 @@ def every_variant() -> list[Any]:
 
 def artifact(n: int, kind: str = "numbers") -> Artifact:
     return Artifact.of(kind, {"n": n, "values": [n, n + 1, n + 2]}, metadata={"origin": "test", "n": n})
+
+
+def ai_call(topic: str = "orders/extract", model: str = "small", **overrides: Any) -> AICall:
+    """A valid model call; ``overrides`` replace its fields."""
+    fields: dict[str, Any] = {
+        "topic": topic,
+        "call_type": "completion",
+        "model_key": model,
+        "model_id": f"{model}-2025",
+        "prompt": "What is 2+2?",
+        "response": "4",
+        "input_tokens": 12,
+        "output_tokens": 3,
+        "cost": 0.1,
+        "metadata": {"request": 1},
+    }
+    return AICall(**(fields | overrides))

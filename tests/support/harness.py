@@ -19,13 +19,19 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import (
+    AICallLogger,
     Database,
+    InMemoryAICallLogger,
     InMemoryBackend,
     InMemoryEventStore,
+    InMemoryWorkflowRecords,
     PgEventStore,
+    WorkflowRecords,
 )
+from chem_persistence_async.ports.ai_calls import AICallLoggerPort
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.records import WorkflowRecordsPort
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 
 Counts = tuple[int, int, int]
@@ -58,6 +64,18 @@ class Harness:
     def work_queue(self) -> WorkQueuePort:
         return self._backend.work_queue()
 
+    def records(self, **options: Any) -> WorkflowRecordsPort:
+        """Workflow records of this backend: its shared ones, or new ones with options
+        (``max_payload_bytes``)."""
+        return self._backend.workflow_records() if not options else self._new_records(**options)
+
+    def _new_records(self, **options: Any) -> WorkflowRecordsPort:
+        raise NotImplementedError
+
+    def ai_log(self, **options: Any) -> AICallLoggerPort:
+        """A new AI-call log on this backend (``batch_size``, ``flush_interval`` where it buffers)."""
+        raise NotImplementedError
+
     async def counts(self, store: AsyncEventStore) -> Counts:
         """What ``store``'s backend holds in all: to check that refused input wrote nothing."""
         raise NotImplementedError
@@ -79,6 +97,13 @@ class MemoryHarness(Harness):
 
     def event_store(self, **options: Any) -> AsyncEventStore:
         return InMemoryEventStore(**options)
+
+    def _new_records(self, **options: Any) -> WorkflowRecordsPort:
+        return InMemoryWorkflowRecords(**options)
+
+    def ai_log(self, **options: Any) -> AICallLoggerPort:
+        # No buffer in memory: a call is stored when it is logged, so only the size limit applies.
+        return InMemoryAICallLogger(**{k: v for k, v in options.items() if k == "max_call_bytes"})
 
     async def counts(self, store: AsyncEventStore) -> Counts:
         # The reference store has no "count everything" API: its state is read directly.
@@ -105,6 +130,12 @@ class PostgresHarness(Harness):
 
     def event_store(self, **options: Any) -> AsyncEventStore:
         return PgEventStore(self.db, **options)
+
+    def _new_records(self, **options: Any) -> WorkflowRecordsPort:
+        return WorkflowRecords(self.db, **options)
+
+    def ai_log(self, **options: Any) -> AICallLoggerPort:
+        return AICallLogger(self.db, **options)
 
     async def counts(self, store: AsyncEventStore) -> Counts:
         row = await self.conn.fetchrow(

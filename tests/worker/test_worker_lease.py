@@ -14,14 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from chem_persistence_async import (
     Artifact,
     FlowDefinition,
     FlowEngine,
     FlowRepository,
-    InMemoryBackend,
     StepContext,
     StepOutput,
     StepStarted,
@@ -51,13 +48,6 @@ class Quick:
 
     async def run(self, ctx: StepContext) -> StepOutput:
         return StepOutput(artifacts=(Artifact.of("quick", {"step": ctx.step_id}),))
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return InMemoryBackend()
-    return request.getfixturevalue("db")
 
 
 async def test_every_attempt_a_worker_starts_and_every_job_it_holds_carry_the_workers_lease(

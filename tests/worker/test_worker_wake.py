@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 
 from chem_persistence_async import (
     Artifact,
@@ -22,7 +21,6 @@ from chem_persistence_async import (
     FlowDefinition,
     FlowEngine,
     FlowRepository,
-    InMemoryBackend,
     RetryPolicy,
     StepContext,
     StepOutput,
@@ -33,13 +31,6 @@ from tests.worker.flows import flaky_steps
 
 POLL = 300.0
 """Longer than any test here: only a wake-up can make a worker claim."""
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Any:
-    if request.param == "memory":
-        return InMemoryBackend()
-    return request.getfixturevalue("db")
 
 
 async def test_a_retry_starts_when_it_is_due_not_at_the_next_poll(backend: Any) -> None:

@@ -13,22 +13,18 @@ import pytest
 
 from chem_persistence_async import (
     ConcurrencyConflict,
-    Database,
     FlowDefinition,
     FlowEngine,
     FlowRepository,
     InMemoryBackend,
-    InMemoryDefinitionRegistry,
-    InMemoryEventStore,
-    InMemoryWorkflowRecords,
     RetryPolicy,
     Status,
     Worker,
-    WorkflowRecords,
     rebuild_records,
     replay,
 )
 from chem_persistence_async.domain.projection import stage_record_id
+from chem_persistence_async.ports.backend import Backend
 from tests.engine.flows import flaky_definition
 from tests.worker.flows import three_steps
 
@@ -36,12 +32,9 @@ FAST = RetryPolicy(max_retries=3, initial_delay=0.0)
 
 
 @pytest.fixture
-def parts(backend: str, request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
+def parts(backend: Backend) -> tuple[Any, Any, Any]:
     """(event store, records, definition registry) of one backend."""
-    if backend == "memory":
-        return InMemoryEventStore(), InMemoryWorkflowRecords(), InMemoryDefinitionRegistry()
-    db: Database = request.getfixturevalue("db")
-    return db.event_store(), WorkflowRecords(db), db.definition_registry()
+    return backend.event_store(), backend.workflow_records(), backend.definition_registry()
 
 
 def _engine(parts: tuple[Any, Any, Any], definition: FlowDefinition, **kwargs: Any) -> FlowEngine:
@@ -287,9 +280,9 @@ async def test_records_turned_on_midway_cover_every_step_and_a_rebuild_fills_the
 
 
 @pytest.fixture
-def whole_backend(backend: str, request: pytest.FixtureRequest) -> Any:
-    """A ``Backend`` (what a worker takes): ``InMemoryBackend()`` or the test's ``Database``."""
-    return InMemoryBackend() if backend == "memory" else request.getfixturevalue("db")
+def whole_backend(backend: Backend) -> Backend:
+    """A ``Backend`` (what a worker takes)."""
+    return backend
 
 
 async def test_a_worker_keeps_records_by_default(whole_backend: Any) -> None:
