@@ -179,7 +179,8 @@ class StepInProgressError(ChemPersistError):
 class JobError(ChemPersistError):
     """The work queue refused a change to a job. ``job_id`` names it; after a ``heartbeat`` of
     several jobs, ``renewed`` holds the jobs whose leases were renewed and ``cancelled_ids`` and
-    ``lost_ids`` the others."""
+    ``lost_ids`` the others. After a ``claim(..., complete=jobs)``, ``claimed`` holds the jobs that
+    claim took all the same (the caller holds their leases: run them or release them)."""
 
     def __init__(
         self,
@@ -189,10 +190,12 @@ class JobError(ChemPersistError):
         renewed: list[Any] | None = None,
         cancelled_ids: list[int] | None = None,
         lost_ids: list[int] | None = None,
+        claimed: list[Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
         self.renewed: list[Any] = renewed or []
+        self.claimed: list[Any] = claimed or []
         self.cancelled_ids: list[int] = cancelled_ids or []
         self.lost_ids: list[int] = lost_ids or []
 

@@ -7,7 +7,7 @@ anything is written.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ from chem_persistence_async.errors import (
 )
 
 INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
 MAX_NAME_LENGTH = 200
 MAX_KEY_LENGTH = 500
 MAX_BACKOFF = timedelta(minutes=5)
@@ -234,16 +235,39 @@ def check_lease(value: object) -> timedelta:
     return value
 
 
-def check_completed(cancelled: list[int], lost: list[int]) -> None:
+def check_jobs(values: object, what: str) -> list[Job]:
+    """Claimed jobs handed back to be finished (``complete_many``, ``claim(complete=)``): a
+    sequence of ``Job``, each with an id and a lease token the database can take."""
+    if isinstance(values, str | bytes | Job) or not isinstance(values, Sequence):
+        raise InvalidInputError(f"{what} must be a sequence of claimed Jobs, got {type(values).__name__}")
+    jobs = list(values)
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise InvalidInputError(f"{what} must hold claimed Jobs, got a {type(job).__name__}")
+        check_int(job.id, f"{what}: a job's id", minimum=1, maximum=BIGINT_MAX)
+        if not isinstance(job.lease_token, UUID):
+            raise InvalidInputError(f"{what}: job {job.id} has no lease token (it was not claimed)")
+    return jobs
+
+
+def check_completed(cancelled: list[int], lost: list[int], *, claimed: list[Job] | None = None) -> None:
     """``complete_many``'s outcome, the same on every backend: nothing, or the error naming the
-    jobs that were cancelled (finished as such) or whose lease was lost (the others were finished)."""
+    jobs that were cancelled (finished as such) or whose lease was lost (the others were finished).
+    ``claimed``: what a ``claim(complete=)`` took in the same statement, carried by the error."""
     if cancelled:
         raise JobCancelledError(
-            f"job(s) {cancelled} were cancelled", job_id=cancelled[0], cancelled_ids=cancelled, lost_ids=lost
+            f"job(s) {cancelled} were cancelled",
+            job_id=cancelled[0],
+            cancelled_ids=cancelled,
+            lost_ids=lost,
+            claimed=claimed,
         )
     if lost:
         raise LeaseLostError(
-            f"job(s) {lost}: their lease was taken over by another claim", job_id=lost[0], lost_ids=lost
+            f"job(s) {lost}: their lease was taken over by another claim",
+            job_id=lost[0],
+            lost_ids=lost,
+            claimed=claimed,
         )
 
 

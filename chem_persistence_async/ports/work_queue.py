@@ -53,9 +53,21 @@ class WorkQueuePort(Protocol):
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
         flow_id: UUID | None = None,
+        complete: Sequence[Job] = (),
     ) -> builtins.list[Job]:
         """Due jobs (and run-out leases) in ``queues``; with ``flow_id``, that flow's due jobs of
-        ``kinds`` in any queue (what an engine running the flow without workers delivers)."""
+        ``kinds`` in any queue (what an engine running the flow without workers delivers).
+
+        ``complete``: jobs this worker is done with, finished in the claim's own statement (one
+        round trip and one commit per batch instead of two: "bundle the acks with the next
+        fetch"), exactly as ``complete_many(complete)`` would finish them; the claim never takes
+        one of them back. When some were cancelled or lost, the others are finished and the new
+        jobs claimed all the same, then ``complete_many``'s error is raised with the claimed jobs
+        on it (``claimed``: the caller holds them). Not with ``flow_id``.
+
+        A parameter of ``claim`` rather than a method of its own: what comes back, its order, its
+        arguments and the index use are the claim's; the finish is an add-on that leaves them
+        alone, and ``jobs = await queue.claim(worker, limit=10, complete=jobs)`` is the loop."""
         ...
 
     async def heartbeat(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from chem_persistence_async import (
     UnstorableValueError,
     ValueOutOfRangeError,
 )
+from chem_persistence_async.ports.work_queue import WorkQueuePort
 
 SHORT = timedelta(milliseconds=150)
 
@@ -195,6 +197,133 @@ async def test_complete_many_names_cancelled_and_lost_jobs_and_finishes_the_othe
     assert lost.value.lost_ids == [third.id]
     await queue.complete_many([again])
     assert _states(await queue.list_jobs())[third.id] == JobState.COMPLETED
+
+
+# --- claim(complete=): the previous batch finished in the claim's own statement -----------------
+
+
+async def test_a_claim_completes_the_previous_batch_and_takes_the_next(queue: WorkQueuePort) -> None:
+    ids = await queue.enqueue_many([JobSpec("k", {"n": n}) for n in range(6)])
+    first = await queue.claim("w", limit=3)
+    second = await queue.claim("w", limit=3, complete=first)
+    assert {j.id for j in first} | {j.id for j in second} == set(ids)
+    assert await queue.depth() == QueueDepth(claimed=3)
+    assert _states(await queue.list_jobs(states=[JobState.COMPLETED])) == {
+        j.id: JobState.COMPLETED for j in first
+    }
+    assert await queue.claim("w", limit=3, complete=second) == []
+    assert await queue.depth() == QueueDepth()
+    # Retried after a lost acknowledgement: the jobs are found finished, nothing moves twice.
+    assert await queue.claim("w", limit=3, complete=first) == []
+    finished = await queue.list_jobs()
+    assert sorted(j.id for j in finished) == sorted(ids)  # one history row each
+    assert {j.state for j in finished} == {JobState.COMPLETED}
+
+
+async def test_a_foreign_lease_token_finishes_nothing_and_the_claim_still_takes_jobs(
+    queue: WorkQueuePort,
+) -> None:
+    await queue.enqueue("k", key="held")
+    (held,) = await queue.claim("w")
+    fresh = await queue.enqueue("k", key="fresh")
+    forged = replace(held, lease_token=uuid.uuid4())
+    with pytest.raises(LeaseLostError) as lost:
+        await queue.claim("w", complete=[forged])
+    assert lost.value.lost_ids == [held.id]
+    assert [j.id for j in lost.value.claimed] == [fresh]  # claimed all the same: the caller holds it
+    assert await queue.depth() == QueueDepth(claimed=2)
+    await queue.complete_many([held, *lost.value.claimed])
+    assert _states(await queue.list_jobs()) == {held.id: JobState.COMPLETED, fresh: JobState.COMPLETED}
+
+
+async def test_a_lease_taken_over_finishes_nothing_and_the_others_are_finished(queue: WorkQueuePort) -> None:
+    await queue.enqueue("k", key="slow")
+    (slow,) = await queue.claim("w1", lease=SHORT)
+    await queue.enqueue("k", key="quick")
+    (quick,) = await queue.claim("w1")
+    await _until_expired(slow, queue)
+    (taken,) = await queue.claim("w2")  # the slow job's lease is taken over
+    assert taken.id == slow.id
+    later = await queue.enqueue("k", key="later")
+    with pytest.raises(LeaseLostError) as lost:
+        await queue.claim("w1", complete=[slow, quick])
+    assert lost.value.lost_ids == [slow.id]
+    assert [j.id for j in lost.value.claimed] == [later]
+    assert _states(await queue.list_jobs()) == {
+        slow.id: JobState.CLAIMED,
+        quick.id: JobState.COMPLETED,
+        later: JobState.CLAIMED,
+    }
+
+
+async def test_a_claim_never_takes_back_a_job_it_completes(queue: WorkQueuePort) -> None:
+    """Not even one whose lease ran out on its last attempt, which a plain claim would bury as
+    dead: the worker still holds it (no other claim took it over) and finishes it."""
+    await queue.enqueue("k", max_attempts=1)
+    (job,) = await queue.claim("w", lease=SHORT)
+    await _until_expired(job, queue)
+    assert await queue.claim("w", limit=5, complete=[job]) == []
+    assert _states(await queue.list_jobs()) == {job.id: JobState.COMPLETED}
+
+
+async def test_a_claim_does_not_take_a_job_it_names_even_with_a_stale_token(queue: WorkQueuePort) -> None:
+    await queue.enqueue("k")
+    (job,) = await queue.claim("w1", lease=SHORT)
+    await _until_expired(job, queue)
+    stale = replace(job, lease_token=uuid.uuid4())
+    with pytest.raises(LeaseLostError) as lost:
+        await queue.claim("w2", complete=[stale])
+    assert lost.value.claimed == []
+    assert await queue.depth() == QueueDepth(expired=1)  # still the first worker's to finish
+
+
+async def test_a_claim_finishes_a_cancelled_job_as_cancelled(queue: WorkQueuePort) -> None:
+    await queue.enqueue("k", key="doomed")
+    await queue.enqueue("k", key="fine")
+    doomed, fine = await queue.claim("w", limit=2)
+    assert await queue.cancel("doomed")
+    nxt = await queue.enqueue("k", key="next")
+    with pytest.raises(JobCancelledError) as caught:
+        await queue.claim("w", complete=[doomed, fine])
+    assert (caught.value.cancelled_ids, caught.value.lost_ids) == ([doomed.id], [])
+    assert [j.id for j in caught.value.claimed] == [nxt]
+    assert _states(await queue.list_jobs()) == {
+        doomed.id: JobState.CANCELLED,
+        fine.id: JobState.COMPLETED,
+        nxt: JobState.CLAIMED,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"complete": "abc"}, InvalidInputError),
+        ({"complete": [1, 2]}, InvalidInputError),
+        ({"complete": [None]}, InvalidInputError),
+        ({"limit": 0}, ValueOutOfRangeError),
+        ({"lease": 30}, InvalidInputError),
+        ({"queues": []}, InvalidInputError),
+        ({"flow_id": uuid.uuid4()}, InvalidInputError),  # a flow's claim completes nothing
+    ],
+    ids=repr,
+)
+async def test_a_bad_claim_that_completes_writes_nothing(
+    queue: WorkQueuePort, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    await queue.enqueue("k")
+    (job,) = await queue.claim("w")
+    await queue.enqueue("k")
+    kwargs = {"complete": [job], **kwargs}
+    with pytest.raises(error):
+        await queue.claim("w", **kwargs)
+    with pytest.raises(InvalidInputError):
+        await queue.claim("w", complete=job)  # type: ignore[arg-type]  # one job, not a list
+    with pytest.raises(InvalidInputError):
+        await queue.claim("w", complete=[job, replace(job, lease_token=None)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await queue.complete_many([job, "x"])  # type: ignore[list-item]
+    assert await queue.depth() == QueueDepth(ready=1, claimed=1)
+    assert _states(await queue.list_jobs(states=[JobState.COMPLETED])) == {}
 
 
 async def test_heartbeat_extends_the_lease(queue: Any) -> None:

@@ -34,6 +34,7 @@ from chem_persistence_async.domain.jobs import (
     check_completed,
     check_heartbeat,
     check_int,
+    check_jobs,
     check_lease,
     check_name,
     check_names,
@@ -194,23 +195,31 @@ class InMemoryWorkQueue:
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
         flow_id: UUID | None = None,
+        complete: Sequence[Job] = (),
     ) -> builtins.list[Job]:
+        finishing = check_jobs(complete, "complete")
         worker = check_name(worker_id, "worker_id")
         limit = check_int(limit, "limit", minimum=1, maximum=10_000)
         lease = check_lease(lease)
         if flow_id is not None:
+            if finishing:
+                raise InvalidInputError("claim(flow_id=...) does not complete jobs: use complete_many")
             return self._claim_for_flow(worker, to_flow_id(flow_id), limit, lease, kinds)
         wanted = set(check_names(queues, "queues"))
         kind_set = None if kinds is None else set(check_names(kinds, "kinds"))
         definition_set = (
             None if definitions is None else set(check_names(definitions, "definitions", max_length=400))
         )
+        # As the SQL does in one statement: finish ``complete`` first, and never claim one of them.
+        cancelled, lost = self._complete_all(finishing, None)
+        finished = {j.id for j in finishing}
         now = self._clock()
 
         def eligible(row: _Row) -> bool:
             job = row.job
             return (
-                job.queue in wanted
+                row.id not in finished
+                and job.queue in wanted
                 and (kind_set is None or job.kind in kind_set)
                 and (job.definition is None or definition_set is None or job.definition in definition_set)
             )
@@ -247,6 +256,7 @@ class InMemoryWorkQueue:
         picked.sort(key=lambda r: (-r.job.priority, r.id))
         claimed = [self._claim_row(row, worker, now, lease) for row in (picked + ready)[:limit]]
         claimed.sort(key=claim_order)
+        check_completed(cancelled, lost, claimed=claimed)
         return claimed
 
     def _claim_for_flow(
@@ -310,7 +320,13 @@ class InMemoryWorkQueue:
         self._finish(job, JobState.COMPLETED, None, memory_tx(tx))
 
     async def complete_many(self, jobs: Sequence[Job], *, tx: Transaction | None = None) -> None:
-        journal = memory_tx(tx)
+        check_completed(*self._complete_all(check_jobs(jobs, "jobs"), memory_tx(tx)))
+
+    def _complete_all(
+        self, jobs: Sequence[Job], journal: MemoryTransaction | None
+    ) -> tuple[builtins.list[int], builtins.list[int]]:
+        """Finish every job that is still held as ``completed``; the ids of those that were
+        cancelled (finished as such) and of those whose lease was lost."""
         cancelled, lost = [], []
         for job in jobs:
             try:
@@ -319,7 +335,7 @@ class InMemoryWorkQueue:
                 cancelled.append(job.id)
             except LeaseLostError:
                 lost.append(job.id)
-        check_completed(cancelled, lost)
+        return cancelled, lost
 
     async def fail(
         self,

@@ -28,6 +28,7 @@ from chem_persistence_async.domain.jobs import (
     check_completed,
     check_heartbeat,
     check_int,
+    check_jobs,
     check_lease,
     check_name,
     check_names,
@@ -140,8 +141,14 @@ class WorkQueue:
         kinds: Sequence[str] | None = None,
         definitions: Sequence[str] | None = None,
         flow_id: UUID | None = None,
+        complete: Sequence[Job] = (),
     ) -> builtins.list[Job]:
+        """See ``WorkQueuePort.claim``; with ``complete``, ``sql.CLAIM_COMPLETING`` finishes those
+        jobs in the claim's statement."""
+        finishing = check_jobs(complete, "complete")
         if flow_id is not None:
+            if finishing:
+                raise InvalidInputError("claim(flow_id=...) does not complete jobs: use complete_many")
             return await self._claim_for_flow(worker_id, to_flow_id(flow_id), limit, lease, kinds)
         values = {
             "worker_id": check_name(worker_id, "worker_id"),
@@ -153,9 +160,17 @@ class WorkQueue:
             if definitions is None
             else check_names(definitions, "definitions", max_length=400),
         }
-        rows = await self._run(None, sql.CLAIM, values, "claim")
-        jobs = [_job(row) for row in rows]
+        if not finishing:
+            jobs = [_job(row) for row in await self._run(None, sql.CLAIM, values, "claim")]
+            jobs.sort(key=claim_order)
+            return jobs
+        values["ids"] = [j.id for j in finishing]
+        values["tokens"] = [j.lease_token for j in finishing]
+        rows = await self._run(None, sql.CLAIM_COMPLETING, values, "claim")
+        jobs = [_job(row[1:]) for row in rows if row[0]]
         jobs.sort(key=claim_order)
+        outcome = {int(row[1]): (row[-2], row[-1]) for row in rows if not row[0]}
+        check_completed(*_unfinished(finishing, outcome), claimed=jobs)
         return jobs
 
     async def _claim_for_flow(
@@ -200,24 +215,12 @@ class WorkQueue:
     async def complete_many(self, jobs: Sequence[Job], *, tx: Transaction | None = None) -> None:
         """Finish every job as ``completed`` in ONE statement (see ``WorkQueuePort.complete_many``):
         a batch from one claim costs one round trip and one commit instead of one each."""
-        jobs = list(jobs)
+        jobs = check_jobs(jobs, "jobs")
         if not jobs:
             return
         values = {"ids": [j.id for j in jobs], "tokens": [j.lease_token for j in jobs]}
         rows = await self._run(tx, sql.FINISH_MANY, values, "complete_many")
-        done = JobState.COMPLETED.value
-        cancelled = JobState.CANCELLED.value
-        outcome = {int(row[0]): (row[1], row[2]) for row in rows}
-        gone_cancelled, lost = [], []
-        for job in jobs:
-            now, before = outcome.get(job.id, (None, None))
-            if now == done or (now is None and before == done):
-                continue
-            if cancelled in (now, before):
-                gone_cancelled.append(job.id)
-            else:
-                lost.append(job.id)
-        check_completed(gone_cancelled, lost)
+        check_completed(*_unfinished(jobs, {int(row[0]): (row[1], row[2]) for row in rows}))
 
     async def fail(
         self,
@@ -397,6 +400,24 @@ def _many_values(jobs: Sequence[CheckedJob]) -> dict[str, Any]:
         "definitions": [j.definition for j in jobs],
         "payloads": b"[" + b",".join([j.payload for j in jobs]) + b"]",
     }
+
+
+def _unfinished(
+    jobs: Sequence[Job], outcome: Mapping[int, tuple[str | None, str | None]]
+) -> tuple[builtins.list[int], builtins.list[int]]:
+    """``FINISH_MANY``'s answer, ``{id: (state finished as now, state an earlier run left)}``, as
+    the ids of the jobs that were cancelled and of those whose lease was lost."""
+    done, cancelled = JobState.COMPLETED.value, JobState.CANCELLED.value
+    gone_cancelled, lost = [], []
+    for job in jobs:
+        now, before = outcome.get(job.id, (None, None))
+        if now == done or (now is None and before == done):
+            continue
+        if cancelled in (now, before):
+            gone_cancelled.append(job.id)
+        else:
+            lost.append(job.id)
+    return gone_cancelled, lost
 
 
 def _job(row: Any) -> Job:

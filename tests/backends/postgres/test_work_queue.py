@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -79,6 +80,13 @@ CLAIM_VALUES = {
 }
 
 
+COMPLETING_VALUES = {
+    **CLAIM_VALUES,
+    "ids": list(range(10, 110, 10)),  # claimed rows of the big queue
+    "tokens": [uuid.uuid4() for _ in range(10)],
+}
+
+
 @pytest.mark.parametrize("generic", [True, False], ids=["generic", "custom"])
 async def test_the_claim_uses_its_two_partial_indexes_on_a_large_unanalyzed_table(
     big_queue: asyncpg.Connection, generic: bool
@@ -87,6 +95,38 @@ async def test_the_claim_uses_its_two_partial_indexes_on_a_large_unanalyzed_tabl
     assert sequential_scans_of(plan, ["work_queue"]) == [], scans(plan)
     indexes = {index for _, relation, index in scans(plan) if relation == "work_queue"}
     assert {"work_queue_ready_idx", "work_queue_expired_idx"} <= indexes, scans(plan)
+
+
+@pytest.mark.parametrize("generic", [True, False], ids=["generic", "custom"])
+async def test_the_claim_that_completes_keeps_the_claims_indexes_and_finishes_by_primary_key(
+    big_queue: asyncpg.Connection, generic: bool
+) -> None:
+    plan = await plan_of(big_queue, sql.CLAIM_COMPLETING, COMPLETING_VALUES, generic=generic)
+    found = scans(plan)
+    assert sequential_scans_of(plan, ["work_queue", "work_queue_history"]) == [], found
+    searches = [scans(node) for node in nodes(plan) if node["Node Type"] == "LockRows"]
+    assert sorted(str(index) for found in searches for _, _, index in found) == [
+        "work_queue_expired_idx",
+        "work_queue_ready_idx",
+    ]
+    indexes = {index for _, relation, index in found if relation == "work_queue"}
+    assert "work_queue_pkey" in indexes, found  # the finish: each job by its id
+    history = {index for _, relation, index in found if relation == "work_queue_history" and index}
+    assert history == {"work_queue_history_pkey"}, found
+
+
+@pytest.mark.parametrize("generic", [True, False], ids=["generic", "custom"])
+async def test_complete_many_reads_an_empty_history_by_primary_key(
+    big_queue: asyncpg.Connection, generic: bool
+) -> None:
+    """The history is empty here and was never analyzed: a plan made now is the one a pooled
+    connection keeps while the history grows to millions of rows."""
+    plan = await plan_of(big_queue, sql.FINISH_MANY, COMPLETING_VALUES, generic=generic)
+    found = scans(plan)
+    assert sequential_scans_of(plan, ["work_queue", "work_queue_history"]) == [], found
+    assert {index for _, relation, index in found if relation == "work_queue_history" and index} == {
+        "work_queue_history_pkey"
+    }, found
 
 
 async def test_the_claim_plan_made_on_an_empty_table_still_finds_jobs_through_the_indexes(
@@ -98,7 +138,7 @@ async def test_the_claim_plan_made_on_an_empty_table_still_finds_jobs_through_th
     plan = await plan_of(conn, sql.CLAIM, CLAIM_VALUES, generic=True)
     searches = [scans(node) for node in nodes(plan) if node["Node Type"] == "LockRows"]
     assert len(searches) == 2
-    assert sorted(index for found in searches for _, _, index in found) == [
+    assert sorted(str(index) for found in searches for _, _, index in found) == [
         "work_queue_expired_idx",
         "work_queue_ready_idx",
     ]

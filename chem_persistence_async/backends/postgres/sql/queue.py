@@ -84,15 +84,17 @@ WHERE s.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.queue = s.qu
 """Many jobs in one statement. Rows back: ``(id, queue, key, inserted)``; unkeyed jobs' ids
 ascend in the order given."""
 
-CLAIM = query(
-    f"""
-WITH expired AS (
+
+def _claim_ctes(also: str = "") -> str:
+    """The claim's CTEs (``expired``, ``buried``, ``dead``, ``ready``, ``picked``); ``also`` is one
+    more condition on the rows either half may take (a filter on what the index scan finds)."""
+    return f"""expired AS (
     SELECT j.id, j.priority, j.dead FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT w.id, w.priority, (w.max_attempts IS NOT NULL AND w.attempt >= w.max_attempts) AS dead
         FROM work_queue w
         WHERE w.state = 'claimed' AND w.queue = q.name AND w.lease_expires_at < now()
-          AND {_FILTERS}
+          AND {_FILTERS}{also}
         ORDER BY w.lease_expires_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
@@ -106,7 +108,7 @@ WITH expired AS (
     CROSS JOIN LATERAL (
         SELECT w.id, w.priority, w.not_before FROM work_queue w
         WHERE w.state = 'ready' AND w.queue = q.name AND w.not_before <= now()
-          AND {_FILTERS}
+          AND {_FILTERS}{also}
         ORDER BY w.priority DESC, w.not_before, w.id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
@@ -119,14 +121,18 @@ WITH expired AS (
     ) AS c
     ORDER BY half, priority DESC, not_before, id
     LIMIT :limit
-)
-UPDATE work_queue w
+)"""
+
+
+_RETURNED_JOB = ", ".join("w." + c.strip() for c in _JOB_COLUMNS.split(","))
+
+_CLAIM_PICKED = f"""UPDATE work_queue w
 SET state = 'claimed', attempt = w.attempt + 1, lease_token = gen_random_uuid(),
     lease_expires_at = now() + :lease::interval, worker_id = :worker_id
 FROM picked WHERE w.id = picked.id
-RETURNING {", ".join("w." + c.strip() for c in _JOB_COLUMNS.split(","))}
-"""
-)
+RETURNING {_RETURNED_JOB}"""
+
+CLAIM = query(f"WITH {_claim_ctes()}\n{_CLAIM_PICKED}\n")
 """ONE statement, ``FOR UPDATE SKIP LOCKED``: jobs whose lease ran out (a crashed worker's; those
 past their last attempt go to the history as ``dead`` instead) and ready jobs that are due, each
 half from its own partial index, per queue (``LATERAL``: one index probe per queue, which no
@@ -150,7 +156,7 @@ UPDATE work_queue w
 SET state = 'claimed', attempt = w.attempt + 1, lease_token = gen_random_uuid(),
     lease_expires_at = now() + :lease::interval, worker_id = :worker_id
 FROM picked WHERE w.id = picked.id
-RETURNING {", ".join("w." + c.strip() for c in _JOB_COLUMNS.split(","))}
+RETURNING {_RETURNED_JOB}
 """
 )
 """One flow's due jobs of ``:kinds`` (its signals, for an engine that runs the flow with no
@@ -201,25 +207,50 @@ SELECT (SELECT state FROM moved),
 ``(state it was finished as now, state an earlier run of this finish left)``; both NULL: the
 lease was lost."""
 
-FINISH_MANY = query(
-    f"""
-WITH target AS (
+_FINISH_MANY_CTES = f"""target AS (
     SELECT h.id, h.token FROM unnest(:ids::bigint[], :tokens::uuid[]) AS h(id, token)
 ), gone AS (
     DELETE FROM work_queue w USING target t WHERE w.id = t.id AND w.lease_token = t.token RETURNING w.*
 ), moved AS (
     {_move("gone", "CASE WHEN g.cancel_requested THEN 'cancelled' ELSE 'completed' END")}
     RETURNING id, state
-)
-SELECT t.id, m.state, h.state
+)"""
+
+_FINISH_MANY_OUTCOME = """SELECT t.id, m.state, h.state
 FROM target t
 LEFT JOIN moved m ON m.id = t.id
-LEFT JOIN work_queue_history h ON h.id = t.id AND h.lease_token = t.token
-"""
-)
+LEFT JOIN LATERAL (
+    SELECT state FROM work_queue_history WHERE id = t.id AND lease_token = t.token OFFSET 0
+) AS h ON true"""
+"""(``h`` is read in the statement's snapshot: what an earlier run of this finish left; one
+primary-key probe per job, which a plan made while the history was empty keeps as it grows.)"""
+
+FINISH_MANY = query(f"WITH {_FINISH_MANY_CTES}\n{_FINISH_MANY_OUTCOME}\n")
 """``FINISH`` as ``completed`` for many claimed jobs at once (by primary key, guarded by their lease
 tokens). Rows back, one per job: ``(id, state it was finished as now, state an earlier run of this
 finish left)``; both NULL: the lease was lost."""
+
+_JOB_COLUMN_COUNT = len(_JOB_COLUMNS.split(","))
+
+CLAIM_COMPLETING = query(
+    f"""
+WITH {_FINISH_MANY_CTES},
+{_claim_ctes(also=chr(10) + "          AND w.id <> ALL(:ids::bigint[])")}, claimed AS (
+    {_CLAIM_PICKED}
+), finished(id, now_state, before_state) AS (
+    {_FINISH_MANY_OUTCOME}
+)
+SELECT true, c.*, NULL, NULL FROM claimed c
+UNION ALL
+SELECT false, f.id, {", ".join(["NULL"] * (_JOB_COLUMN_COUNT - 1))}, f.now_state, f.before_state
+FROM finished f
+"""
+)
+"""``FINISH_MANY`` of ``:ids`` / ``:tokens`` and ``CLAIM`` in ONE statement (one round trip, one
+commit): a consumer finishes its previous batch with the claim of its next one. The claim never
+takes a job it is finishing (``:ids``: not even one whose lease ran out). Rows back: ``(true, the
+claimed job's columns, NULL, NULL)`` per claimed job, then ``(false, id, NULLs, state it was
+finished as now, state an earlier run left)`` per finished job, as ``FINISH_MANY`` answers."""
 
 REQUEUE = query(
     f"""
