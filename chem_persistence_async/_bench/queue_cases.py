@@ -22,7 +22,7 @@ from chem_persistence_async._bench.runner import BenchmarkError, Case, Timed, Va
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
-from chem_persistence_async.domain.jobs import JobSpec
+from chem_persistence_async.domain.jobs import Job, JobSpec
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.worker.worker import Worker
@@ -202,6 +202,14 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
             done += len(jobs)
         return done
 
+    async def bundled(queue: str) -> int:
+        work, done, jobs = ctx.queue, 0, list[Job]()
+        while True:
+            done += len(jobs)
+            jobs = await work.claim("bench", limit=batch, queues=(queue,), complete=jobs)
+            if not jobs:
+                return done
+
     async def one_unit(queue: str) -> int:
         work, done = ctx.queue, 0
         while jobs := await work.claim("bench", limit=batch, queues=(queue,)):
@@ -244,6 +252,13 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
                 one_unit,
                 cleanup=cleanup,
             ),
+            _variant(
+                "bundled",
+                f"(library, claim(limit={batch}, complete=previous batch): one statement per batch)",
+                prepare,
+                bundled,
+                cleanup=cleanup,
+            ),
         ]
     return Case(
         name=f"queue_claim_complete_{batch}",
@@ -259,9 +274,11 @@ def _claim_complete(ctx: QueueContext, batch: int) -> Case:
 # --- PgQueuer's benchmark shape -------------------------------------------------------------------
 
 
-async def _library_produce_consume(work: WorkQueue, queue: str, total: int) -> Timed:
-    """One enqueuer task (``enqueue_many`` of 10), five consumer tasks (``claim(limit=10)`` and
-    ``complete_many`` of what they got), woken by the queue's own local wake-up when they find nothing."""
+async def _library_produce_consume(work: WorkQueue, queue: str, total: int, *, bundled: bool = True) -> Timed:
+    """One enqueuer task (``enqueue_many`` of 10), five consumer tasks (``claim(limit=10,
+    complete=previous batch)``: each batch is finished by the claim of the next, one statement per
+    batch; without ``bundled``, ``claim`` then ``complete_many``), woken by the queue's own local
+    wake-up when they find nothing."""
     loop = asyncio.get_running_loop()
     more = asyncio.Event()
     finished = asyncio.Event()
@@ -278,16 +295,21 @@ async def _library_produce_consume(work: WorkQueue, queue: str, total: int) -> T
 
     async def consumer() -> None:
         nonlocal done
+        held: list[Job] = []
         while not finished.is_set():
             more.clear()
-            jobs = await work.claim("bench", limit=PRODUCE_BATCH, queues=(queue,))
-            if not jobs:
-                await raw.wait_either(more, finished, 0.05)
-                continue
-            await work.complete_many(jobs)
-            done += len(jobs)
+            if bundled:
+                claimed = await work.claim("bench", limit=PRODUCE_BATCH, queues=(queue,), complete=held)
+            else:
+                if held:
+                    await work.complete_many(held)
+                claimed = await work.claim("bench", limit=PRODUCE_BATCH, queues=(queue,))
+            done += len(held)
+            held = claimed
             if done >= total:
                 finished.set()
+            if not held:
+                await raw.wait_either(more, finished, 0.05)
 
     try:
         start = loop.time()
@@ -311,8 +333,17 @@ def _produce_consume(ctx: QueueContext) -> Case:
     async def lib_run(arg: tuple[str, int]) -> Timed:
         return await _library_produce_consume(ctx.queue, *arg)
 
+    async def lib_two_run(arg: tuple[str, int]) -> Timed:
+        return await _library_produce_consume(ctx.queue, *arg, bundled=False)
+
     async def raw_run(arg: tuple[str, int]) -> Timed:
         done, seconds = await raw.produce_consume(ctx.url, *arg, consumers=CONSUMERS, batch=PRODUCE_BATCH)
+        return Timed(done, seconds)
+
+    async def raw_bundled_run(arg: tuple[str, int]) -> Timed:
+        done, seconds = await raw.produce_consume(
+            ctx.url, *arg, consumers=CONSUMERS, batch=PRODUCE_BATCH, bundled=True
+        )
         return Timed(done, seconds)
 
     async def cleanup(arg: tuple[str, int]) -> None:
@@ -325,7 +356,21 @@ def _produce_consume(ctx: QueueContext) -> Case:
             prepare,
             raw_run,
             cleanup=cleanup,
-        )
+        ),
+        _variant(
+            "raw_claim_completing",
+            "raw 1 enqueuer (INSERT of 10) + 5 consumers (the library's claim-that-completes statement)",
+            prepare,
+            raw_bundled_run,
+            cleanup=cleanup,
+        ),
+        _variant(
+            "two_statements",
+            "(library, claim(limit=10) then complete_many: two statements per batch)",
+            prepare,
+            lib_two_run,
+            cleanup=cleanup,
+        ),
     ]
     if ctx.pgqueuer is not None:
         peer = ctx.pgqueuer
@@ -351,7 +396,7 @@ def _produce_consume(ctx: QueueContext) -> Case:
         )
     return Case(
         name="queue_produce_consume",
-        title=f"1 enqueuer (enqueue_many of 10) + 5 consumers (claim 10, complete_many), {n:,} jobs",
+        title=f"1 enqueuer (enqueue_many of 10) + 5 consumers (claim 10, completing the last 10), {n:,} jobs",
         unit="jobs/s",
         items=n,
         library=_variant(

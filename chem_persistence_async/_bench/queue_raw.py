@@ -109,13 +109,24 @@ async def claim_and_finish(conn: asyncpg.Connection, queue: str, batch: int, fin
         done += len(rows)
 
 
+def claim_completing_args(queue: str, limit: int, rows: Sequence[Any]) -> list[Any]:
+    """``sql.CLAIM_COMPLETING``'s arguments: the claim's, and the ids and tokens of ``rows`` (the
+    claimed rows to finish, as the claim returned them)."""
+    values = dict(zip(sql.CLAIM.names, claim_args(queue, limit), strict=True))
+    values["ids"] = [row[0] for row in rows]
+    values["tokens"] = [row[9] for row in rows]
+    return list(sql.CLAIM_COMPLETING.args(values))
+
+
 async def produce_consume(
-    url: str, queue: str, total: int, *, consumers: int = 5, batch: int = 10
+    url: str, queue: str, total: int, *, consumers: int = 5, batch: int = 10, bundled: bool = False
 ) -> tuple[int, float]:
     """PgQueuer's benchmark shape in raw asyncpg: one enqueuer inserting ``batch`` jobs per
     statement, ``consumers`` tasks each claiming ``batch`` with the library's claim and deleting
     them in one statement; each on a connection of its own. An in-process event wakes idle
-    consumers (as the library's local wake does). Returns (jobs done, seconds)."""
+    consumers (as the library's local wake does). With ``bundled``, each consumer instead sends
+    the library's ``sql.CLAIM_COMPLETING`` (its previous batch finished, with its history rows, in
+    the claim of the next). Returns (jobs done, seconds)."""
     loop = asyncio.get_running_loop()
     conns = [await asyncpg.connect(url) for _ in range(consumers + 1)]
     try:
@@ -131,6 +142,19 @@ async def produce_consume(
                 await conn.fetch(INSERT_JOBS, queue, "bench", encoded[low : low + batch])
                 more.set()
 
+        async def bundled_consumer(conn: asyncpg.Connection) -> None:
+            nonlocal done
+            held: list[Any] = []
+            while not finished.is_set():
+                more.clear()
+                rows = await conn.fetch(sql.CLAIM_COMPLETING.text, *claim_completing_args(queue, batch, held))
+                done += len(held)
+                held = [row[1:] for row in rows if row[0]]
+                if done >= total:
+                    finished.set()
+                if not held:
+                    await wait_either(more, finished, 0.05)
+
         async def consumer(conn: asyncpg.Connection) -> None:
             nonlocal done
             while not finished.is_set():
@@ -145,7 +169,7 @@ async def produce_consume(
                     finished.set()
 
         start = loop.time()
-        tasks = [loop.create_task(consumer(c)) for c in conns[1:]]
+        tasks = [loop.create_task((bundled_consumer if bundled else consumer)(c)) for c in conns[1:]]
         await enqueuer(conns[0])
         await finished.wait()
         seconds = loop.time() - start
