@@ -2,7 +2,8 @@
 
 The raw side inserts what the library's ``enqueue`` inserts (queue, kind, payload as ``json.dumps``
 text, priority, max_attempts; the table's defaults do the rest) and gets the ids back; it claims
-with the library's own claim statement (``sql.CLAIM``, the same text and arguments) and finishes a
+with the library's own claim statement (``sql.claim_query``: the text ``WorkQueue.claim`` sends for
+one queue and that batch size, with the same arguments) and finishes a
 batch with one ``DELETE`` (the primary baseline) or with one statement that moves the batch to the
 history as the library's ``complete`` does (the second one).
 """
@@ -53,20 +54,29 @@ FROM gone
 LEASE = timedelta(seconds=30)
 
 
-def claim_args(queue: str, limit: int) -> list[Any]:
-    """The library's claim statement's arguments, as ``WorkQueue.claim`` binds them."""
-    return list(
-        sql.CLAIM.args(
-            {
-                "worker_id": "raw",
-                "limit": limit,
-                "lease": LEASE,
-                "queues": [queue],
-                "kinds": None,
-                "definitions": None,
-            }
-        )
-    )
+def claim_text(limit: int, *, completing: bool = False) -> str:
+    """The statement ``WorkQueue.claim(limit=limit, queues=(one,))`` sends (with ``completing``:
+    ``claim(..., complete=jobs)``)."""
+    return sql.claim_query(limit, 1, completing=completing).text
+
+
+def claim_args(queue: str, limit: int, rows: Sequence[Any] | None = None) -> list[Any]:
+    """The library's claim statement's arguments, as ``WorkQueue.claim`` binds them; with ``rows``
+    (claimed rows, as the claim returned them), those of the claim that completes them."""
+    values: dict[str, Any] = {
+        "worker_id": "raw",
+        "limit": limit,
+        "lease": LEASE,
+        "queue": queue,
+        "queues": [queue],
+        "kinds": None,
+        "definitions": None,
+    }
+    if rows is None:
+        return list(sql.claim_query(limit, 1).args(values))
+    values["ids"] = [row[0] for row in rows]
+    values["tokens"] = [row[9] for row in rows]
+    return list(sql.claim_query(limit, 1, completing=True).args(values))
 
 
 def payloads(count: int, start: int = 0) -> list[dict[str, Any]]:
@@ -99,23 +109,14 @@ async def fill(conn: asyncpg.Connection, queue: str, count: int) -> None:
 async def claim_and_finish(conn: asyncpg.Connection, queue: str, batch: int, finish: str) -> int:
     """Drain ``queue``: the library's claim of ``batch`` jobs, then ``finish`` (one statement) for
     their ids, until a claim finds nothing."""
-    args = claim_args(queue, batch)
+    args, text = claim_args(queue, batch), claim_text(batch)
     done = 0
     while True:
-        rows = await conn.fetch(sql.CLAIM.text, *args)
+        rows = await conn.fetch(text, *args)
         if not rows:
             return done
         await conn.execute(finish, [row[0] for row in rows])
         done += len(rows)
-
-
-def claim_completing_args(queue: str, limit: int, rows: Sequence[Any]) -> list[Any]:
-    """``sql.CLAIM_COMPLETING``'s arguments: the claim's, and the ids and tokens of ``rows`` (the
-    claimed rows to finish, as the claim returned them)."""
-    values = dict(zip(sql.CLAIM.names, claim_args(queue, limit), strict=True))
-    values["ids"] = [row[0] for row in rows]
-    values["tokens"] = [row[9] for row in rows]
-    return list(sql.CLAIM_COMPLETING.args(values))
 
 
 async def produce_consume(
@@ -125,8 +126,8 @@ async def produce_consume(
     statement, ``consumers`` tasks each claiming ``batch`` with the library's claim and deleting
     them in one statement; each on a connection of its own. An in-process event wakes idle
     consumers (as the library's local wake does). With ``bundled``, each consumer instead sends
-    the library's ``sql.CLAIM_COMPLETING`` (its previous batch finished, with its history rows, in
-    the claim of the next). Returns (jobs done, seconds)."""
+    the library's claim that completes (its previous batch finished, with its history rows, in the
+    claim of the next). Returns (jobs done, seconds)."""
     loop = asyncio.get_running_loop()
     conns = [await asyncpg.connect(url) for _ in range(consumers + 1)]
     try:
@@ -135,7 +136,11 @@ async def produce_consume(
         more = asyncio.Event()
         done = 0
         finished = asyncio.Event()
-        args = claim_args(queue, batch)
+        args, text, completing = (
+            claim_args(queue, batch),
+            claim_text(batch),
+            claim_text(batch, completing=True),
+        )
 
         async def enqueuer(conn: asyncpg.Connection) -> None:
             for low in range(0, total, batch):
@@ -147,7 +152,7 @@ async def produce_consume(
             held: list[Any] = []
             while not finished.is_set():
                 more.clear()
-                rows = await conn.fetch(sql.CLAIM_COMPLETING.text, *claim_completing_args(queue, batch, held))
+                rows = await conn.fetch(completing, *claim_args(queue, batch, held))
                 done += len(held)
                 held = [row[1:] for row in rows if row[0]]
                 if done >= total:
@@ -159,7 +164,7 @@ async def produce_consume(
             nonlocal done
             while not finished.is_set():
                 more.clear()  # before looking: a batch inserted after this wakes the wait below
-                rows = await conn.fetch(sql.CLAIM.text, *args)
+                rows = await conn.fetch(text, *args)
                 if not rows:
                     await wait_either(more, finished, 0.05)
                     continue

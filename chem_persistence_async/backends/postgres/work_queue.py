@@ -143,30 +143,34 @@ class WorkQueue:
         flow_id: UUID | None = None,
         complete: Sequence[Job] = (),
     ) -> builtins.list[Job]:
-        """See ``WorkQueuePort.claim``; with ``complete``, ``sql.CLAIM_COMPLETING`` finishes those
-        jobs in the claim's statement."""
+        """See ``WorkQueuePort.claim``; with ``complete``, the claim's statement finishes those
+        jobs first (``sql.claim_query(completing=True)``)."""
         finishing = check_jobs(complete, "complete")
         if flow_id is not None:
             if finishing:
                 raise InvalidInputError("claim(flow_id=...) does not complete jobs: use complete_many")
             return await self._claim_for_flow(worker_id, to_flow_id(flow_id), limit, lease, kinds)
-        values = {
+        size = check_int(limit, "limit", minimum=1, maximum=10_000)
+        names = check_names(queues, "queues")
+        values: dict[str, Any] = {
             "worker_id": check_name(worker_id, "worker_id"),
-            "limit": check_int(limit, "limit", minimum=1, maximum=10_000),
+            "limit": size,
             "lease": check_lease(lease),
-            "queues": check_names(queues, "queues"),
+            "queue": names[0],
+            "queues": names,
             "kinds": None if kinds is None else check_names(kinds, "kinds"),
             "definitions": None
             if definitions is None
             else check_names(definitions, "definitions", max_length=400),
         }
+        statement = sql.claim_query(size, len(names), completing=bool(finishing))
         if not finishing:
-            jobs = [_job(row) for row in await self._run(None, sql.CLAIM, values, "claim")]
+            jobs = [_job(row) for row in await self._run(None, statement, values, "claim")]
             jobs.sort(key=claim_order)
             return jobs
         values["ids"] = [j.id for j in finishing]
         values["tokens"] = [j.lease_token for j in finishing]
-        rows = await self._run(None, sql.CLAIM_COMPLETING, values, "claim")
+        rows = await self._run(None, statement, values, "claim")
         jobs = [_job(row[1:]) for row in rows if row[0]]
         jobs.sort(key=claim_order)
         outcome = {int(row[1]): (row[-2], row[-1]) for row in rows if not row[0]}
