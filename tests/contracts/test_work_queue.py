@@ -120,6 +120,34 @@ async def test_enqueue_many_is_ordered_and_keyed(queue: Any) -> None:
     assert await queue.enqueue_many([]) == []
 
 
+async def test_enqueue_many_without_keys_keeps_the_order_and_every_field(queue: WorkQueuePort) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    flow = uuid.uuid4()
+    specs = [
+        JobSpec("a", {"i": 0}),
+        JobSpec("b", [1, "x"], queue="other", priority=3, max_attempts=None, flow_id=flow),
+        JobSpec("c", None, not_before=later, definition="demo@" + "1" * 64),
+        JobSpec("d", {"i": 3}, max_attempts=7),
+    ]
+    woken: list[str] = []
+    queue.on_enqueue(woken.append)
+    ids = await queue.enqueue_many(specs)
+    assert ids == sorted(ids)  # ascending in the order given
+    assert len(set(ids)) == 4
+    assert sorted(woken) == ["default", "other"]
+    info = {j.id: j for j in await queue.list_jobs()}
+    got = [info[i] for i in ids]
+    assert [(j.kind, j.queue, j.payload, j.priority, j.max_attempts) for j in got] == [
+        ("a", "default", {"i": 0}, 0, 3),
+        ("b", "other", [1, "x"], 3, None),
+        ("c", "default", None, 0, 3),
+        ("d", "default", {"i": 3}, 0, 7),
+    ]
+    assert (got[1].flow_id, got[2].definition, got[2].not_before) == (flow, "demo@" + "1" * 64, later)
+    assert all(j.key is None and j.state is JobState.READY for j in got)
+    assert await queue.depth() == QueueDepth(ready=3, scheduled=1)
+
+
 async def test_an_expired_lease_is_claimed_again_and_the_first_worker_changes_nothing(queue: Any) -> None:
     await queue.enqueue("k")
     (first,) = await queue.claim("w1", lease=SHORT)

@@ -113,6 +113,10 @@ class WorkQueue:
         jobs = [JobSpec.of(spec).checked() for spec in specs]
         if not jobs:
             return []
+        if all(j.key is None for j in jobs):
+            rows = await self._run(tx, sql.ENQUEUE_MANY_UNKEYED, _many_values(jobs), "enqueue_many")
+            self._committed(tx, {j.queue for j in jobs})
+            return sorted(int(row[0]) for row in rows)  # (they ascend in the order given)
         for _ in range(_MAX_ENQUEUE_ROUNDS):
             rows = await self._run(tx, sql.ENQUEUE_MANY, _many_values(jobs), "enqueue_many")
             by_key = {(row[1], row[2]): int(row[0]) for row in rows if row[2] is not None}
