@@ -637,6 +637,12 @@ class FlowEngine:
             then = await self._attempt(after, started.step_index, started.attempt, tx, outcome.artifacts)
         return Committed(after, then)
 
+    def chains(self, attempt: Attempt, outcome: Outcome) -> bool:
+        """Whether ``commit(attempt, outcome, chain=True)`` would start the next step in the same
+        append (as the flow stands now: signals delivered meanwhile may still change it)."""
+        _, started = self._with_follow(attempt.instance, outcome.kinds, True, None)
+        return started is not None
+
     async def interrupt(
         self, attempt: Attempt, reason: str, *, tx: Transaction | None = None
     ) -> FlowInstance:
