@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-listen", action="store_true", help="poll only (behind PgBouncer in transaction mode)"
     )
     work.add_argument(
+        "--no-records",
+        action="store_true",
+        help="keep no workflow records (runs and stages) for the flows it runs",
+    )
+    work.add_argument(
         "--grace", type=float, default=None, metavar="S", help="seconds to let steps finish on stop"
     )
     work.add_argument(
