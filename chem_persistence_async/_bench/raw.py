@@ -63,6 +63,8 @@ SELECT $2, $6, $7, $8, $9, $10::jsonb, $11, $12, ev.seq, ev.ts FROM ev
 LIST_EVENTS = sql.LIST_EVENTS.text
 LIST_EVENTS_AFTER = sql.LIST_EVENTS_AFTER.text
 LIST_ERRORS = sql.LIST_ERRORS.text
+LOAD_FLOW = sql.LOAD_FLOW.text
+"""The events and the error rows (as one JSON array in a last row) in one statement: ``load``'s."""
 
 
 def optional_loads(module: str) -> Callable[[str | bytes], Any] | None:
@@ -220,6 +222,14 @@ async def fetch_decode(conn: asyncpg.Connection, flow_id: UUID, loads: Callable[
     rows = await conn.fetch(LIST_EVENTS, flow_id)
     payloads = [loads(row[4]) for row in rows]
     return len(payloads)
+
+
+async def fetch_flow_decode(conn: asyncpg.Connection, flow_id: UUID, loads: Callable[[str], Any]) -> int:
+    """``FlowEngine.load``'s statement (events, then the error rows), every payload decoded; the
+    events counted."""
+    rows = await conn.fetch(LOAD_FLOW, flow_id)
+    payloads = [loads(row[4]) for row in rows]
+    return len(payloads) - 1
 
 
 async def fetch_pages_decode(

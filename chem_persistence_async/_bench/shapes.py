@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -27,18 +28,26 @@ from chem_persistence_async._bench import raw
 from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.config import SHAPES_OPERATIONS, SuiteConfig
 from chem_persistence_async._bench.runner import BenchmarkError, Case, Variant
-from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.event_store import PgEventStore
 from chem_persistence_async.domain.artifacts import Artifact
-from chem_persistence_async.domain.events import FlowEventKind, StepFailed, StepFinished, StepSignal
+from chem_persistence_async.domain.events import (
+    FlowEvent,
+    FlowEventKind,
+    FlowInitialized,
+    RetryScheduled,
+    StepFailed,
+    StepFinished,
+    StepSignal,
+    StepStarted,
+)
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
+from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.engine.engine import Attempt, FlowEngine
 from chem_persistence_async.engine.planner import RunStep
 from chem_persistence_async.engine.repository import FlowRepository
-from chem_persistence_async.engine.retry_policy import RetryPolicy
-from chem_persistence_async.engine.step import StepContext, StepOutput, TransientStepError
+from chem_persistence_async.replay import replay
 
 SIGNAL = "reaction-monitor/" + "conversion-above-threshold-" * 4
 SIGNAL = (SIGNAL + "x" * 120)[:120]
@@ -80,24 +89,6 @@ def artifact_payload(i: int, salt: str, size: int) -> dict[str, Any]:
 # --- the flow the reads read ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ShapeStep:
-    """Produces a small artifact; every 3rd step also signals, every 5th fails once (transient)."""
-
-    id: str
-    index: int
-
-    async def run(self, ctx: StepContext) -> StepOutput:
-        if self.index % 5 == 0 and ctx.attempt == 1:
-            raise TransientStepError(
-                f"instrument timed out at step {self.index}", details={"instrument": "hplc-2"}
-            )
-        artifact = Artifact.of("measurement", {"step": self.index, "yield": 0.87, "notes": "ok"})
-        if self.index % 3 == 0:
-            return StepOutput(artifacts=(artifact,), signal=SIGNAL, signal_data=signal_data(self.index))
-        return StepOutput(artifacts=(artifact,))
-
-
 def _steps_for(events: int) -> int:
     """Steps enough for a flow of ``events`` events (2 per step, 1 more per signal, 3 per failure)."""
     total, steps = 1, 0
@@ -108,7 +99,7 @@ def _steps_for(events: int) -> int:
 
 
 def shape_definition(events: int) -> FlowDefinition:
-    return FlowDefinition("bench-shapes", [ShapeStep(f"step-{i}", i) for i in range(_steps_for(events))])
+    return FlowDefinition("bench-shapes", [wl.BenchStep(f"step-{i}") for i in range(_steps_for(events))])
 
 
 @dataclass
@@ -118,19 +109,62 @@ class ShapeFlow:
     artifacts: dict[str, Artifact]
 
 
-async def generate_flow(events: int) -> ShapeFlow:
-    """Run the shapes' definition to its end in memory (retries due at once); its first ``events``
-    events are what the reads read."""
+def generate_flow(events: int) -> ShapeFlow:
+    """The events an engine writes for the shapes' definition: each step produces a small artifact,
+    every 3rd also signals (free-form data), every 5th fails once (transient, with the engine's
+    details) and is retried. Built directly, not run: the engine applies each append to the whole
+    flow, which makes running thousands of steps quadratic. Checked by one ``replay``."""
     definition = shape_definition(events)
-    store = InMemoryEventStore()
-    engine = FlowEngine(store, FlowRepository(), definition, retry_policy=RetryPolicy(initial_delay=0))
-    flow_id = await engine.run_to_end(inputs={"batch": "B-2026-11", "targets": ["yield", "purity"]})
-    stored = await store.list(flow_id)
-    if len(stored) < events:
-        raise BenchmarkError(f"the shapes' flow has {len(stored)} events, expected at least {events}")
-    kinds = [event.kind for event in stored[:events]]
-    hashes = [h for kind in kinds if isinstance(kind, StepFinished) for h in kind.outputs]
-    return ShapeFlow(definition, kinds, dict(await store.get_artifacts(hashes)))
+    lease = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    kinds: list[FlowEventKind] = [
+        FlowInitialized(
+            definition_name=definition.name,
+            definition_hash=definition.hash,
+            step_count=len(definition.steps),
+            inputs={"batch": "B-2026-11", "targets": ["yield", "purity"]},
+        )
+    ]
+    artifacts: dict[str, Artifact] = {}
+    previous = definition.hash
+    for i, step_id in enumerate(definition.step_ids):
+        kinds.append(StepStarted(step_index=i, step_id=step_id, attempt=1, lease_until=lease))
+        if i % 5 == 0:
+            error = StepErrorInfo(
+                error_class=ErrorClass.TRANSIENT,
+                message=f"instrument timed out at step {i}",
+                details=failure_details(i),
+            )
+            fingerprint = failure_fingerprint(previous, step_id, 1, error.error_class.value)
+            kinds += [
+                StepFailed(
+                    step_index=i,
+                    step_id=step_id,
+                    attempt=1,
+                    error=error,
+                    retry_count=0,
+                    max_retries=3,
+                    fingerprint=fingerprint,
+                ),
+                RetryScheduled(step_index=i, step_id=step_id, retry_index=1, reason="transient: timed out"),
+                StepStarted(step_index=i, step_id=step_id, attempt=2, lease_until=lease),
+            ]
+        if i % 3 == 0:
+            kinds.append(StepSignal(step_index=i, step_id=step_id, signal=SIGNAL, data=signal_data(i)))
+        artifact = Artifact.of("measurement", {"step": i, "yield": 0.87, "notes": "ok"})
+        artifacts[artifact.hash] = artifact
+        previous = step_fingerprint(previous, step_id, [artifact.hash])
+        kinds.append(
+            StepFinished(step_index=i, step_id=step_id, outputs=(artifact.hash,), fingerprint=previous)
+        )
+        if len(kinds) >= events:
+            break
+    kinds = kinds[:events]
+    now = datetime.now(UTC)
+    flow_id = uuid4()
+    log = [FlowEvent(v, flow_id, v, now, kind, uuid4()) for v, kind in enumerate(kinds, 1)]
+    if replay(flow_id, log, definition).version != events:
+        raise BenchmarkError(f"the shapes' flow does not replay to {events} events")
+    return ShapeFlow(definition, kinds, artifacts)
 
 
 async def seed_shape_flow(store: PgEventStore, flow: ShapeFlow, events: int, chunk: int = 1000) -> UUID:
@@ -181,8 +215,8 @@ async def build_shape_cases(ctx: ShapeContext, note: Callable[[str], None]) -> l
     wanted = [n for n in SHAPES_OPERATIONS if not cfg.only or n in cfg.only]
     sizes = [s for s in cfg.shape_flow_sizes if any(n.endswith(f"_{s}") for n in wanted)]
     if sizes:
-        note(f"shapes: generating a flow of {max(sizes):,} events in memory…")
-        flow = await generate_flow(max(sizes))
+        flow = generate_flow(max(sizes))
+        note(f"shapes: generated a flow of {max(sizes):,} events")
         ctx.definition = flow.definition
         for size in sizes:
             ctx.flows[size] = await seed_shape_flow(ctx.store, flow, size)
@@ -522,15 +556,19 @@ def _read(ctx: ShapeContext, op: str, size: int, *, cold: bool) -> Case:
         n = 1 if warm else reads
         return _Cold(conns=[await asyncpg.connect(ctx.url) for _ in range(n)])
 
-    def raw_warm(loads: Callable[[str], Any]) -> Callable[[None], Awaitable[int]]:
+    def raw_warm(loads: Callable[[str], Any], whole: bool = False) -> Callable[[None], Awaitable[int]]:
+        fetch = raw.fetch_flow_decode if whole else raw.fetch_decode
+
         async def run(_: None) -> int:
-            return sum([await raw.fetch_decode(ctx.conn, flow_id, loads) for _ in range(reads)])
+            return sum([await fetch(ctx.conn, flow_id, loads) for _ in range(reads)])
 
         return run
 
-    def raw_cold(loads: Callable[[str], Any]) -> Callable[[_Cold], Awaitable[int]]:
+    def raw_cold(loads: Callable[[str], Any], whole: bool = False) -> Callable[[_Cold], Awaitable[int]]:
+        fetch = raw.fetch_flow_decode if whole else raw.fetch_decode
+
         async def run(held: _Cold) -> int:
-            return sum([await raw.fetch_decode(conn, flow_id, loads) for conn in held.conns])
+            return sum([await fetch(conn, flow_id, loads) for conn in held.conns])
 
         return run
 
@@ -550,6 +588,10 @@ def _read(ctx: ShapeContext, op: str, size: int, *, cold: bool) -> Case:
     baselines = [
         variant("fetch_json_loads", "raw fetch + json.loads", raw_warm(json.loads), raw_cold(json.loads))
     ]
+    if op == "load":
+        label = "raw fetch of load's statement (events + error rows) + json.loads"
+        whole = variant("load_statement", label, raw_warm(json.loads, True), raw_cold(json.loads, True))
+        baselines.append(whole)
     if orjson_loads is not None:
         goal = 0.9 if size >= 10_000 else None
         orjson_variant = variant(
