@@ -191,8 +191,8 @@ class ShapeContext:
     store: PgEventStore
     conn: asyncpg.Connection
     pool: asyncpg.Pool
-    flows: dict[int, UUID] = field(default_factory=dict)
-    definition: FlowDefinition | None = None
+    flows: dict[int, tuple[UUID, FlowDefinition]] = field(default_factory=dict)
+    """Per size, the seeded flow and its definition (steps enough for that many events)."""
 
 
 async def _nothing(warm: bool) -> None:
@@ -215,11 +215,9 @@ async def build_shape_cases(ctx: ShapeContext, note: Callable[[str], None]) -> l
     wanted = [n for n in SHAPES_OPERATIONS if not cfg.only or n in cfg.only]
     sizes = [s for s in cfg.shape_flow_sizes if any(n.endswith(f"_{s}") for n in wanted)]
     if sizes:
-        flow = generate_flow(max(sizes))
-        note(f"shapes: generated a flow of {max(sizes):,} events")
-        ctx.definition = flow.definition
         for size in sizes:
-            ctx.flows[size] = await seed_shape_flow(ctx.store, flow, size)
+            flow = generate_flow(size)
+            ctx.flows[size] = (await seed_shape_flow(ctx.store, flow, size), flow.definition)
         note(f"shapes: seeded flows of {', '.join(f'{s:,}' for s in sizes)} events")
         await ctx.conn.execute("VACUUM ANALYZE event_log")
     builders: dict[str, Callable[[], Case]] = {
@@ -509,9 +507,7 @@ class _Cold:
 
 def _read(ctx: ShapeContext, op: str, size: int, *, cold: bool) -> Case:
     cfg = ctx.config
-    flow_id = ctx.flows[size]
-    definition = ctx.definition
-    assert definition is not None
+    flow_id, definition = ctx.flows[size]
     reads = max(1, cfg.shape_read_events // size)
     if cold:
         reads = min(reads, cfg.shape_cold_reads)
