@@ -164,6 +164,8 @@ class SuiteConfig:
     """Events per sample of ``shape_append_artifact_100k``."""
     shape_batches: int = 10
     """``append_many`` calls of ``batch_size`` mixed events per ``shape_append_many`` sample."""
+    shape_background_flows: int = 2000
+    """Other flows (20 events each) in ``event_log`` when it is analysed: a table of many flows."""
     shape_steps: int = 200
     """Engine steps per ``shape_engine_step`` sample (flows of ``SHAPE_STEPS_PER_FLOW`` steps)."""
 
@@ -224,6 +226,7 @@ class SuiteConfig:
             shape_big_appends=2,
             shape_batches=1,
             shape_steps=10,
+            shape_background_flows=50,
         )
 
     def with_options(

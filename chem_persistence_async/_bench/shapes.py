@@ -183,6 +183,18 @@ async def seed_shape_flow(store: PgEventStore, flow: ShapeFlow, events: int, chu
 # --- the cases -----------------------------------------------------------------------------------
 
 
+_BACKGROUND_EVENTS = 20
+
+_BACKGROUND = """
+INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+SELECT gen_random_uuid(), f.id, g, 'stepstarted',
+    jsonb_build_object('event_type', 'stepstarted', 'step_index', 0, 'step_id', 's0', 'attempt', g)
+FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1::int)) AS f, generate_series(1, $2::int) AS g
+"""
+"""Other flows, so that the statistics ``ANALYZE`` takes describe a table of many flows, as a real
+one is (with only the few read flows, the planner takes every flow for a large one: see the README)."""
+
+
 @dataclass
 class ShapeContext:
     config: SuiteConfig
@@ -218,7 +230,11 @@ async def build_shape_cases(ctx: ShapeContext, note: Callable[[str], None]) -> l
         for size in sizes:
             flow = generate_flow(size)
             ctx.flows[size] = (await seed_shape_flow(ctx.store, flow, size), flow.definition)
-        note(f"shapes: seeded flows of {', '.join(f'{s:,}' for s in sizes)} events")
+        await ctx.conn.execute(_BACKGROUND, cfg.shape_background_flows, _BACKGROUND_EVENTS)
+        note(
+            f"shapes: seeded flows of {', '.join(f'{s:,}' for s in sizes)} events, and "
+            f"{cfg.shape_background_flows:,} other flows of {_BACKGROUND_EVENTS}"
+        )
         await ctx.conn.execute("VACUUM ANALYZE event_log")
     builders: dict[str, Callable[[], Case]] = {
         "shape_append_started": lambda: _append(ctx, "started"),
