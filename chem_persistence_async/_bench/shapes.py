@@ -112,8 +112,8 @@ class ShapeFlow:
 def generate_flow(events: int) -> ShapeFlow:
     """The events an engine writes for the shapes' definition: each step produces a small artifact,
     every 3rd also signals (free-form data), every 5th fails once (transient, with the engine's
-    details) and is retried. Built directly, not run: the engine applies each append to the whole
-    flow, which makes running thousands of steps quadratic. Checked by one ``replay``."""
+    details) and is retried. Built directly rather than run (faster, and exact about the shape);
+    checked by one ``replay``."""
     definition = shape_definition(events)
     lease = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     kinds: list[FlowEventKind] = [
