@@ -241,7 +241,7 @@ async def fetch_pages_decode(
         count += len([loads(row[4]) for row in rows])
         if len(rows) < batch_size:
             return count
-        after = rows[-1][0]
+        after = rows[-1][2]  # the last flow_version: pages are keyed on (flow_id, flow_version)
 
 
 # --- the demo flow ------------------------------------------------------------------------------

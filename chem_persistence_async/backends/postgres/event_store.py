@@ -249,8 +249,9 @@ class PgEventStore(EventStoreBase):
         return await self._db.fetch(q, values, tx=tx, operation=operation)
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
-        """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
-        no connection or transaction is held between batches).
+        """Yield the flow's events in order, ``batch_size`` rows per query (keyset paging on
+        ``(flow_id, flow_version)``, the flow's own index, so no plan walks the whole log: no
+        connection or transaction is held between batches).
 
         The next page's query is sent before this page is decoded and yielded, so the server works
         while the caller consumes: at most two pages are held, this one and the next.
@@ -261,7 +262,7 @@ class PgEventStore(EventStoreBase):
         while True:
             following = None
             if len(rows) == batch_size:
-                following = asyncio.ensure_future(self._page(fid, rows[-1][0], batch_size))
+                following = asyncio.ensure_future(self._page(fid, rows[-1][2], batch_size))
             try:
                 if following is not None:
                     await asyncio.sleep(0)  # one loop turn: the task sends its query

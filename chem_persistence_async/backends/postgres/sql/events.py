@@ -271,12 +271,12 @@ SELECT COALESCE((
 
 _EVENT_COLUMNS = "seq, event_id, flow_version, ts, payload"
 
-LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY seq")
+LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY flow_version")
 
 LIST_EVENTS_AFTER = query(
     f"""
 SELECT {_EVENT_COLUMNS} FROM event_log
-WHERE flow_id = :flow_id AND seq > :after ORDER BY seq LIMIT :limit
+WHERE flow_id = :flow_id AND flow_version > :after ORDER BY flow_version LIMIT :limit
 """
 )
 
@@ -319,7 +319,7 @@ SELECT NULL, NULL, NULL, NULL, (
     ) ORDER BY id), '[]'::jsonb)
     FROM step_execution_errors WHERE flow_id = :flow_id
 )
-ORDER BY seq NULLS LAST
+ORDER BY flow_version NULLS LAST
 """
 )
 """A flow's events, then one row whose payload is its error rows as a JSON array, in ONE statement
