@@ -11,8 +11,8 @@ a clock, so the two give the same rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
@@ -99,6 +99,33 @@ class StageProjection:
 class FlowProjection:
     run: RunProjection
     stages: tuple[StageProjection, ...]
+
+
+APPEND_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""Stands for the time of an append not yet made, in a projection computed before it: the events'
+``ts`` come from the store when they are written (one time for the whole append), so the engine
+projects provisional events carrying this instead, and the store puts in the time it wrote them at."""
+
+
+def at_append_time(projection: FlowProjection, ts: datetime) -> FlowProjection:
+    """``projection`` (computed on provisional events) with ``APPEND_TIME`` replaced by ``ts``."""
+
+    def at(value: datetime | None) -> datetime | None:
+        return ts if value == APPEND_TIME else value
+
+    run = projection.run
+    return FlowProjection(
+        replace(
+            run,
+            created_at=at(run.created_at),
+            started_at=at(run.started_at),
+            completed_at=at(run.completed_at),
+        ),
+        tuple(
+            replace(stage, started_at=at(stage.started_at), completed_at=at(stage.completed_at))
+            for stage in projection.stages
+        ),
+    )
 
 
 def stage_record_id(flow_id: UUID, step_id: str) -> UUID:

@@ -12,14 +12,16 @@ of the event log) can never disagree with it for good.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
-from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.domain.records import (
     UNSET,
     ArtifactType,
@@ -47,6 +49,35 @@ class FlowRecorder(Protocol):
     ) -> None:
         """Bring the flow's run and stage records up to ``instance`` (the state right after
         ``events`` were appended in ``tx``)."""
+        ...
+
+
+@runtime_checkable
+class RecordingEventStore(Protocol):
+    """An event store that can write a recorder's records as part of an append itself (on
+    PostgreSQL, in the append's one statement): no unit of work opened for them, no round trip of
+    their own, and still no way for a crash to leave records and events disagreeing."""
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        """Whether ``append_recorded`` can write ``recorder``'s records (same backend, same database)."""
+        ...
+
+    async def append_recorded(
+        self,
+        flow_id: UUID,
+        kinds: Sequence[FlowEventKind],
+        records: FlowProjection,
+        *,
+        recorder: FlowRecorder,
+        expected_version: int,
+        artifacts: Iterable[Artifact] = (),
+        event_ids: Sequence[UUID] | None = None,
+        tx: Transaction | None = None,
+    ) -> builtins.list[FlowEvent]:
+        """``append_many`` at ``expected_version`` that also merges ``records`` (the flow's projection
+        after these events, its times ``APPEND_TIME``) into ``recorder``'s runs and stages, if and
+        only if it writes the events: a conflict records nothing, and neither does a retry that finds
+        its events stored already (their first write recorded them)."""
         ...
 
 

@@ -8,6 +8,7 @@ import json
 import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,6 +17,7 @@ import asyncpg
 from chem_persistence_async.backends.base import EventStoreBase
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
@@ -26,8 +28,10 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 T = TypeVar("T")
@@ -71,6 +75,15 @@ class PgEventStore(EventStoreBase):
                 max_inflight=settings.group_commit_writers,
                 max_group_events=settings.group_commit_max_events,
             )
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        """The records of this database's own ``WorkflowRecords`` go in the append statement."""
+        return isinstance(recorder, WorkflowRecords) and recorder.database is self._db
+
+    async def _write_recorded(
+        self, batch: AppendBatch, recorder: FlowRecorder, tx: Transaction | None
+    ) -> builtins.list[FlowEvent]:
+        return await self._write(batch, tx)  # the statements write ``batch.records`` themselves
 
     @property
     def group_commit_stats(self) -> dict[str, int] | None:
@@ -139,7 +152,11 @@ class PgEventStore(EventStoreBase):
         if base is not None:
             many = len(batch.events) > 1
             statement = sql.lean_append(
-                many=many, artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+                many=many,
+                artifacts=bool(batch.artifacts),
+                errors=batch.has_errors,
+                in_tx=tx is not None,
+                records=batch.records is not None,
             )
             try:
                 rows = await conn.fetch(statement.text, *statement.args(_lean_values(batch, base)))
@@ -159,7 +176,10 @@ class PgEventStore(EventStoreBase):
         self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None
     ) -> list[FlowEvent]:
         statement = sql.judge_append(
-            artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+            artifacts=bool(batch.artifacts),
+            errors=batch.has_errors,
+            in_tx=tx is not None,
+            records=batch.records is not None,
         )
         args = statement.args(_judge_values(batch))
         for _ in range(_MAX_CONFLICT_ROUNDS):
@@ -191,10 +211,15 @@ class PgEventStore(EventStoreBase):
         self, batches: Sequence[AppendBatch]
     ) -> builtins.list[builtins.list[FlowEvent] | BaseException | Fallback]:
         """Write several flows' batches in one ``GROUP_APPEND``; settle each member on its own."""
-        args = sql.GROUP_APPEND.args(_group_values(batches))
+        recorded = [(item, b.records) for item, b in enumerate(batches, 1) if b.records is not None]
+        statement = sql.group_append(records=bool(recorded))
+        values = _group_values(batches)
+        if recorded:
+            values |= _records_values(recorded)
+        args = statement.args(values)
 
         async def attempt(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.GROUP_APPEND.text, *args))
+            return list(await conn.fetch(statement.text, *args))
 
         rows = await self._db.run(attempt, operation="append_group")
         per_item: builtins.list[builtins.list[Any]] = [[] for _ in batches]
@@ -378,6 +403,8 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
         values["payloads"] = _payloads_json(batch)
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
+    if batch.records is not None:
+        values |= _records_values([(1, batch.records)])
     return values
 
 
@@ -390,7 +417,55 @@ def _judge_values(batch: AppendBatch) -> dict[str, Any]:
     }
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
+    if batch.records is not None:
+        values |= _records_values([(1, batch.records)])
     return values
+
+
+def _records_values(recorded: Sequence[tuple[int, FlowProjection]]) -> dict[str, Any]:
+    """``appended_records_ctes``'s arguments: per recorded item its run, and its stages. Times the
+    projection took from the append (``APPEND_TIME``) go as flags: the statement puts in the
+    events' own ``ts``."""
+    runs = [(item, p.run) for item, p in recorded]
+    stages = [(item, stage) for item, p in recorded for stage in p.stages]
+    return {
+        "rec_items": [item for item, _ in runs],
+        "rec_workflow_ids": [r.workflow_id for _, r in runs],
+        "rec_names": [r.workflow_name for _, r in runs],
+        "rec_types": [r.workflow_type for _, r in runs],
+        "rec_statuses": [r.status.value for _, r in runs],
+        "rec_inputs": [r.input.data for _, r in runs],
+        "rec_outputs": [None if r.output is None else r.output.data for _, r in runs],
+        "rec_configs": [r.config.data for _, r in runs],
+        "rec_versions": [r.flow_version for _, r in runs],
+        "rec_previous": [r.previous_version for _, r in runs],
+        "rec_created": [_now(r.created_at) for _, r in runs],
+        "rec_started": [_now(r.started_at) for _, r in runs],
+        "rec_completed": [_now(r.completed_at) for _, r in runs],
+        "recs_items": [item for item, _ in stages],
+        "recs_ids": [s.id for _, s in stages],
+        "recs_step_ids": [s.stage_id for _, s in stages],
+        "recs_names": [s.stage_name for _, s in stages],
+        "recs_numbers": [s.stage_number for _, s in stages],
+        "recs_statuses": [s.status.value for _, s in stages],
+        "recs_errors": [s.error_message for _, s in stages],
+        "recs_polls": [s.next_poll_at for _, s in stages],
+        "recs_started": [_now(s.started_at) for _, s in stages],
+        "recs_completed": [_now(s.completed_at) for _, s in stages],
+        "recs_configs": [s.config.data for _, s in stages],
+        "recs_outputs": [None if s.output_data is None else s.output_data.data for _, s in stages],
+        "recs_metrics": [s.metrics.data for _, s in stages],
+        "recs_touched": [s.touched for _, s in stages],
+    }
+
+
+def _now(time: datetime | None) -> bool:
+    """Whether a time of a projection made before its append is the append's (else it is none)."""
+    if time is None:
+        return False
+    if time == APPEND_TIME:
+        return True
+    raise ValueError(f"a projection made before its append holds a time of its own: {time!r}")
 
 
 def _group_values(batches: Sequence[AppendBatch]) -> dict[str, Any]:

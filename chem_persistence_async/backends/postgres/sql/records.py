@@ -382,3 +382,112 @@ others cannot have changed); all of them otherwise (records turned on midway, or
 A stage whose projection changed nothing is left untouched (no new row version). Nothing is
 written when the run already reflects a later version of the flow. One row back:
 ``(runs written, stages written)``."""
+
+
+# --- the projection of an engine flow, inside its append --------------------------------------
+
+_MERGED_STARTED = "COALESCE({old}.started_at, EXCLUDED.started_at)"
+_MERGED_COMPLETED = (
+    f"CASE WHEN EXCLUDED.status NOT IN {_TERMINAL} THEN NULL "
+    "ELSE COALESCE(EXCLUDED.completed_at, {old}.completed_at) END"
+)
+
+
+def appended_records_ctes(written: str) -> list[str]:
+    """``RECORD_FLOW``'s merge (``:replace`` false) as CTEs to compose into an append statement, for
+    the flows its ``written`` CTE lists: ``(item, flow_id, t)``, one row per flow whose events the
+    statement inserted, ``t`` their ``ts`` (the time ``APPEND_TIME`` stands for). A flow the append
+    did not write (a conflict, events stored already) is not in it, so nothing of it is recorded.
+
+    Parameters, one element per recorded flow (``rec_``) or per stage of one (``recs_``), tied by
+    ``item``: ``:rec_items``, ``:rec_workflow_ids``, ``:rec_names``, ``:rec_types``,
+    ``:rec_statuses``, ``:rec_inputs``, ``:rec_outputs``, ``:rec_configs``, ``:rec_versions``,
+    ``:rec_previous``, ``:rec_created``, ``:rec_started``, ``:rec_completed`` (the last three: the
+    time is the append's); ``:recs_items``, ``:recs_ids``, ``:recs_step_ids``, ``:recs_names``,
+    ``:recs_numbers``, ``:recs_statuses``, ``:recs_errors``, ``:recs_polls``, ``:recs_started``,
+    ``:recs_completed``, ``:recs_configs``, ``:recs_outputs``, ``:recs_metrics``, ``:recs_touched``.
+    """
+    started, completed = _MERGED_STARTED, _MERGED_COMPLETED
+    return [
+        f"""rec AS (
+    SELECT n.*, w.flow_id AS run_id, w.t,
+           (SELECT x.flow_version FROM workflow_runs x WHERE x.id = w.flow_id) AS old_version
+    FROM unnest(
+        :rec_items::int[], :rec_workflow_ids::text[], :rec_names::text[], :rec_types::text[],
+        :rec_statuses::text[], :rec_inputs::jsonb[], :rec_outputs::jsonb[], :rec_configs::jsonb[],
+        :rec_versions::int[], :rec_previous::int[], :rec_created::bool[], :rec_started::bool[],
+        :rec_completed::bool[]
+    ) AS n(item, workflow_id, workflow_name, workflow_type, status, input, output, config, flow_version,
+           previous_version, created_now, started_now, completed_now)
+    JOIN {written} w ON w.item = n.item
+)""",
+        f"""rec_run AS (
+    INSERT INTO workflow_runs AS r (
+        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
+        started_at, completed_at, duration, flow_version
+    )
+    SELECT n.run_id, n.workflow_id, n.workflow_name, n.workflow_type, n.status, n.input, n.output, n.config,
+           CASE WHEN n.created_now THEN n.t ELSE now() END,
+           CASE WHEN n.started_now THEN n.t END, CASE WHEN n.completed_now THEN n.t END,
+           chem_duration_ms(CASE WHEN n.started_now THEN n.t END, CASE WHEN n.completed_now THEN n.t END),
+           n.flow_version
+    FROM rec n
+    ORDER BY n.run_id
+    ON CONFLICT (id) DO UPDATE SET
+        workflow_id = EXCLUDED.workflow_id,
+        workflow_name = EXCLUDED.workflow_name,
+        workflow_type = EXCLUDED.workflow_type,
+        status = EXCLUDED.status,
+        input = EXCLUDED.input,
+        output = EXCLUDED.output,
+        config = EXCLUDED.config,
+        flow_version = EXCLUDED.flow_version,
+        created_at = CASE WHEN (SELECT c.created_now FROM rec c WHERE c.run_id = r.id)
+                          THEN EXCLUDED.created_at ELSE r.created_at END,
+        started_at = {started.format(old="r")},
+        completed_at = {completed.format(old="r")},
+        duration = chem_duration_ms({started.format(old="r")}, {completed.format(old="r")})
+    WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
+    RETURNING r.id, r.created_at
+)""",
+        f"""rec_stages AS (
+    INSERT INTO workflow_stages AS s (
+        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
+        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
+    )
+    SELECT g.id, run.created_at, run.id, g.stage_id, g.stage_name, g.n, g.n, g.status,
+           CASE WHEN g.started_now THEN n.t END, CASE WHEN g.completed_now THEN n.t END,
+           chem_duration_ms(CASE WHEN g.started_now THEN n.t END, CASE WHEN g.completed_now THEN n.t END),
+           g.config, g.output_data, g.metrics, g.error_message, g.next_poll_at
+    FROM unnest(
+        :recs_items::int[], :recs_ids::uuid[], :recs_step_ids::text[], :recs_names::text[],
+        :recs_numbers::int[], :recs_statuses::text[], :recs_errors::text[], :recs_polls::timestamptz[],
+        :recs_started::bool[], :recs_completed::bool[], :recs_configs::jsonb[], :recs_outputs::jsonb[],
+        :recs_metrics::jsonb[], :recs_touched::bool[]
+    ) AS g(item, id, stage_id, stage_name, n, status, error_message, next_poll_at, started_now,
+           completed_now, config, output_data, metrics, touched)
+    JOIN rec n ON n.item = g.item
+    JOIN rec_run run ON run.id = n.run_id
+    WHERE g.touched OR n.old_version IS DISTINCT FROM n.previous_version
+    ORDER BY run.id, g.n
+    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        stage_name = EXCLUDED.stage_name,
+        stage_number = EXCLUDED.stage_number,
+        execution_group = EXCLUDED.execution_group,
+        status = EXCLUDED.status,
+        config = EXCLUDED.config,
+        output_data = EXCLUDED.output_data,
+        metrics = EXCLUDED.metrics,
+        error_message = EXCLUDED.error_message,
+        next_poll_at = EXCLUDED.next_poll_at,
+        started_at = {started.format(old="s")},
+        completed_at = {completed.format(old="s")},
+        duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
+    WHERE EXCLUDED.started_at IS NOT NULL
+       OR EXCLUDED.completed_at IS NOT NULL
+       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
+          IS DISTINCT FROM
+          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
+           EXCLUDED.next_poll_at)
+)""",
+    ]
