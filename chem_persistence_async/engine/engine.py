@@ -46,7 +46,7 @@ from chem_persistence_async.domain.fingerprints import failure_fingerprint, step
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.jobs import Job, check_name
-from chem_persistence_async.domain.projection import APPEND_TIME, project_flow
+from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, project_flow
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
 from chem_persistence_async.engine.planner import (
@@ -747,26 +747,21 @@ class FlowEngine:
         store, recorder, definition = self._store, self._records, self._definition
         carrier = self._carrier
         if carrier is not None and recorder is not None:
-            # The records go in the append itself: projected now, on provisional events (the store
-            # puts in the time it writes them at), written only if the events are.
-            fid, version = instance.flow_id, instance.version
-            provisional = [
-                FlowEvent(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
-            ]
-            projection = project_flow(
-                apply_events(instance, provisional, definition), definition, provisional
-            )
+            # The records go in the append itself, projected now; written only if the events are.
+            after, projection = projected_append(instance, kinds, definition)
             appended = await carrier.append_recorded(
-                fid,
+                instance.flow_id,
                 kinds,
                 projection,
                 recorder=recorder,
-                expected_version=version,
+                expected_version=instance.version,
                 artifacts=artifacts,
                 event_ids=event_ids,
                 tx=tx,
             )
-            return apply_events(instance, appended, definition)
+            if any(isinstance(kind, StepFailed) for kind in kinds):
+                return apply_events(instance, appended, definition)  # its error row has the real ts
+            return after  # (nothing else in a flow's state comes from the database)
         if recorder is None:
             appended = await store.append_many(
                 instance.flow_id,
@@ -879,6 +874,20 @@ class FlowEngine:
                 + ", ".join(h[:16] + "…" for h in absent)
             )
         return tuple(artifact for artifact in found.values() if artifact is not None)
+
+
+def projected_append(
+    instance: FlowInstance, kinds: Sequence[FlowEventKind], definition: FlowDefinition
+) -> tuple[FlowInstance, FlowProjection]:
+    """The flow once ``kinds`` are appended after ``instance``, and its records, made before the
+    append: on provisional events whose time is ``APPEND_TIME`` and ``seq`` 0 (the store puts in
+    the time it wrote them at; only a ``StepFailed``'s error row in the state has either)."""
+    fid, version = instance.flow_id, instance.version
+    provisional = [
+        FlowEvent(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
+    ]
+    after = apply_events(instance, provisional, definition)
+    return after, project_flow(after, definition, provisional)
 
 
 def _check_output(output: object) -> StepOutput:

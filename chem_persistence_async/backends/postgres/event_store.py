@@ -28,7 +28,7 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
-from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection
+from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
@@ -423,48 +423,89 @@ def _judge_values(batch: AppendBatch) -> dict[str, Any]:
 
 
 def _records_values(recorded: Sequence[tuple[int, FlowProjection]]) -> dict[str, Any]:
-    """``appended_records_ctes``'s arguments: per recorded item its run, and its stages. Times the
-    projection took from the append (``APPEND_TIME``) go as flags: the statement puts in the
-    events' own ``ts``."""
-    runs = [(item, p.run) for item, p in recorded]
-    stages = [(item, stage) for item, p in recorded for stage in p.stages]
-    return {
-        "rec_items": [item for item, _ in runs],
-        "rec_workflow_ids": [r.workflow_id for _, r in runs],
-        "rec_names": [r.workflow_name for _, r in runs],
-        "rec_types": [r.workflow_type for _, r in runs],
-        "rec_statuses": [r.status.value for _, r in runs],
-        "rec_inputs": [r.input.data for _, r in runs],
-        "rec_outputs": [None if r.output is None else r.output.data for _, r in runs],
-        "rec_configs": [r.config.data for _, r in runs],
-        "rec_versions": [r.flow_version for _, r in runs],
-        "rec_previous": [r.previous_version for _, r in runs],
-        "rec_created": [_now(r.created_at) for _, r in runs],
-        "rec_started": [_now(r.started_at) for _, r in runs],
-        "rec_completed": [_now(r.completed_at) for _, r in runs],
-        "recs_items": [item for item, _ in stages],
-        "recs_ids": [s.id for _, s in stages],
-        "recs_step_ids": [s.stage_id for _, s in stages],
-        "recs_names": [s.stage_name for _, s in stages],
-        "recs_numbers": [s.stage_number for _, s in stages],
-        "recs_statuses": [s.status.value for _, s in stages],
-        "recs_errors": [s.error_message for _, s in stages],
-        "recs_polls": [s.next_poll_at for _, s in stages],
-        "recs_started": [_now(s.started_at) for _, s in stages],
-        "recs_completed": [_now(s.completed_at) for _, s in stages],
-        "recs_configs": [s.config.data for _, s in stages],
-        "recs_outputs": [None if s.output_data is None else s.output_data.data for _, s in stages],
-        "recs_metrics": [s.metrics.data for _, s in stages],
-        "recs_touched": [s.touched for _, s in stages],
-    }
+    """``appended_records_ctes``'s ``:records``: ONE JSON array, written as bytes (names and
+    messages escaped as JSON strings, JSON values already canonical bytes). Times the projection
+    took from the append (``APPEND_TIME``) go as flags: the statement puts in the events' ``ts``."""
+    return {"records": b"[" + b",".join([_run_json(item, p) for item, p in recorded]) + b"]"}
 
 
-def _now(time: datetime | None) -> bool:
+def _run_json(item: int, p: FlowProjection) -> bytes:
+    r = p.run
+    return b"".join(
+        [
+            b'{"i":',
+            str(item).encode(),
+            b',"w":',
+            _json_string(r.workflow_id).encode(),
+            b',"n":',
+            _json_string(r.workflow_name).encode(),
+            b',"y":',
+            _json_string(r.workflow_type).encode(),
+            b',"s":"',
+            r.status.value.encode(),
+            b'","in":',
+            r.input.data,
+            b',"o":',
+            b"null" if r.output is None else r.output.data,
+            b',"c":',
+            r.config.data,
+            b',"v":',
+            str(r.flow_version).encode(),
+            b',"p":',
+            str(r.previous_version).encode(),
+            b',"cn":',
+            _flag(r.created_at),
+            b',"sn":',
+            _flag(r.started_at),
+            b',"dn":',
+            _flag(r.completed_at),
+            b',"g":[',
+            b",".join([_stage_json(s) for s in p.stages]),
+            b"]}",
+        ]
+    )
+
+
+def _stage_json(s: StageProjection) -> bytes:
+    return b"".join(
+        [
+            b'{"id":"',
+            str(s.id).encode(),
+            b'","k":',
+            _json_string(s.stage_id).encode(),
+            b',"n":',
+            _json_string(s.stage_name).encode(),
+            b',"x":',
+            str(s.stage_number).encode(),
+            b',"s":"',
+            s.status.value.encode(),
+            b'","e":',
+            b"null" if s.error_message is None else _json_string(s.error_message).encode(),
+            b',"np":',
+            b"null" if s.next_poll_at is None else b'"' + s.next_poll_at.isoformat().encode() + b'"',
+            b',"sn":',
+            _flag(s.started_at),
+            b',"dn":',
+            _flag(s.completed_at),
+            b',"c":',
+            s.config.data,
+            b',"o":',
+            b"null" if s.output_data is None else s.output_data.data,
+            b',"m":',
+            s.metrics.data,
+            b',"t":',
+            b"true" if s.touched else b"false",
+            b"}",
+        ]
+    )
+
+
+def _flag(time: datetime | None) -> bytes:
     """Whether a time of a projection made before its append is the append's (else it is none)."""
     if time is None:
-        return False
+        return b"false"
     if time == APPEND_TIME:
-        return True
+        return b"true"
     raise ValueError(f"a projection made before its append holds a time of its own: {time!r}")
 
 

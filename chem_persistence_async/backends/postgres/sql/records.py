@@ -399,38 +399,32 @@ def appended_records_ctes(written: str) -> list[str]:
     statement inserted, ``t`` their ``ts`` (the time ``APPEND_TIME`` stands for). A flow the append
     did not write (a conflict, events stored already) is not in it, so nothing of it is recorded.
 
-    Parameters, one element per recorded flow (``rec_``) or per stage of one (``recs_``), tied by
-    ``item``: ``:rec_items``, ``:rec_workflow_ids``, ``:rec_names``, ``:rec_types``,
-    ``:rec_statuses``, ``:rec_inputs``, ``:rec_outputs``, ``:rec_configs``, ``:rec_versions``,
-    ``:rec_previous``, ``:rec_created``, ``:rec_started``, ``:rec_completed`` (the last three: the
-    time is the append's); ``:recs_items``, ``:recs_ids``, ``:recs_step_ids``, ``:recs_names``,
-    ``:recs_numbers``, ``:recs_statuses``, ``:recs_errors``, ``:recs_polls``, ``:recs_started``,
-    ``:recs_completed``, ``:recs_configs``, ``:recs_outputs``, ``:recs_metrics``, ``:recs_touched``.
+    One parameter, ``:records``: ONE JSON array (an array parameter per column would cost the
+    client a codec call per element), per recorded flow ``{"i": item, "w": workflow_id, "n": name,
+    "y": type, "s": status, "in": input, "o": output, "c": config, "v": flow_version, "p": previous
+    version, "cn"/"sn"/"dn": created/started/completed at the append's time, "g": stages}``, each
+    stage ``{"id", "k": stage_id, "n": name, "x": number, "s": status, "e": error message, "np":
+    next poll, "sn"/"dn", "c": config, "o": output, "m": metrics, "t": touched}``.
     """
     started, completed = _MERGED_STARTED, _MERGED_COMPLETED
     return [
         f"""rec AS (
-    SELECT n.*, w.flow_id AS run_id, w.t,
-           (SELECT x.flow_version FROM workflow_runs x WHERE x.id = w.flow_id) AS old_version
-    FROM unnest(
-        :rec_items::int[], :rec_workflow_ids::text[], :rec_names::text[], :rec_types::text[],
-        :rec_statuses::text[], :rec_inputs::jsonb[], :rec_outputs::jsonb[], :rec_configs::jsonb[],
-        :rec_versions::int[], :rec_previous::int[], :rec_created::bool[], :rec_started::bool[],
-        :rec_completed::bool[]
-    ) AS n(item, workflow_id, workflow_name, workflow_type, status, input, output, config, flow_version,
-           previous_version, created_now, started_now, completed_now)
-    JOIN {written} w ON w.item = n.item
+    SELECT n.*, w_.flow_id AS run_id, w_.t,
+           (SELECT x.flow_version FROM workflow_runs x WHERE x.id = w_.flow_id) AS old_version
+    FROM jsonb_to_recordset(:records::jsonb) AS n(
+        i int, w text, n text, y text, s text, "in" jsonb, o jsonb, c jsonb, v int, p int,
+        cn bool, sn bool, dn bool, g jsonb
+    )
+    JOIN {written} w_ ON w_.item = n.i
 )""",
         f"""rec_run AS (
     INSERT INTO workflow_runs AS r (
         id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
         started_at, completed_at, duration, flow_version
     )
-    SELECT n.run_id, n.workflow_id, n.workflow_name, n.workflow_type, n.status, n.input, n.output, n.config,
-           CASE WHEN n.created_now THEN n.t ELSE now() END,
-           CASE WHEN n.started_now THEN n.t END, CASE WHEN n.completed_now THEN n.t END,
-           chem_duration_ms(CASE WHEN n.started_now THEN n.t END, CASE WHEN n.completed_now THEN n.t END),
-           n.flow_version
+    SELECT n.run_id, n.w, n.n, n.y, n.s, n."in", NULLIF(n.o, 'null'::jsonb), n.c,
+           CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
+           chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
     FROM rec n
     ORDER BY n.run_id
     ON CONFLICT (id) DO UPDATE SET
@@ -442,7 +436,7 @@ def appended_records_ctes(written: str) -> list[str]:
         output = EXCLUDED.output,
         config = EXCLUDED.config,
         flow_version = EXCLUDED.flow_version,
-        created_at = CASE WHEN (SELECT c.created_now FROM rec c WHERE c.run_id = r.id)
+        created_at = CASE WHEN (SELECT c.cn FROM rec c WHERE c.run_id = r.id)
                           THEN EXCLUDED.created_at ELSE r.created_at END,
         started_at = {started.format(old="r")},
         completed_at = {completed.format(old="r")},
@@ -455,21 +449,18 @@ def appended_records_ctes(written: str) -> list[str]:
         id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
         started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
     )
-    SELECT g.id, run.created_at, run.id, g.stage_id, g.stage_name, g.n, g.n, g.status,
-           CASE WHEN g.started_now THEN n.t END, CASE WHEN g.completed_now THEN n.t END,
-           chem_duration_ms(CASE WHEN g.started_now THEN n.t END, CASE WHEN g.completed_now THEN n.t END),
-           g.config, g.output_data, g.metrics, g.error_message, g.next_poll_at
-    FROM unnest(
-        :recs_items::int[], :recs_ids::uuid[], :recs_step_ids::text[], :recs_names::text[],
-        :recs_numbers::int[], :recs_statuses::text[], :recs_errors::text[], :recs_polls::timestamptz[],
-        :recs_started::bool[], :recs_completed::bool[], :recs_configs::jsonb[], :recs_outputs::jsonb[],
-        :recs_metrics::jsonb[], :recs_touched::bool[]
-    ) AS g(item, id, stage_id, stage_name, n, status, error_message, next_poll_at, started_now,
-           completed_now, config, output_data, metrics, touched)
-    JOIN rec n ON n.item = g.item
+    SELECT g.id, run.created_at, run.id, g.k, g.n, g.x, g.x, g.s,
+           CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END,
+           chem_duration_ms(CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END),
+           g.c, NULLIF(g.o, 'null'::jsonb), g.m, g.e, g.np
+    FROM rec n
     JOIN rec_run run ON run.id = n.run_id
-    WHERE g.touched OR n.old_version IS DISTINCT FROM n.previous_version
-    ORDER BY run.id, g.n
+    CROSS JOIN LATERAL jsonb_to_recordset(n.g) AS g(
+        id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
+        c jsonb, o jsonb, m jsonb, t bool
+    )
+    WHERE g.t OR n.old_version IS DISTINCT FROM n.p
+    ORDER BY run.id, g.x
     ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
         stage_name = EXCLUDED.stage_name,
         stage_number = EXCLUDED.stage_number,
