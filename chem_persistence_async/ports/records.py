@@ -2,7 +2,9 @@
 
 ``FlowRecorder`` is the engine's side of it: after every append of a flow's events, in the SAME
 unit of work, the engine hands the recorder the flow as it now is, so the records (a projection
-of the event log) can never disagree with it for good.
+of the event log) can never disagree with it for good. A store that ``carries`` the recorder
+(``RecordingEventStore``: PostgreSQL's with its database's ``WorkflowRecords``) writes them in the
+append itself instead: one statement, no unit of work of their own.
 
 ``WorkflowRecordsPort`` is the whole records API of reference design 004 in snake_case, met by
 ``WorkflowRecords(db)`` and ``InMemoryWorkflowRecords()`` (one contract suite). Every method takes

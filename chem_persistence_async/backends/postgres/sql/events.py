@@ -10,7 +10,10 @@ their ``StepFinished`` list, and one ``step_execution_errors`` row per ``StepFai
 * ``arts``: the artifacts, ONE JSON array of ``{"o": ordinal, "h": hash, "k": kind, "p": payload,
   "m": metadata}`` (``o`` is the 1-based position of the ``StepFinished`` listing it);
 * ``errs``: the error rows, read from the inserted ``StepFailed`` payloads themselves, so a row
-  copies its event by construction and costs no parameter.
+  copies its event by construction and costs no parameter;
+* with ``records``, the flow's workflow run and stages (``records.appended_records_ctes``), merged
+  only for a flow whose events ``ins`` inserted, at their ``ts``: the engine's records cost no
+  statement and no transaction of their own, and commit or roll back with the events.
 
 Three statements are built from them:
 
