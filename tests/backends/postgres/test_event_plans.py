@@ -13,7 +13,7 @@ from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query, query
 from tests.support.plans import nodes, plan_of, scans, sequential_scans_of
 
-HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors"]
+HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors", "workflow_runs", "workflow_stages"]
 FLOW = uuid.uuid4()
 IDS = [uuid.uuid4(), uuid.uuid4()]
 PAYLOADS = (
@@ -22,6 +22,12 @@ PAYLOADS = (
 )
 ONE = b'{"event_type":"stepstarted","step_index":0,"step_id":"a","attempt":1,"lease_until":null}'
 ARTIFACTS = b'[{"o":1,"h":"' + b"a" * 64 + b'","k":"k","p":{},"m":null}]'
+RECORDS = (
+    b'[{"i":1,"w":"f@h","n":"f","y":"f","s":"RUNNING","in":{},"o":null,"c":{},"v":4,"p":3,'
+    b'"cn":false,"sn":true,"dn":false,"g":[{"id":"' + str(uuid.uuid4()).encode() + b'","k":"a","n":"A",'
+    b'"x":0,"s":"RUNNING","e":null,"np":null,"sn":true,"dn":false,"c":{},"o":null,"m":{},"t":true}]}]'
+)
+"""One recorded flow (``appended_records_ctes``'s ``:records``)."""
 GROUP = {
     "flow_ids": [FLOW, uuid.uuid4()],
     "expected": [None, None],
@@ -54,6 +60,17 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
         {"flow_id": FLOW, "expected": None, "event_ids": IDS, "payloads": PAYLOADS},
     ),
     ("group", sql.GROUP_APPEND, GROUP),
+    (
+        "lean one with records",
+        sql.lean_append(many=False, artifacts=False, errors=False, in_tx=False, records=True),
+        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE, "records": RECORDS},
+    ),
+    (
+        "judge with records, in a unit of work",
+        sql.judge_append(artifacts=False, errors=False, in_tx=True, records=True),
+        {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS, "records": RECORDS},
+    ),
+    ("group with records", sql.group_append(records=True), GROUP | {"records": RECORDS}),
     ("missing artifacts", sql.MISSING_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("get artifacts", sql.GET_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("flow version", sql.FLOW_VERSION, {"flow_id": FLOW}),
