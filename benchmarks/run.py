@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 def main() -> int:
     from chem_persistence_async._bench import cli_main
-    from chem_persistence_async._bench.config import QUEUE_GROUP, operation_names
+    from chem_persistence_async._bench.config import GROUPS, operation_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="server URL (default: $DATABASE_URL, else embedded)")
@@ -35,9 +35,11 @@ def main() -> int:
         "--only",
         nargs="+",
         default=None,
-        choices=(*operation_names(), QUEUE_GROUP),
+        choices=(*operation_names(), *GROUPS),
         metavar="OPERATION",
-        help="run only these: " + ", ".join(operation_names()) + f"; {QUEUE_GROUP}: all the queue's",
+        help="run only these: "
+        + ", ".join(operation_names())
+        + "; queue: all the queue's; shapes: all the shapes'",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS reads and their seeding")
     return asyncio.run(cli_main(parser.parse_args()))

@@ -3,7 +3,9 @@
 each point once it is idle. A suspended flow should cost the worker nothing: no job, no task, no
 timer; what grows is bounded (the artifact cache).
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python benchmarks/suspended_flows.py
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python benchmarks/suspended_flows.py [N ...]
+
+The points default to 1,000 and 10,000 suspended flows; give others (ascending) as arguments.
 
 It creates a database of its own and drops it afterwards.
 """
@@ -78,13 +80,15 @@ async def main() -> None:
             conn = await asyncpg.connect(url)
             figures: dict[str, float] = {}
             started = time.perf_counter()
-            for target in (1_000, 10_000):
+            targets = [int(a) for a in sys.argv[1:]] or [1_000, 10_000]
+            for target in targets:
                 done = await _suspended(conn)
                 for n in range(done, target):
                     await engine.submit(inputs={"order": n})
                 figures[f"rss_mib_at_{target}"] = round(await _idle_rss(proc, conn, target), 1)
-            figures["growth_mib_1k_to_10k"] = round(
-                figures["rss_mib_at_10000"] - figures["rss_mib_at_1000"], 1
+            first, last = targets[0], targets[-1]
+            figures[f"growth_mib_{first}_to_{last}"] = round(
+                figures[f"rss_mib_at_{last}"] - figures[f"rss_mib_at_{first}"], 1
             )
             figures["seconds"] = round(time.perf_counter() - started, 1)
             figures["jobs_in_queue"] = int(await conn.fetchval("SELECT count(*) FROM work_queue"))

@@ -102,7 +102,11 @@ def apply_events(
         )
     flow_id = instance.flow_id
     step_ids = definition.step_ids
-    slots = [_SlotState(slot) for slot in instance.steps]
+    before = instance.steps
+    # Only the slots the events name are copied and rebuilt (the engine applies each append to the
+    # flow it holds: copying every slot made an append O(steps), a long flow's run quadratic).
+    slots: list[_SlotState | None] = [None] * len(before)
+    touched: list[int] = []
     signals: list[tuple[str, str, Any]] = list(instance.signals)
     completed = instance.completed
     flow_fp: str | None = instance.fingerprint
@@ -145,6 +149,9 @@ def apply_events(
                 f"at index {index}, which the definition does not have"
             )
         slot = slots[index]
+        if slot is None:
+            slot = slots[index] = _SlotState(before[index])
+            touched.append(index)
         if isinstance(kind, StepStarted):
             slot.status = StepStatus.RUNNING
             slot.attempts += 1
@@ -181,7 +188,7 @@ def apply_events(
             signals.append((kind.step_id, kind.signal, kind.data))
             if kind.send_id is not None:
                 received.append(ReceivedSignal(kind.signal, kind.data, kind.send_id, index, version))
-                _wake_waiting(slots, kind.signal)
+                _wake_waiting(slots, before, touched, kind.signal)
         elif isinstance(kind, StepSuspended):
             slot.status = StepStatus.SUSPENDED
             slot.suspended_until = kind.until
@@ -191,33 +198,38 @@ def apply_events(
                 r.name == kind.signal and r.version > slot.started_version for r in received
             )
 
-    if completed and any(s.status is not StepStatus.FINISHED for s in slots):
+    steps = list(before)
+    for i in touched:
+        s = slots[i]
+        assert s is not None
+        steps[i] = StepSlot(
+            step_id=step_ids[i],
+            status=s.status,
+            outputs=s.outputs,
+            fingerprint=s.fingerprint,
+            retry_count=s.retry_count,
+            errors=tuple(s.errors),
+            attempts=s.attempts,
+            not_before=s.not_before,
+            lease_until=s.lease_until if s.status is StepStatus.RUNNING else None,
+            suspended_until=s.suspended_until if s.status is StepStatus.SUSPENDED else None,
+            waiting_for=s.waiting_for if s.status is StepStatus.SUSPENDED else None,
+            resumable=s.resumable and s.status is StepStatus.SUSPENDED,
+            started_version=s.started_version,
+        )
+    finished = StepStatus.FINISHED
+    if completed and any(step.status is not finished for step in steps):
         raise ReplayError(f"flow {flow_id}: flowcompleted with unfinished steps")
 
-    cursor = next((i for i, s in enumerate(slots) if s.status is not StepStatus.FINISHED), len(slots))
+    # Every step before the instance's cursor was finished, and only touched ones changed.
+    first = min(instance.cursor, min(touched)) if touched else instance.cursor
+    cursor = next((i for i in range(first, len(steps)) if steps[i].status is not finished), len(steps))
     return FlowInstance(
         flow_id=flow_id,
         definition_hash=definition.hash,
         completed=completed,
         cursor=cursor,
-        steps=tuple(
-            StepSlot(
-                step_id=step_id,
-                status=s.status,
-                outputs=s.outputs,
-                fingerprint=s.fingerprint,
-                retry_count=s.retry_count,
-                errors=tuple(s.errors),
-                attempts=s.attempts,
-                not_before=s.not_before,
-                lease_until=s.lease_until if s.status is StepStatus.RUNNING else None,
-                suspended_until=s.suspended_until if s.status is StepStatus.SUSPENDED else None,
-                waiting_for=s.waiting_for if s.status is StepStatus.SUSPENDED else None,
-                resumable=s.resumable and s.status is StepStatus.SUSPENDED,
-                started_version=s.started_version,
-            )
-            for step_id, s in zip(step_ids, slots, strict=True)
-        ),
+        steps=tuple(steps),
         fingerprint=flow_fp,
         version=version,
         signals=tuple(signals),
@@ -226,8 +238,16 @@ def apply_events(
     )
 
 
-def _wake_waiting(slots: list[_SlotState], signal: str) -> None:
+def _wake_waiting(
+    slots: list[_SlotState | None], before: tuple[StepSlot, ...], touched: list[int], signal: str
+) -> None:
     """A delivered signal makes a step suspended for it runnable again."""
-    for slot in slots:
+    for index, slot in enumerate(slots):
+        if slot is None:
+            old = before[index]
+            if old.status is not StepStatus.SUSPENDED or old.waiting_for != signal or old.resumable:
+                continue
+            slot = slots[index] = _SlotState(old)
+            touched.append(index)
         if slot.status is StepStatus.SUSPENDED and slot.waiting_for == signal:
             slot.resumable = True

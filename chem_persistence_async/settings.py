@@ -203,6 +203,8 @@ class WorkerSettings(_Group):
         30.0, env="CHEM_PERSIST_WORKER_GRACE_PERIOD", keyword="worker_grace_period", ge=0
     )
     """Seconds a stopping worker lets running steps finish before releasing their jobs."""
+    records: bool = _setting(True, env="CHEM_PERSIST_WORKER_RECORDS", keyword="worker_records")
+    """Keep workflow records (runs and stages, SPEC 9.1) in each step's unit of work."""
 
     @field_validator("queues", mode="before")
     @classmethod

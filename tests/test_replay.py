@@ -21,6 +21,7 @@ from chem_persistence_async.domain.events import (
     StepFinished,
     StepSignal,
     StepStarted,
+    StepSuspended,
 )
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
 from chem_persistence_async.domain.fingerprints import (
@@ -30,7 +31,7 @@ from chem_persistence_async.domain.fingerprints import (
 )
 from chem_persistence_async.domain.flow import FlowDefinition, StepStatus
 from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
-from chem_persistence_async.replay import replay
+from chem_persistence_async.replay import apply_events, replay
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 OUT_A = "a" * 64
@@ -455,3 +456,34 @@ def test_same_kinds_with_other_ids_seqs_and_times_replay_to_equal_state() -> Non
         )
     assert [e.seq for e in one.events] != [e.seq for e in two.events]
     assert one.replay() == two.replay()
+
+
+def test_applying_events_in_any_split_equals_replaying_them_all() -> None:
+    # apply_events copies only the slots its events name (the engine applies every append to the
+    # flow it holds): the untouched ones, the cursor and a signal waking a suspended step must come
+    # out as a full replay makes them.
+    log = Log().init().started(0).failed(0, 1, 0).retry(0, 1, T0).started(0, 2).finished(0, (OUT_A,))
+    log.started(1).add(StepSuspended(step_index=1, step_id="split", attempt=1, signal="go"))
+    log.add(StepSignal(step_index=0, step_id="seed", signal="go", data={"x": 1}, send_id="k1"))
+    log.started(1, 2).add(StepSignal(step_index=1, step_id="split", signal="early", send_id="k2"))
+    log.add(StepSuspended(step_index=1, step_id="split", attempt=2, signal="early"))
+    log.started(1, 3).finished(1, (OUT_B,)).started(2).finished(2).completed()
+    events = log.events
+    for end in range(len(events) + 1):
+        whole = replay(log.flow_id, events[:end], DEFINITION)
+        for split in range(end + 1):
+            head = replay(log.flow_id, events[:split], DEFINITION)
+            assert apply_events(head, events[split:end], DEFINITION) == whole, (split, end)
+        one_by_one = replay(log.flow_id, [], DEFINITION)
+        for event in events[:end]:
+            one_by_one = apply_events(one_by_one, [event], DEFINITION)
+        assert one_by_one == whole, end
+    suspended = replay(log.flow_id, events[:9], DEFINITION).steps[1]
+    assert (suspended.status, suspended.resumable) == (StepStatus.SUSPENDED, True)
+    assert replay(log.flow_id, events, DEFINITION).completed
+    # A step before the cursor started again (replay does not judge it): the cursor moves back.
+    back = Log().init().started(0).finished(0).started(1).started(0, 2)
+    stepwise = replay(back.flow_id, back.events[:4], DEFINITION)
+    assert stepwise.cursor == 1
+    assert apply_events(stepwise, back.events[4:], DEFINITION) == back.replay()
+    assert back.replay().cursor == 0

@@ -17,6 +17,7 @@ from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.config import (
     GROWTH_OPERATION,
     QUEUE_OPERATIONS,
+    SHAPES_OPERATIONS,
     SuiteConfig,
     check_operations,
     operation_names,
@@ -86,7 +87,7 @@ def build_cases(ctx: Context) -> list[Case]:
     store_operations = [
         n
         for n in operation_names(ctx.config.concurrency)
-        if n not in QUEUE_OPERATIONS and n != GROWTH_OPERATION
+        if n not in QUEUE_OPERATIONS and n not in SHAPES_OPERATIONS and n != GROWTH_OPERATION
     ]
     assert [case.name for case in cases] == store_operations
     only = ctx.config.only

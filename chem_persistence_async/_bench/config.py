@@ -30,6 +30,29 @@ QUEUE_GROUP = "queue"
 GROWTH_OPERATION = "log_growth"
 """Flows per second as ``event_log`` grows, never analyzed (issue 10): a table of its own."""
 
+SHAPE_FLOW_SIZES = (10, 100, 1000, 10_000)
+"""Flow sizes of the shapes' reads (issue 15); a quick run reads only the first two."""
+
+SHAPE_APPEND_KINDS = ("started", "signal", "failure", "artifact_1k", "artifact_100k")
+"""The single appends of the shapes: a fixed-shape event, then events carrying free-form JSON."""
+
+SHAPE_READS = ("list", "list_cold", "stream", "load", "load_cold")
+"""The reads of each flow size (``_cold``: through a second ``Database`` opened for the read)."""
+
+SHAPES_OPERATIONS = (
+    *(f"shape_append_{kind}" for kind in SHAPE_APPEND_KINDS),
+    "shape_append_many",
+    "shape_concurrent_32",
+    "shape_engine_step",
+    *(f"shape_{read}_{size}" for size in SHAPE_FLOW_SIZES for read in SHAPE_READS),
+)
+"""The shapes users have (issue 15): free-form JSON, flows of 10 to 10,000 events, cold reads."""
+
+SHAPES_GROUP = "shapes"
+"""``--only shapes``: every operation of ``SHAPES_OPERATIONS`` (results written as ``shapes.*``)."""
+
+GROUPS = {QUEUE_GROUP: QUEUE_OPERATIONS, SHAPES_GROUP: SHAPES_OPERATIONS}
+
 
 def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
     """Every operation name ``--only`` accepts, in the table's order."""
@@ -39,15 +62,16 @@ def operation_names(concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
         "demo_flow",
         *QUEUE_OPERATIONS,
         GROWTH_OPERATION,
+        *SHAPES_OPERATIONS,
     )
 
 
 def check_operations(only: Iterable[str], concurrency: Iterable[int] = (8, 32)) -> tuple[str, ...]:
-    """``only`` as a tuple (``queue`` expanded to the queue operations), or ``ValueError`` naming
-    the unknown ones and listing the valid names."""
+    """``only`` as a tuple (``queue`` and ``shapes`` expanded to their operations), or
+    ``ValueError`` naming the unknown ones and listing the valid names."""
     names: list[str] = []
     for name in only:
-        for one in QUEUE_OPERATIONS if name == QUEUE_GROUP else (name,):
+        for one in GROUPS.get(name, (name,)):
             if one not in names:
                 names.append(one)
     valid = operation_names(concurrency)
@@ -55,7 +79,8 @@ def check_operations(only: Iterable[str], concurrency: Iterable[int] = (8, 32)) 
     if unknown:
         raise ValueError(
             f"unknown benchmark operation(s): {', '.join(unknown)}; valid: {', '.join(valid)}, "
-            f"or {QUEUE_GROUP} for all of {QUEUE_OPERATIONS[0]}..{QUEUE_OPERATIONS[-1]}"
+            f"or {QUEUE_GROUP} for all of {QUEUE_OPERATIONS[0]}..{QUEUE_OPERATIONS[-1]}, "
+            f"or {SHAPES_GROUP} for all of {SHAPES_OPERATIONS[0]}..{SHAPES_OPERATIONS[-1]}"
         )
     return tuple(names)
 
@@ -127,6 +152,22 @@ class SuiteConfig:
     """Sizes of ``event_log`` at which ``log_growth`` measures flows per second."""
     growth_flows: int = 640
     """Flows per ``log_growth`` sample (32 tasks)."""
+    shape_flow_sizes: tuple[int, ...] = SHAPE_FLOW_SIZES
+    """Flow sizes the shapes read (each a prefix of one generated flow)."""
+    shape_read_events: int = 20_000
+    """Events per warm read sample of the shapes: a small flow is read ``this // size`` times."""
+    shape_cold_reads: int = 6
+    """Cold reads per sample at most (each through a ``Database`` opened, untimed, for it)."""
+    shape_appends: int = 300
+    """Events per sample of each ``shape_append_<kind>`` (one per commit, one after the other)."""
+    shape_big_appends: int = 60
+    """Events per sample of ``shape_append_artifact_100k``."""
+    shape_batches: int = 10
+    """``append_many`` calls of ``batch_size`` mixed events per ``shape_append_many`` sample."""
+    shape_background_flows: int = 2000
+    """Other flows (20 events each) in ``event_log`` when it is analysed: a table of many flows."""
+    shape_steps: int = 200
+    """Engine steps per ``shape_engine_step`` sample (flows of ``SHAPE_STEPS_PER_FLOW`` steps)."""
 
     @classmethod
     def full(cls) -> SuiteConfig:
@@ -178,6 +219,14 @@ class SuiteConfig:
             wake_gap=0.02,
             growth_sizes=(0, 5_000),
             growth_flows=32,
+            shape_flow_sizes=SHAPE_FLOW_SIZES[:2],
+            shape_read_events=200,
+            shape_cold_reads=2,
+            shape_appends=10,
+            shape_big_appends=2,
+            shape_batches=1,
+            shape_steps=10,
+            shape_background_flows=50,
         )
 
     def with_options(
@@ -209,11 +258,15 @@ class SuiteConfig:
         when commits were not waited for."""
         stem = "quick" if self.quick else "latest"
         if self.only:
-            stem = QUEUE_GROUP if set(self.only) == set(QUEUE_OPERATIONS) and not self.quick else "partial"
+            stem = "partial"
+            for group, operations in GROUPS.items():
+                if set(self.only) == set(operations):
+                    stem = group if not self.quick else (f"{group}-quick" if group == SHAPES_GROUP else stem)
         return stem + ("-sync-off" if self.synchronous_commit == "off" else "")
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["concurrency"] = list(self.concurrency)
         data["only"] = list(self.only)
+        data["shape_flow_sizes"] = list(self.shape_flow_sizes)
         return data

@@ -73,7 +73,14 @@ async def spawn(
 
 
 def worker_argv(
-    url: str, target: str, *, queue: str, concurrency: int, poll_interval: float, listen: bool = True
+    url: str,
+    target: str,
+    *,
+    queue: str,
+    concurrency: int,
+    poll_interval: float,
+    listen: bool = True,
+    records: bool = True,
 ) -> list[str]:
     """``chem-persist --url URL worker TARGET …`` as a user types it."""
     argv = [sys.executable, "-m", "chem_persistence_async.cli", "--url", url, "worker", target]
@@ -81,6 +88,8 @@ def worker_argv(
     argv += ["--grace", "10"]
     if not listen:
         argv.append("--no-listen")
+    if not records:
+        argv.append("--no-records")
     return argv
 
 
@@ -93,12 +102,15 @@ async def start_workers(
     queue: str,
     concurrency: int,
     poll_interval: float,
+    records: bool = True,
     timeout: float = 120.0,
 ) -> Processes:
     """``count`` worker processes, returned once every one of them listens. Each one's pool holds
     ``concurrency + 2`` connections (``DATABASE_MAX_CONNECTIONS``): four processes with the default
     16 each, next to the suite's own pools, came close to a shared server's ``max_connections``."""
-    argv = worker_argv(url, target, queue=queue, concurrency=concurrency, poll_interval=poll_interval)
+    argv = worker_argv(
+        url, target, queue=queue, concurrency=concurrency, poll_interval=poll_interval, records=records
+    )
     workers = await spawn([argv] * count, env={"DATABASE_MAX_CONNECTIONS": str(concurrency + 2)})
     try:
         await wait_listening(conn, count, workers, timeout)

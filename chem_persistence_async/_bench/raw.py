@@ -46,9 +46,25 @@ FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS a(h, k, p)
 ON CONFLICT (artifact_hash) DO NOTHING
 """
 
+INSERT_FAILED_WITH_ERROR = """
+WITH ev AS (
+    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING seq, ts
+)
+INSERT INTO step_execution_errors (
+    flow_id, step_id, attempt_number, error_class, error_message, details,
+    retry_count, max_retries, event_seq, ts
+)
+SELECT $2, $6, $7, $8, $9, $10::jsonb, $11, $12, ev.seq, ev.ts FROM ev
+"""
+"""A ``StepFailed`` and its ``step_execution_errors`` row, as the library stores them, in one statement."""
+
 LIST_EVENTS = sql.LIST_EVENTS.text
 LIST_EVENTS_AFTER = sql.LIST_EVENTS_AFTER.text
 LIST_ERRORS = sql.LIST_ERRORS.text
+LOAD_FLOW = sql.LOAD_FLOW.text
+"""The events and the error rows (as one JSON array in a last row) in one statement: ``load``'s."""
 
 
 def optional_loads(module: str) -> Callable[[str | bytes], Any] | None:
@@ -78,6 +94,30 @@ async def insert_in_transaction(
             await conn.execute(
                 INSERT_EVENT, uuid4(), flow_id, version, event["event_type"], json.dumps(event)
             )
+    return len(events)
+
+
+async def insert_failed_autocommit(
+    conn: asyncpg.Connection, flow_id: UUID, events: Sequence[dict[str, Any]]
+) -> int:
+    """One ``StepFailed`` per statement, with its error row (the work the library's append does)."""
+    for version, event in enumerate(events, 1):
+        error = event["error"]
+        await conn.execute(
+            INSERT_FAILED_WITH_ERROR,
+            uuid4(),
+            flow_id,
+            version,
+            event["event_type"],
+            json.dumps(event),
+            event["step_id"],
+            event["attempt"],
+            error["error_class"],
+            error["message"],
+            json.dumps(error["details"]),
+            event["retry_count"],
+            event["max_retries"],
+        )
     return len(events)
 
 
@@ -184,6 +224,14 @@ async def fetch_decode(conn: asyncpg.Connection, flow_id: UUID, loads: Callable[
     return len(payloads)
 
 
+async def fetch_flow_decode(conn: asyncpg.Connection, flow_id: UUID, loads: Callable[[str], Any]) -> int:
+    """``FlowEngine.load``'s statement (events, then the error rows), every payload decoded; the
+    events counted."""
+    rows = await conn.fetch(LOAD_FLOW, flow_id)
+    payloads = [loads(row[4]) for row in rows]
+    return len(payloads) - 1
+
+
 async def fetch_pages_decode(
     conn: asyncpg.Connection, flow_id: UUID, loads: Callable[[str], Any], batch_size: int
 ) -> int:
@@ -193,7 +241,7 @@ async def fetch_pages_decode(
         count += len([loads(row[4]) for row in rows])
         if len(rows) < batch_size:
             return count
-        after = rows[-1][0]
+        after = rows[-1][2]  # the last flow_version: pages are keyed on (flow_id, flow_version)
 
 
 # --- the demo flow ------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
   INSERT each, the way a logger without a buffer writes) and, for scale, raw ``executemany`` in one
   transaction. Also the caller's own cost: microseconds per ``log_call`` (nothing awaited).
 * ``records``: ``FlowEngine.run_to_end`` of the same 3-step flows without records, with
-  ``WorkflowRecords`` (runs and stages kept in the same unit of work as the events), and with a
-  recorder that writes nothing (what the engine's unit of work per append costs by itself), one
+  ``WorkflowRecords`` (runs and stages written by the append's own statement, so in the same
+  transaction as the events), and with a recorder that writes nothing (a recorder the store does
+  not carry: the engine opens a unit of work per append for it, which is what that costs), one
   flow after the other and from 16 tasks; and a ``Worker`` draining submitted flows with and
   without records (its default keeps them).
 
@@ -138,7 +139,8 @@ def flow_definition() -> FlowDefinition:
 
 
 class NoRecords:
-    """A recorder that writes nothing: the engine still opens its unit of work per append."""
+    """A recorder that writes nothing, and that no store carries: the engine opens a unit of work
+    per append for it (what a recorder outside the append statement costs by itself)."""
 
     async def record_flow(
         self,

@@ -22,11 +22,17 @@ from chem_persistence_async._bench import peer as peer_module
 from chem_persistence_async._bench import queue_peers, report
 from chem_persistence_async._bench import workload as wl
 from chem_persistence_async._bench.cases import PEER_READ_CASES, Context, build_cases, replay_only_rate
-from chem_persistence_async._bench.config import GROWTH_OPERATION, QUEUE_OPERATIONS, SuiteConfig
+from chem_persistence_async._bench.config import (
+    GROWTH_OPERATION,
+    QUEUE_OPERATIONS,
+    SHAPES_OPERATIONS,
+    SuiteConfig,
+)
 from chem_persistence_async._bench.growth import log_growth
 from chem_persistence_async._bench.queue_cases import QueueContext, build_queue_cases, wake_latency
 from chem_persistence_async._bench.rss import measure_in_subprocess
 from chem_persistence_async._bench.runner import BenchmarkError, Progress, run_rounds, summarise
+from chem_persistence_async._bench.shapes import ShapeContext, build_shape_cases
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.embedded import start_embedded, stop_embedded_on_sigterm
 from chem_persistence_async.domain.flow import FlowDefinition
@@ -172,7 +178,7 @@ async def _run(
     dbos: queue_peers.DbosPeer | None = None
     try:
         pool = await asyncpg.create_pool(bench_url, min_size=2, max_size=cfg.pool_size)
-        store_names = [n for n in cfg.only if n not in QUEUE_OPERATIONS]
+        store_names = [n for n in cfg.only if n not in QUEUE_OPERATIONS and n not in SHAPES_OPERATIONS]
         if not cfg.only or store_names:
             peer = await peer_module.open_peer(bench_url)
         peer_status = peer_module.status()
@@ -228,6 +234,9 @@ async def _run(
         cases = build_cases(ctx)
         qctx = QueueContext(config=cfg, db=db, store=store, conn=conn, url=bench_url, pgqueuer=pgq, dbos=dbos)
         cases += build_queue_cases(qctx, cfg.only)
+        if _selected(cfg, SHAPES_OPERATIONS):
+            sctx = ShapeContext(config=cfg, url=bench_url, store=store, conn=conn, pool=pool)
+            cases += await build_shape_cases(sctx, progress.note)
         if peer is not None and any(case.name in PEER_READ_CASES for case in cases):
             await peer.seed_read_aggregate(cfg.read_events, progress=progress.note)
         await run_rounds(cases, repetitions=cfg.repetitions, warmup=cfg.warmup, progress=progress)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from uuid import UUID
 
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits, prepare_append
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.projection import FlowProjection
+from chem_persistence_async.errors import InvalidInputError
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 
@@ -62,6 +66,46 @@ class EventStoreBase:
         if not batch.events:
             return []
         return await self._write(batch, tx)
+
+    async def append_recorded(
+        self,
+        flow_id: UUID,
+        kinds: Sequence[FlowEventKind],
+        records: FlowProjection,
+        *,
+        recorder: FlowRecorder,
+        expected_version: int,
+        artifacts: Iterable[Artifact] = (),
+        event_ids: Sequence[UUID] | None = None,
+        tx: Transaction | None = None,
+    ) -> builtins.list[FlowEvent]:
+        """``append_many`` that writes ``records`` with the events (``RecordingEventStore``); the
+        backend's ``_write`` writes them only if it writes the events. ``recorder`` must be one
+        this store ``carries``."""
+        if not self.carries(recorder):
+            raise InvalidInputError(f"{self!r} cannot write the records of {recorder!r} in its appends")
+        batch = prepare_append(
+            flow_id,
+            kinds,
+            artifacts=artifacts,
+            expected_version=expected_version,
+            event_ids=event_ids,
+            limits=self._limits,
+        )
+        if not batch.events:
+            return []
+        if batch.expected_version is None or records.run.run_id != batch.flow_id:
+            raise InvalidInputError("recorded appends need the expected version and the flow's own records")
+        return await self._write_recorded(replace(batch, records=records), recorder, tx)
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        return False
+
+    async def _write_recorded(
+        self, batch: AppendBatch, recorder: FlowRecorder, tx: Transaction | None
+    ) -> builtins.list[FlowEvent]:
+        """Write ``batch`` and, if it wrote the events, ``batch.records`` into ``recorder``."""
+        raise NotImplementedError
 
     async def _write(self, batch: AppendBatch, tx: Transaction | None) -> builtins.list[FlowEvent]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from chem_persistence_async import __version__
-from chem_persistence_async._bench.config import QUEUE_GROUP, operation_names
+from chem_persistence_async._bench.config import GROUPS, operation_names
 from chem_persistence_async.cli import inspect, records, setup, workers
 from chem_persistence_async.errors import ChemPersistError
 
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.set_defaults(handler=inspect.replay_flow)
 
-    names = (*operation_names(), QUEUE_GROUP)
+    names = (*operation_names(), *GROUPS)
     bench = command(
         "bench",
         "benchmark the stores against raw asyncpg",
@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     work.add_argument(
         "--no-listen", action="store_true", help="poll only (behind PgBouncer in transaction mode)"
+    )
+    work.add_argument(
+        "--no-records",
+        action="store_true",
+        help="keep no workflow records (runs and stages) for the flows it runs",
     )
     work.add_argument(
         "--grace", type=float, default=None, metavar="S", help="seconds to let steps finish on stop"

@@ -63,6 +63,7 @@ async def worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval or settings.poll_interval,
             listen=settings.listen and not args.no_listen,
             grace=settings.grace_period if args.grace is None else args.grace,
+            records=settings.records and not args.no_records,
             retry_policy=RetryPolicy(
                 max_retries=args.max_retries, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
             ),

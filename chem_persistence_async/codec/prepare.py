@@ -33,6 +33,7 @@ from chem_persistence_async.domain.events import (
     kinds_from_json,
 )
 from chem_persistence_async.domain.ids import check_expected_version, to_flow_id
+from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.errors import (
     ArtifactHashMismatchError,
     InvalidEventError,
@@ -88,6 +89,9 @@ class AppendBatch:
     unpassed_outputs: tuple[str, ...]
     """Output hashes listed with no artifact passed: they must be stored already."""
     expected_version: int | None
+    records: FlowProjection | None = None
+    """The flow's records after these events (times ``APPEND_TIME``), to be written with them: only
+    if this batch writes them, never when they turn out stored already (``append_recorded``)."""
 
     @property
     def has_errors(self) -> bool:

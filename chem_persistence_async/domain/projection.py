@@ -11,8 +11,8 @@ a clock, so the two give the same rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
@@ -101,8 +101,37 @@ class FlowProjection:
     stages: tuple[StageProjection, ...]
 
 
+APPEND_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""Stands for the time of an append not yet made, in a projection computed before it: the events'
+``ts`` come from the store when they are written (one time for the whole append), so the engine
+projects provisional events carrying this instead, and the store puts in the time it wrote them at."""
+
+
+def at_append_time(projection: FlowProjection, ts: datetime) -> FlowProjection:
+    """``projection`` (computed on provisional events) with ``APPEND_TIME`` replaced by ``ts``."""
+
+    def at(value: datetime | None) -> datetime | None:
+        return ts if value == APPEND_TIME else value
+
+    run = projection.run
+    return FlowProjection(
+        replace(
+            run,
+            created_at=at(run.created_at),
+            started_at=at(run.started_at),
+            completed_at=at(run.completed_at),
+        ),
+        tuple(
+            replace(stage, started_at=at(stage.started_at), completed_at=at(stage.completed_at))
+            for stage in projection.stages
+        ),
+    )
+
+
+@lru_cache(maxsize=16_384)
 def stage_record_id(flow_id: UUID, step_id: str) -> UUID:
-    """The id of an engine stage's record: the same for every writer and every rebuild."""
+    """The id of an engine stage's record: the same for every writer and every rebuild (cached:
+    every append of a flow projects all of its stages, and a uuid5 costs a hash)."""
     return uuid5(flow_id, step_id)
 
 
@@ -164,7 +193,7 @@ def project_flow(
                 status=status,
                 config=config,
                 output_data=_output(slot),
-                metrics=_json(_metrics(slot)),
+                metrics=_metrics(slot.attempts, slot.retry_count, _waiting_for(slot)),
                 error_message=slot.errors[-1].error_message if slot.errors else None,
                 next_poll_at=_next_poll(slot),
                 started_at=first_start.get(index),
@@ -186,7 +215,7 @@ def project_flow(
         status=status,
         input=_json(dict(instance.inputs)),
         output=output,
-        config=_json({"definition_hash": definition.hash, "steps": len(definition.steps)}),
+        config=_run_config(definition),
         flow_version=instance.version,
         created_at=created_at,
         started_at=min(first_start.values(), default=None),
@@ -196,11 +225,17 @@ def project_flow(
     return FlowProjection(run, tuple(stages))
 
 
-def _metrics(slot: StepSlot) -> dict[str, Any]:
-    metrics: dict[str, Any] = {"attempts": slot.attempts, "retry_count": slot.retry_count}
-    if slot.status is StepStatus.SUSPENDED and slot.waiting_for is not None:
-        metrics["waiting_for"] = slot.waiting_for
-    return metrics
+def _waiting_for(slot: StepSlot) -> str | None:
+    return slot.waiting_for if slot.status is StepStatus.SUSPENDED else None
+
+
+@lru_cache(maxsize=1024)
+def _metrics(attempts: int, retry_count: int, waiting_for: str | None) -> Json:
+    """A stage's metrics (few distinct ones: cached, as every append projects every stage)."""
+    metrics: dict[str, Any] = {"attempts": attempts, "retry_count": retry_count}
+    if waiting_for is not None:
+        metrics["waiting_for"] = waiting_for
+    return _json(metrics)
 
 
 def _next_poll(slot: StepSlot) -> datetime | None:
@@ -215,12 +250,23 @@ def _next_poll(slot: StepSlot) -> datetime | None:
 def _output(slot: StepSlot) -> Json | None:
     if slot.status is not StepStatus.FINISHED:
         return None
-    return _json({"artifacts": list(slot.outputs), "fingerprint": slot.fingerprint})
+    return _finished_output(slot.outputs, slot.fingerprint)
+
+
+@lru_cache(maxsize=4096)
+def _finished_output(outputs: tuple[str, ...], fingerprint: str | None) -> Json:
+    """A finished stage's output (cached: it is projected again with every later append)."""
+    return _json({"artifacts": list(outputs), "fingerprint": fingerprint})
 
 
 def _json(value: Any) -> Json:
     normalized = normalize_json(value)
     return Json(normalized, dumps_normalized(normalized))
+
+
+@lru_cache(maxsize=256)
+def _run_config(definition: FlowDefinition) -> Json:
+    return _json({"definition_hash": definition.hash, "steps": len(definition.steps)})
 
 
 @lru_cache(maxsize=256)

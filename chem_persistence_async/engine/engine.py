@@ -46,6 +46,7 @@ from chem_persistence_async.domain.fingerprints import failure_fingerprint, step
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.jobs import Job, check_name
+from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, project_flow
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
 from chem_persistence_async.engine.planner import (
@@ -81,7 +82,7 @@ from chem_persistence_async.errors import (
     UnstorableValueError,
 )
 from chem_persistence_async.ports.event_store import AsyncEventStore
-from chem_persistence_async.ports.records import FlowRecorder
+from chem_persistence_async.ports.records import FlowRecorder, RecordingEventStore
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 from chem_persistence_async.replay import apply_events, initial_instance
@@ -178,6 +179,10 @@ class FlowEngine:
         self._artifacts = ArtifactCache(artifact_cache_bytes)
         self._queue = queue
         self._records = records
+        self._carrier: RecordingEventStore | None = None
+        """The store itself, when it writes the recorder's records inside its appends."""
+        if records is not None and isinstance(store, RecordingEventStore) and store.carries(records):
+            self._carrier = store
 
     @property
     def definition(self) -> FlowDefinition:
@@ -637,6 +642,12 @@ class FlowEngine:
             then = await self._attempt(after, started.step_index, started.attempt, tx, outcome.artifacts)
         return Committed(after, then)
 
+    def chains(self, attempt: Attempt, outcome: Outcome) -> bool:
+        """Whether ``commit(attempt, outcome, chain=True)`` would start the next step in the same
+        append (as the flow stands now: signals delivered meanwhile may still change it)."""
+        _, started = self._with_follow(attempt.instance, outcome.kinds, True, None)
+        return started is not None
+
     async def interrupt(
         self, attempt: Attempt, reason: str, *, tx: Transaction | None = None
     ) -> FlowInstance:
@@ -736,9 +747,27 @@ class FlowEngine:
         """Append ``kinds`` at the version ``instance`` was decided on; returns the flow after them.
 
         The append succeeded at that version, so these events are exactly what the log now holds
-        after it: they are applied rather than read back. With a recorder, the records follow in
-        the same unit of work (one is opened when none is given)."""
+        after it: they are applied rather than read back. With a recorder, the records go in the
+        append itself when the store carries them (one statement on PostgreSQL), else they follow
+        in the same unit of work (one is opened when none is given)."""
         store, recorder, definition = self._store, self._records, self._definition
+        carrier = self._carrier
+        if carrier is not None and recorder is not None:
+            # The records go in the append itself, projected now; written only if the events are.
+            after, projection = projected_append(instance, kinds, definition)
+            appended = await carrier.append_recorded(
+                instance.flow_id,
+                kinds,
+                projection,
+                recorder=recorder,
+                expected_version=instance.version,
+                artifacts=artifacts,
+                event_ids=event_ids,
+                tx=tx,
+            )
+            if any(isinstance(kind, StepFailed) for kind in kinds):
+                return apply_events(instance, appended, definition)  # its error row has the real ts
+            return after  # (nothing else in a flow's state comes from the database)
         if recorder is None:
             appended = await store.append_many(
                 instance.flow_id,
@@ -851,6 +880,20 @@ class FlowEngine:
                 + ", ".join(h[:16] + "…" for h in absent)
             )
         return tuple(artifact for artifact in found.values() if artifact is not None)
+
+
+def projected_append(
+    instance: FlowInstance, kinds: Sequence[FlowEventKind], definition: FlowDefinition
+) -> tuple[FlowInstance, FlowProjection]:
+    """The flow once ``kinds`` are appended after ``instance``, and its records, made before the
+    append: on provisional events whose time is ``APPEND_TIME`` and ``seq`` 0 (the store puts in
+    the time it wrote them at; only a ``StepFailed``'s error row in the state has either)."""
+    fid, version = instance.flow_id, instance.version
+    provisional = [
+        FlowEvent(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
+    ]
+    after = apply_events(instance, provisional, definition)
+    return after, project_flow(after, definition, provisional)
 
 
 def _check_output(output: object) -> StepOutput:

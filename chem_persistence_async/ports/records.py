@@ -2,7 +2,9 @@
 
 ``FlowRecorder`` is the engine's side of it: after every append of a flow's events, in the SAME
 unit of work, the engine hands the recorder the flow as it now is, so the records (a projection
-of the event log) can never disagree with it for good.
+of the event log) can never disagree with it for good. A store that ``carries`` the recorder
+(``RecordingEventStore``: PostgreSQL's with its database's ``WorkflowRecords``) writes them in the
+append itself instead: one statement, no unit of work of their own.
 
 ``WorkflowRecordsPort`` is the whole records API of reference design 004 in snake_case, met by
 ``WorkflowRecords(db)`` and ``InMemoryWorkflowRecords()`` (one contract suite). Every method takes
@@ -12,14 +14,16 @@ of the event log) can never disagree with it for good.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
-from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.domain.records import (
     UNSET,
     ArtifactType,
@@ -47,6 +51,35 @@ class FlowRecorder(Protocol):
     ) -> None:
         """Bring the flow's run and stage records up to ``instance`` (the state right after
         ``events`` were appended in ``tx``)."""
+        ...
+
+
+@runtime_checkable
+class RecordingEventStore(Protocol):
+    """An event store that can write a recorder's records as part of an append itself (on
+    PostgreSQL, in the append's one statement): no unit of work opened for them, no round trip of
+    their own, and still no way for a crash to leave records and events disagreeing."""
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        """Whether ``append_recorded`` can write ``recorder``'s records (same backend, same database)."""
+        ...
+
+    async def append_recorded(
+        self,
+        flow_id: UUID,
+        kinds: Sequence[FlowEventKind],
+        records: FlowProjection,
+        *,
+        recorder: FlowRecorder,
+        expected_version: int,
+        artifacts: Iterable[Artifact] = (),
+        event_ids: Sequence[UUID] | None = None,
+        tx: Transaction | None = None,
+    ) -> builtins.list[FlowEvent]:
+        """``append_many`` at ``expected_version`` that also merges ``records`` (the flow's projection
+        after these events, its times ``APPEND_TIME``) into ``recorder``'s runs and stages, if and
+        only if it writes the events: a conflict records nothing, and neither does a retry that finds
+        its events stored already (their first write recorded them)."""
         ...
 
 

@@ -4,11 +4,17 @@ commit in ONE unit of work.
 For a claimed job the runner replays the flow and asks the planner what comes next:
 
 * a step to run: it appends the attempt's ``StepStarted`` (its lease is the job's), runs the step
-  (heartbeats keep the job's lease alive), then in one unit of work appends the outcome (guarded
-  by ``expected_version``) together with the next step's ``StepStarted`` or the ``FlowCompleted``,
-  and renews, suspends or completes its own job (guarded by the lease token). If any part fails,
-  none of it commits: a job delivered twice commits nothing the second time, and a worker that
-  stalled past its lease commits nothing once another took the job over;
+  (heartbeats keep the job's lease alive), then appends the outcome (guarded by
+  ``expected_version``) together with the next step's ``StepStarted`` or the ``FlowCompleted``.
+  When the flow ends or waits, the same unit of work suspends or completes its own job (guarded
+  by the lease token): if any part fails, none of it commits. When the next step starts in the
+  same append, no job state changes, so that append is the whole commit (one statement, which the
+  store's group commit may share with other jobs' appends). Either way the lease is checked first
+  (a renewal, guarded by the lease token) unless this worker's last renewal was sent less than
+  half a lease ago, when nobody else can hold the job yet. A job delivered twice commits nothing
+  the second time (``expected_version``), and a worker that stalled past its lease commits
+  nothing once another took the job over (its renewal is refused, or its append conflicts with
+  the new holder's);
 * a retry not yet due, or an attempt still held by someone else: the job is suspended until
   then; it holds no worker, no connection and no timer meanwhile;
 * a flow already done (or one that completes or fails now): the job is completed.
@@ -20,6 +26,7 @@ commit is durable on its own, and the job's lease stays this worker's.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +53,9 @@ class Holding:
     """A claimed job as the worker holds it: its latest lease, and the attempt it runs now."""
 
     job: Job
+    lease_from: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the request that gave ``job`` its lease was sent: the lease runs
+    at least a whole lease from then, whatever the clocks of the client and the server say."""
     attempt: Attempt | None = None
     cancelled: bool = False
     """Its lease was lost or the job was cancelled: nothing more may be committed for it."""
@@ -53,11 +63,18 @@ class Holding:
     """When a job the runner suspended is due again (a retry's time, another starter's lease)."""
     extra: dict[str, str] = field(default_factory=dict)
 
-    def renewed(self, job: Job) -> None:
-        """Take ``job``'s lease, unless the one held already runs longer: the answers to two
-        renewals (a heartbeat, a step's commit) may come back in either order."""
+    def renewed(self, job: Job, sent_at: float | None = None) -> None:
+        """Take ``job``'s lease (renewed by a request sent at ``sent_at``), unless the one held
+        already runs longer: the answers to two renewals (a heartbeat, a step's commit) may come
+        back in either order."""
         if job.lease_expires_at >= self.job.lease_expires_at:
             self.job = job
+            if sent_at is not None:
+                self.lease_from = max(self.lease_from, sent_at)
+
+    def lease_is_young(self, lease: timedelta) -> bool:
+        """Less than half a lease since the last renewal was sent: nobody else can hold the job."""
+        return time.monotonic() - self.lease_from < lease.total_seconds() / 2
 
 
 class FlowRunner:
@@ -136,35 +153,63 @@ class FlowRunner:
     async def _commit(
         self, engine: FlowEngine, holding: Holding, attempt: Attempt, outcome: Outcome
     ) -> tuple[Attempt | None, str | None]:
-        """One unit of work: the lease guard, the outcome (with the next step's start or the flow's
-        end), and the job's next state. Returns the next attempt, or how the job ended."""
-        queue = self._queue
+        """The lease guard, the outcome (with the next step's start or the flow's end), and, when
+        the flow ends or waits, the job's next state in the same unit of work. Returns the next
+        attempt, or how the job ended."""
+        if engine.chains(attempt, outcome):
+            # The next step starts in the outcome's own append and the job stays as it is: that
+            # one statement is the whole commit (group commit may share it with other jobs').
+            job = await self._guard(holding, None)
+            committed = await engine.commit(attempt, outcome, chain=True, lease_until=job.lease_expires_at)
+            if committed.then is not None:
+                return committed.then, None
+            # Signals delivered while the step ran changed what follows: settle the job now.
+            after = committed.instance
+            return None, await self._in_transaction(lambda tx: self._settle(engine, holding, after, tx))
 
         async def unit(tx: Transaction) -> tuple[Attempt | None, str | None]:
             # The lease guard first: a worker whose job was taken over writes nothing at all.
-            (renewed,) = await queue.heartbeat([holding.job], lease=self._lease, tx=tx)
+            job = await self._guard(holding, tx)
             committed = await engine.commit(
-                attempt, outcome, tx=tx, chain=True, lease_until=renewed.lease_expires_at
+                attempt, outcome, tx=tx, chain=True, lease_until=job.lease_expires_at
             )
             if committed.then is not None:
-                tx.on_commit(lambda: holding.renewed(renewed))
                 return committed.then, None
-            follow = engine.plan(committed.instance)
-            if isinstance(follow, Done):
-                await queue.complete(holding.job, tx=tx)
-                return None, "completed"
-            if isinstance(follow, Wait) and follow.until is None:
-                # Suspended until a signal: no job waits for it; the signal's delivery enqueues one.
-                await queue.complete(holding.job, tx=tx)
-                return None, "completed"
-            # A retry or a timer not yet due waits in the queue; anything else (a lost attempt to
-            # close, a step another engine started) goes round through the queue at once.
-            until = follow.until if isinstance(follow, Wait) and follow.until else engine.now()
-            await queue.suspend(holding.job, until, tx=tx)
-            holding.due = until
-            return None, "suspended"
+            return None, await self._settle(engine, holding, committed.instance, tx)
 
         return await self._in_transaction(unit)
+
+    async def _guard(self, holding: Holding, tx: Transaction | None) -> Job:
+        """The job with its lease checked and renewed, unless the last renewal is young: then
+        nobody else can hold the job, and a job statement later in the unit (its completion, its
+        suspension) checks the lease token anyway."""
+        if holding.lease_is_young(self._lease) and not holding.cancelled:
+            return holding.job
+        sent = time.monotonic()
+        (renewed,) = await self._queue.heartbeat([holding.job], lease=self._lease, tx=tx)
+        if tx is None:
+            holding.renewed(renewed, sent)
+        else:
+            tx.on_commit(lambda: holding.renewed(renewed, sent))
+        return renewed
+
+    async def _settle(
+        self, engine: FlowEngine, holding: Holding, instance: FlowInstance, tx: Transaction
+    ) -> str:
+        """The job's next state once its flow ended or waits (in the unit ``tx``): how it ended."""
+        queue = self._queue
+        follow = engine.plan(instance)
+        if isinstance(follow, Done) or (isinstance(follow, Wait) and follow.until is None):
+            # Done, or suspended until a signal: no job waits for it; the signal's delivery
+            # enqueues one.
+            await queue.complete(holding.job, tx=tx)
+            return "completed"
+        # A retry or a timer not yet due waits in the queue; anything else (a lost attempt to
+        # close, a step another engine started) goes round through the queue at once.
+        until = follow.until if isinstance(follow, Wait) and follow.until else engine.now()
+        await queue.suspend(holding.job, until, tx=tx)
+        holding.due = until
+        return "suspended"
 
     async def deliver_signal(self, holding: Holding) -> str:
         """A claimed signal job: its ``StepSignal``, the flow's job made due when the signal lets a

@@ -24,6 +24,7 @@ import heapq
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,6 +195,7 @@ class Worker:
             looked = loop.time()
             free = self._concurrency - len(self._holding)
             claimed: list[Job] = []
+            sent = time.monotonic()
             if free > 0:
                 try:
                     claimed = await self._queue.claim(
@@ -219,7 +221,7 @@ class Worker:
                     await self._sleep(delay)
                     continue
             for job in claimed:
-                self._start(job)
+                self._start(job, sent)
             if claimed and len(claimed) == free:
                 continue  # every slot was filled: the next claim waits for one to free up
             with contextlib.suppress(TimeoutError):
@@ -245,9 +247,9 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, claim_sent: float) -> None:
         self.stats.claimed += 1
-        holding = Holding(job)
+        holding = Holding(job, lease_from=claim_sent)
         task = asyncio.get_running_loop().create_task(
             self._handle(holding), name=f"chem-persist-job-{job.id}"
         )
@@ -334,6 +336,7 @@ class Worker:
             held = [holding for holding, _ in self._holding.values() if not holding.cancelled]
             if not held:
                 continue
+            sent = time.monotonic()
             try:
                 renewed = await self._queue.heartbeat([h.job for h in held], lease=self._lease)
             except JobError as exc:
@@ -347,7 +350,7 @@ class Worker:
             for holding in held:
                 fresh = by_id.get(holding.job.id)
                 if fresh is not None:
-                    holding.renewed(fresh)
+                    holding.renewed(fresh, sent)
 
     def _drop(self, job_id: int, why: str) -> None:
         """Stop working on a job that is no longer ours: its commit would be refused anyway."""

@@ -10,6 +10,9 @@ their attempts in progress are closed as lost. Afterwards, read from the databas
 * each step's outcome was committed once (one ``StepFinished`` per step), every ``StepStarted`` has
   exactly one outcome before its step's next one, and each failure has exactly one error row (and
   each row one failure);
+* the runs and stages the workers keep in their appends (their default; the flows are submitted
+  with records too) are exact: each run completed at its flow's last version, and every row equals
+  its rebuild from the log (``check_records``);
 * no job was left behind or lost: ``work_queue`` is empty and ``work_queue_history`` holds exactly
   one job per flow, ``completed`` (none ``dead``, none ``cancelled``, none twice);
 * no worker printed anything but its start and stop lines and the warning that closes a lost attempt
@@ -32,12 +35,14 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from chem_persistence_async import Database, FlowEngine, FlowRepository
+from chem_persistence_async import Database, FlowEngine, FlowRepository, Status, rebuild_records
 from tests.chaos.checks import Tally, assert_within, bounds, check_flows, describe
 from tests.support.chaos import (
     ProcessGang,
@@ -101,6 +106,28 @@ async def check_queue(conn: asyncpg.Connection, flows: set[uuid.UUID]) -> None:
     assert {r["flow_id"] for r in history} == flows
 
 
+async def check_records(db: Database, flows: list[uuid.UUID]) -> None:
+    """The workers kept runs and stages (their default) in their appends through every kill: each
+    run completed at its flow's last version, and every row equals its rebuild from the log."""
+    store, records = db.event_store(), db.workflow_records()
+
+    async def rows() -> list[Any]:
+        return [
+            (
+                replace(await records.get_run(fid), updated_at=None),
+                [replace(st, updated_at=None) for st in await records.get_stages_by_run(fid)],
+            )
+            for fid in flows
+        ]
+
+    kept = await rows()
+    for fid, (run, _) in zip(flows, kept, strict=True):
+        assert (run.status, run.flow_version) == (Status.COMPLETED, await store.flow_version(fid))
+    report = await rebuild_records(store, records, definitions=[CHAOS], flow_ids=flows)
+    assert report.rebuilt == len(flows)
+    assert await rows() == kept
+
+
 async def _count(db: Database, sql: str) -> int:
     async def fetch(conn: asyncpg.Connection) -> int:
         return int(await conn.fetchval(sql))
@@ -161,7 +188,9 @@ async def _worker_chaos(
 ) -> tuple[Tally, ProcessGang, float]:
     """Submit ``flows``, run them on ``workers`` processes killed ``kills`` times at random; with
     ``server``, restart it after ``RESTART_AFTER_KILLS`` kills."""
-    engine = FlowEngine(db.event_store(), FlowRepository(), CHAOS, queue=db.work_queue())
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), CHAOS, queue=db.work_queue(), records=db.workflow_records()
+    )
     submitted = {await engine.submit(inputs={"start": n}): n for n in range(flows)}
     seed = random.randrange(2**32)
     rng = random.Random(seed)
@@ -208,6 +237,7 @@ async def _worker_chaos(
     async with db.acquire() as conn:
         tally = await check_flows(conn, engine, submitted, total_added=14)
         await check_queue(conn, set(submitted))
+    await check_records(db, list(submitted))
     print(
         f"\n[worker chaos] {flows} flows, {workers} workers: {elapsed:.1f}s, {gang.starts} starts, "
         f"{gang.kills} SIGKILLs"

@@ -23,8 +23,11 @@ from chem_persistence_async import (
     rebuild_records,
     replay,
 )
+from chem_persistence_async.domain.events import FlowEvent, StepSignal, StepStarted
 from chem_persistence_async.domain.projection import stage_record_id
+from chem_persistence_async.engine.engine import projected_append
 from chem_persistence_async.ports.backend import Backend
+from chem_persistence_async.ports.records import RecordingEventStore
 from tests.engine.flows import flaky_definition
 from tests.worker.flows import three_steps
 
@@ -330,3 +333,95 @@ def test_stage_record_ids_are_stable() -> None:
     assert stage_record_id(fid, "a") == stage_record_id(uuid.UUID(int=7), "a")
     assert stage_record_id(fid, "a") != stage_record_id(fid, "b")
     assert stage_record_id(fid, "a") != stage_record_id(uuid.UUID(int=8), "a")
+
+
+# --- records written by the append itself (RecordingEventStore) -------------------------------
+
+
+async def _rows(records: Any, fid: uuid.UUID) -> tuple[Any, list[Any]]:
+    """The run and stage rows exactly as stored, ``updated_at`` included: a rewrite shows."""
+    return await records.get_run(fid), await records.get_stages_by_run(fid)
+
+
+async def _rebuilt_equal(store: Any, records: Any, definition: FlowDefinition, fid: uuid.UUID) -> None:
+    """The records equal their rebuild from the log (``updated_at`` aside)."""
+    kept = await _snapshot(records, [fid])
+    report = await rebuild_records(store, records, definitions=[definition], flow_ids=[fid])
+    assert report.rebuilt == 1
+    assert await _snapshot(records, [fid]) == kept
+
+
+async def test_a_recorded_append_records_only_what_it_writes(parts: tuple[Any, Any, Any]) -> None:
+    """The store writes the records with the events, and only when it writes them: a retried
+    append (its events stored already, even after the flow moved on) neither rewrites nor takes
+    the records back, a conflicting one records nothing; the records equal their rebuild."""
+    store, records, _ = parts
+    assert isinstance(store, RecordingEventStore)
+    assert store.carries(records)
+    definition = flaky_definition(failures=0)
+    engine = _engine(parts, definition)
+    fid = await engine.start()
+    started = [StepStarted(step_index=0, step_id="first", attempt=1, lease_until=engine.now())]
+    signal = [StepSignal(step_index=0, step_id="first", signal="go", data=1, send_id="s1")]
+
+    async def append(kinds: list[Any], version: int, ids: list[uuid.UUID], tx: Any = None) -> list[FlowEvent]:
+        at = replay(fid, (await store.list(fid))[:version], definition)
+        return await store.append_recorded(
+            fid,
+            kinds,
+            projected_append(at, kinds, definition)[1],
+            recorder=records,
+            expected_version=version,
+            event_ids=ids,
+            tx=tx,
+        )
+
+    first_ids, signal_ids = [uuid.uuid4()], [uuid.uuid4()]
+    first = await append(started, 1, first_ids)
+    run = await records.get_run(fid)
+    assert (run.status, run.started_at, run.flow_version) == (Status.RUNNING, first[0].ts, 2)
+    assert (await records.get_stage(fid, "first")).started_at == first[0].ts
+    await append(signal, 2, signal_ids)
+    stored = await _rows(records, fid)
+    assert stored[0].flow_version == 3
+
+    assert await append(started, 1, first_ids) == first  # a retry after the flow moved on
+    assert await _rows(records, fid) == stored  # nothing rewritten, nothing taken back
+    assert (await append(signal, 2, signal_ids))[0].flow_version == 3
+    assert await _rows(records, fid) == stored
+    with pytest.raises(ConcurrencyConflict):  # a stale version, fresh ids: nothing written
+        await append(signal, 2, [uuid.uuid4()])
+    with pytest.raises(ConcurrencyConflict):
+        await append(started, 1, [uuid.uuid4()])
+    assert await _rows(records, fid) == stored
+    assert await store.flow_version(fid) == 3
+    await _rebuilt_equal(store, records, definition, fid)
+
+
+async def test_a_recorded_append_commits_and_rolls_back_with_a_unit_of_work(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    store, records, _ = parts
+    definition = flaky_definition(failures=0)
+    engine = _engine(parts, definition)
+    fid = await engine.run_to_end()
+    before = await _rows(records, fid)
+    other = await engine.start()
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            instance = await engine.load(other, tx=tx)
+            await engine.begin(instance, engine.plan(instance), tx=tx)
+            assert (await records.get_run(other, tx=tx)).status is Status.RUNNING
+            assert (await records.get_stage(other, "first", tx=tx)).status is Status.RUNNING
+            raise RuntimeError("roll back")
+    assert await store.flow_version(other) == 1
+    assert (await records.get_run(other)).status is Status.PENDING
+    assert (await records.get_stage(other, "first")).status is Status.PENDING
+    assert await _rows(records, fid) == before
+
+    async with store.transaction() as tx:
+        instance = await engine.load(other, tx=tx)
+        await engine.begin(instance, engine.plan(instance), tx=tx)
+    assert (await records.get_run(other)).flow_version == await store.flow_version(other) == 2
+    assert (await records.get_stage(other, "first")).status is Status.RUNNING
+    await _rebuilt_equal(store, records, definition, other)

@@ -113,3 +113,58 @@ def test_a_renewal_answered_late_never_shortens_the_lease_a_worker_knows() -> No
     assert holding.job.lease_expires_at == later.lease_expires_at
     holding.renewed(replace(job, lease_expires_at=t0 + timedelta(seconds=3)))
     assert holding.job.lease_expires_at == t0 + timedelta(seconds=3)
+
+
+class _CountingQueue:
+    """The backend's queue, counting the lease renewals the runner sends."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        self.heartbeats = 0
+
+    async def heartbeat(self, jobs: Any, **kwargs: Any) -> Any:
+        self.heartbeats += 1
+        return await self._queue.heartbeat(jobs, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+async def _run_three_steps(backend: Any, lease_from: float | None) -> tuple[int, list[str], Any]:
+    from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
+
+    definition = FlowDefinition("young", [Quick("a"), Quick("b"), Quick("c")])
+    engine = FlowEngine(backend.event_store(), FlowRepository(), definition, queue=backend.work_queue())
+    flow = await engine.submit()
+    lease = timedelta(seconds=30)
+    (job,) = await backend.work_queue().claim("w", lease=lease, kinds=["flow"])
+    queue = _CountingQueue(backend.work_queue())
+    runner = FlowRunner(backend, {engine.definition_ref: engine}, queue, lease=lease)  # type: ignore[arg-type]
+    holding = Holding(job) if lease_from is None else Holding(job, lease_from=lease_from)
+    assert await runner.run(holding, lambda _: {}) == "completed"
+    (finished,) = await backend.work_queue().list_jobs(flow_id=flow)
+    return queue.heartbeats, await engine.event_codes(flow), finished
+
+
+async def test_a_young_lease_is_not_renewed_at_each_commit(backend: Any) -> None:
+    """Claimed a moment ago, nobody else can hold the job: the chained commits are the appends
+    alone and the last one is guarded by the completion's lease token."""
+    from chem_persistence_async import JobState
+
+    heartbeats, codes, finished = await _run_three_steps(backend, None)
+    assert heartbeats == 0
+    assert codes == ["I", "S", "F", "S", "F", "S", "F", "C"]
+    assert finished.state is JobState.COMPLETED
+
+
+async def test_an_old_lease_is_checked_and_renewed_before_a_commit_then_young_again(backend: Any) -> None:
+    """Last renewed (as far as the runner knows) an hour ago: the first commit renews the lease,
+    guarded by its token, which makes it young for the commits that follow."""
+    import time
+
+    from chem_persistence_async import JobState
+
+    heartbeats, codes, finished = await _run_three_steps(backend, time.monotonic() - 3600)
+    assert heartbeats == 1
+    assert codes == ["I", "S", "F", "S", "F", "S", "F", "C"]
+    assert finished.state is JobState.COMPLETED

@@ -18,7 +18,9 @@ from typing import TypeVar
 from uuid import UUID
 
 from chem_persistence_async.backends.base import EventStoreBase
+from chem_persistence_async.backends.memory.records import InMemoryWorkflowRecords
 from chem_persistence_async.backends.memory.transaction import (
+    MemoryTransaction,
     memory_transaction,
     memory_tx,
     run_in_memory_transaction,
@@ -34,8 +36,10 @@ from chem_persistence_async.domain.failures import (
     timeline_order,
 )
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.projection import at_append_time
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 T = TypeVar("T")
@@ -63,11 +67,28 @@ class InMemoryEventStore(EventStoreBase):
         return await run_in_memory_transaction(fn)
 
     async def _write(self, batch: AppendBatch, tx: Transaction | None) -> list[FlowEvent]:
+        return self._append(batch, memory_tx(tx))[0]
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        return isinstance(recorder, InMemoryWorkflowRecords)
+
+    async def _write_recorded(
+        self, batch: AppendBatch, recorder: FlowRecorder, tx: Transaction | None
+    ) -> list[FlowEvent]:
+        """The append and its records with no await in between (atomic, as PostgreSQL's one
+        statement is); nothing recorded when the events were stored already."""
         journal = memory_tx(tx)
+        events, written = self._append(batch, journal)
+        if written and batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
+            recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)
+        return events
+
+    def _append(self, batch: AppendBatch, journal: MemoryTransaction | None) -> tuple[list[FlowEvent], bool]:
+        """The appended events, and whether this call wrote them (False: stored already)."""
         batch.refuse_missing([h for h in batch.unpassed_outputs if h not in self._artifacts])
         known = [self._by_event_id[e.event_id] for e in batch.events if e.event_id in self._by_event_id]
         if known:
-            return self._replayed_append(batch, known)
+            return self._replayed_append(batch, known), False
 
         fid = batch.flow_id
         rows = self._flows.get(fid, [])
@@ -115,7 +136,7 @@ class InMemoryEventStore(EventStoreBase):
                 new_hashes.append(prepared.artifact.hash)
         if journal is not None:
             journal.record_undo(lambda: self._undo_append(batch, current, errors_before, new_hashes))
-        return batch.events_for(stored)
+        return batch.events_for(stored), True
 
     def _undo_append(self, batch: AppendBatch, base: int, errors_before: int, hashes: list[str]) -> None:
         """Take back one append made inside a unit of work that rolled back. The sequence is not

@@ -665,6 +665,11 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
     ) -> bool:
         return self._write(projection, replace, memory_tx(tx))
 
+    def merge_projection(self, projection: FlowProjection, journal: MemoryTransaction | None) -> None:
+        """Merge the projection of an append just made (``InMemoryEventStore.append_recorded``),
+        without awaiting: the same change ``record_flow`` makes."""
+        self._write(projection, False, journal)
+
     def _write(
         self, projection: FlowProjection, replace_all: bool, journal: MemoryTransaction | None
     ) -> bool:

@@ -8,6 +8,7 @@ import json
 import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,6 +17,7 @@ import asyncpg
 from chem_persistence_async.backends.base import EventStoreBase
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
@@ -26,8 +28,10 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 T = TypeVar("T")
@@ -71,6 +75,15 @@ class PgEventStore(EventStoreBase):
                 max_inflight=settings.group_commit_writers,
                 max_group_events=settings.group_commit_max_events,
             )
+
+    def carries(self, recorder: FlowRecorder) -> bool:
+        """The records of this database's own ``WorkflowRecords`` go in the append statement."""
+        return isinstance(recorder, WorkflowRecords) and recorder.database is self._db
+
+    async def _write_recorded(
+        self, batch: AppendBatch, recorder: FlowRecorder, tx: Transaction | None
+    ) -> builtins.list[FlowEvent]:
+        return await self._write(batch, tx)  # the statements write ``batch.records`` themselves
 
     @property
     def group_commit_stats(self) -> dict[str, int] | None:
@@ -139,7 +152,11 @@ class PgEventStore(EventStoreBase):
         if base is not None:
             many = len(batch.events) > 1
             statement = sql.lean_append(
-                many=many, artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+                many=many,
+                artifacts=bool(batch.artifacts),
+                errors=batch.has_errors,
+                in_tx=tx is not None,
+                records=batch.records is not None,
             )
             try:
                 rows = await conn.fetch(statement.text, *statement.args(_lean_values(batch, base)))
@@ -159,7 +176,10 @@ class PgEventStore(EventStoreBase):
         self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None
     ) -> list[FlowEvent]:
         statement = sql.judge_append(
-            artifacts=bool(batch.artifacts), errors=batch.has_errors, in_tx=tx is not None
+            artifacts=bool(batch.artifacts),
+            errors=batch.has_errors,
+            in_tx=tx is not None,
+            records=batch.records is not None,
         )
         args = statement.args(_judge_values(batch))
         for _ in range(_MAX_CONFLICT_ROUNDS):
@@ -191,10 +211,15 @@ class PgEventStore(EventStoreBase):
         self, batches: Sequence[AppendBatch]
     ) -> builtins.list[builtins.list[FlowEvent] | BaseException | Fallback]:
         """Write several flows' batches in one ``GROUP_APPEND``; settle each member on its own."""
-        args = sql.GROUP_APPEND.args(_group_values(batches))
+        recorded = [(item, b.records) for item, b in enumerate(batches, 1) if b.records is not None]
+        statement = sql.group_append(records=bool(recorded))
+        values = _group_values(batches)
+        if recorded:
+            values |= _records_values(recorded)
+        args = statement.args(values)
 
         async def attempt(conn: asyncpg.Connection) -> builtins.list[Any]:
-            return list(await conn.fetch(sql.GROUP_APPEND.text, *args))
+            return list(await conn.fetch(statement.text, *args))
 
         rows = await self._db.run(attempt, operation="append_group")
         per_item: builtins.list[builtins.list[Any]] = [[] for _ in batches]
@@ -249,8 +274,9 @@ class PgEventStore(EventStoreBase):
         return await self._db.fetch(q, values, tx=tx, operation=operation)
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
-        """Yield the flow's events in ``seq`` order, ``batch_size`` rows per query (keyset paging:
-        no connection or transaction is held between batches).
+        """Yield the flow's events in order, ``batch_size`` rows per query (keyset paging on
+        ``(flow_id, flow_version)``, the flow's own index, so no plan walks the whole log: no
+        connection or transaction is held between batches).
 
         The next page's query is sent before this page is decoded and yielded, so the server works
         while the caller consumes: at most two pages are held, this one and the next.
@@ -261,7 +287,7 @@ class PgEventStore(EventStoreBase):
         while True:
             following = None
             if len(rows) == batch_size:
-                following = asyncio.ensure_future(self._page(fid, rows[-1][0], batch_size))
+                following = asyncio.ensure_future(self._page(fid, rows[-1][2], batch_size))
             try:
                 if following is not None:
                     await asyncio.sleep(0)  # one loop turn: the task sends its query
@@ -378,6 +404,8 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
         values["payloads"] = _payloads_json(batch)
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
+    if batch.records is not None:
+        values |= _records_values([(1, batch.records)])
     return values
 
 
@@ -390,7 +418,96 @@ def _judge_values(batch: AppendBatch) -> dict[str, Any]:
     }
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
+    if batch.records is not None:
+        values |= _records_values([(1, batch.records)])
     return values
+
+
+def _records_values(recorded: Sequence[tuple[int, FlowProjection]]) -> dict[str, Any]:
+    """``appended_records_ctes``'s ``:records``: ONE JSON array, written as bytes (names and
+    messages escaped as JSON strings, JSON values already canonical bytes). Times the projection
+    took from the append (``APPEND_TIME``) go as flags: the statement puts in the events' ``ts``."""
+    return {"records": b"[" + b",".join([_run_json(item, p) for item, p in recorded]) + b"]"}
+
+
+def _run_json(item: int, p: FlowProjection) -> bytes:
+    r = p.run
+    return b"".join(
+        [
+            b'{"i":',
+            str(item).encode(),
+            b',"w":',
+            _json_string(r.workflow_id).encode(),
+            b',"n":',
+            _json_string(r.workflow_name).encode(),
+            b',"y":',
+            _json_string(r.workflow_type).encode(),
+            b',"s":"',
+            r.status.value.encode(),
+            b'","in":',
+            r.input.data,
+            b',"o":',
+            b"null" if r.output is None else r.output.data,
+            b',"c":',
+            r.config.data,
+            b',"v":',
+            str(r.flow_version).encode(),
+            b',"p":',
+            str(r.previous_version).encode(),
+            b',"cn":',
+            _flag(r.created_at),
+            b',"sn":',
+            _flag(r.started_at),
+            b',"dn":',
+            _flag(r.completed_at),
+            b',"g":[',
+            b",".join([_stage_json(s) for s in p.stages]),
+            b"]}",
+        ]
+    )
+
+
+def _stage_json(s: StageProjection) -> bytes:
+    return b"".join(
+        [
+            b'{"id":"',
+            str(s.id).encode(),
+            b'","k":',
+            _json_string(s.stage_id).encode(),
+            b',"n":',
+            _json_string(s.stage_name).encode(),
+            b',"x":',
+            str(s.stage_number).encode(),
+            b',"s":"',
+            s.status.value.encode(),
+            b'","e":',
+            b"null" if s.error_message is None else _json_string(s.error_message).encode(),
+            b',"np":',
+            b"null" if s.next_poll_at is None else b'"' + s.next_poll_at.isoformat().encode() + b'"',
+            b',"sn":',
+            _flag(s.started_at),
+            b',"dn":',
+            _flag(s.completed_at),
+            b',"c":',
+            s.config.data,
+            b',"o":',
+            b"null" if s.output_data is None else s.output_data.data,
+            b',"m":',
+            s.metrics.data,
+            b',"t":',
+            b"true" if s.touched else b"false",
+            b"}",
+        ]
+    )
+
+
+def _flag(time: datetime | None) -> bytes:
+    """Whether a time of a projection made before its append is the append's (else it is none)."""
+    if time is None:
+        return b"false"
+    if time == APPEND_TIME:
+        return b"true"
+    raise ValueError(f"a projection made before its append holds a time of its own: {time!r}")
 
 
 def _group_values(batches: Sequence[AppendBatch]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import pytest
 
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query, query
-from tests.support.plans import plan_of, scans, sequential_scans_of
+from tests.support.plans import nodes, plan_of, scans, sequential_scans_of
 
-HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors"]
+HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors", "workflow_runs", "workflow_stages"]
 FLOW = uuid.uuid4()
 IDS = [uuid.uuid4(), uuid.uuid4()]
 PAYLOADS = (
@@ -22,6 +22,12 @@ PAYLOADS = (
 )
 ONE = b'{"event_type":"stepstarted","step_index":0,"step_id":"a","attempt":1,"lease_until":null}'
 ARTIFACTS = b'[{"o":1,"h":"' + b"a" * 64 + b'","k":"k","p":{},"m":null}]'
+RECORDS = (
+    b'[{"i":1,"w":"f@h","n":"f","y":"f","s":"RUNNING","in":{},"o":null,"c":{},"v":4,"p":3,'
+    b'"cn":false,"sn":true,"dn":false,"g":[{"id":"' + str(uuid.uuid4()).encode() + b'","k":"a","n":"A",'
+    b'"x":0,"s":"RUNNING","e":null,"np":null,"sn":true,"dn":false,"c":{},"o":null,"m":{},"t":true}]}]'
+)
+"""One recorded flow (``appended_records_ctes``'s ``:records``)."""
 GROUP = {
     "flow_ids": [FLOW, uuid.uuid4()],
     "expected": [None, None],
@@ -54,6 +60,17 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
         {"flow_id": FLOW, "expected": None, "event_ids": IDS, "payloads": PAYLOADS},
     ),
     ("group", sql.GROUP_APPEND, GROUP),
+    (
+        "lean one with records",
+        sql.lean_append(many=False, artifacts=False, errors=False, in_tx=False, records=True),
+        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE, "records": RECORDS},
+    ),
+    (
+        "judge with records, in a unit of work",
+        sql.judge_append(artifacts=False, errors=False, in_tx=True, records=True),
+        {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS, "records": RECORDS},
+    ),
+    ("group with records", sql.group_append(records=True), GROUP | {"records": RECORDS}),
     ("missing artifacts", sql.MISSING_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("get artifacts", sql.GET_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("flow version", sql.FLOW_VERSION, {"flow_id": FLOW}),
@@ -128,3 +145,33 @@ async def test_the_check_sees_a_scan_when_there_is_one(conn: asyncpg.Connection)
     )
     plan = await plan_of(conn, old, {"ids": IDS, "step": "s"}, generic=True)
     assert "event_log" in sequential_scans_of(plan, HOT)
+
+
+async def test_reading_one_flow_walks_its_own_index_in_a_table_of_a_few_large_flows(
+    conn: asyncpg.Connection,
+) -> None:
+    """Analyzed while it holds a few large flows (a young table, right after an import), the log
+    tempted the planner to walk ``seq`` and filter on ``flow_id`` for a flow's page of the stream:
+    a walk of the whole log for a flow of ten events. Reading a flow orders by ``flow_version``,
+    which only the flow's own index gives, so every plan reads that flow's index entries alone."""
+    await _fill(conn, flows=5, per_flow=20_000)
+    await conn.execute("ANALYZE event_log")
+    flow_indexes = {"event_log_flow_version_key", "event_log_flow_id_seq_idx"}  # (flow_id, ...)
+    walked = {}
+    for name, q, values in CASES:
+        if name not in ("list", "page", "read flow"):
+            continue
+        for generic in (True, False):
+            plan = await plan_of(conn, q, values, generic=generic)
+            log = [n for n in nodes(plan) if n.get("Relation Name") == "event_log" or _on_log(n)]
+            indexes = {n.get("Index Name") for n in log} - {None}
+            if any(n["Node Type"] == "Seq Scan" for n in log) or not indexes or indexes - flow_indexes:
+                walked[(name, generic)] = [(n["Node Type"], n.get("Index Name")) for n in log]
+    assert walked == {}
+
+
+def _on_log(node: dict[str, Any]) -> bool:
+    """A bitmap index scan names its index, not its table."""
+    return node["Node Type"] == "Bitmap Index Scan" and str(node.get("Index Name", "")).startswith(
+        "event_log"
+    )

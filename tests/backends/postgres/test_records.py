@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 
-from chem_persistence_async import Database, FlowEngine, FlowRepository, Status, WorkflowRecords
+from chem_persistence_async import (
+    Database,
+    FlowEngine,
+    FlowRepository,
+    RetryPolicy,
+    Status,
+    WorkflowRecords,
+    rebuild_records,
+)
 from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.errors import PayloadTooLargeError, UnknownStatusError, ValueOutOfRangeError
 from tests.engine.flows import flaky_definition
+from tests.support.faults import LostAckProxy
 
 RUNS = 100_000
 
@@ -133,3 +144,76 @@ async def test_the_engine_writes_runs_and_stages_in_one_statement(
     assert run_xmin == last  # the run was written by the last append's transaction
     assert xmins[0]["x"] < last  # the first stage was left alone once it had finished
     assert xmins[-1]["x"] == last
+
+
+async def _equal_to_rebuild(store: Any, records: Any, definitions: list[Any], flows: list[Any]) -> None:
+    """Every flow's runs and stages equal their rebuild from the log (``updated_at`` aside)."""
+
+    async def rows() -> list[Any]:
+        out = []
+        for fid in flows:
+            run = replace(await records.get_run(fid), updated_at=None)
+            stages = [replace(s, updated_at=None) for s in await records.get_stages_by_run(fid)]
+            out.append((run, stages))
+        return out
+
+    kept = await rows()
+    report = await rebuild_records(store, records, definitions=definitions, flow_ids=flows)
+    assert report.rebuilt == len(flows)
+    assert await rows() == kept
+
+
+async def test_recorded_appends_are_autocommit_statements_grouped_like_any_other(db_url: str) -> None:
+    """With ``WorkflowRecords`` an append stays ONE autocommit statement (no unit of work, no
+    second statement), grouped with concurrent ones; the records equal their rebuild."""
+    async with Database.connect(db_url, max_connections=8, group_commit_writers=1) as db:
+        store, records = db.event_store(), db.workflow_records()
+        definitions = [flaky_definition(failures=0), flaky_definition(failures=1)]
+        engines = [
+            FlowEngine(
+                store, FlowRepository(), d, records=records, retry_policy=RetryPolicy(initial_delay=0.0)
+            )
+            for d in definitions
+        ]
+        flows = await asyncio.gather(*(engines[n % 2].run_to_end() for n in range(16)))
+        stats = store.group_commit_stats
+        assert stats is not None
+        appends = sum([len({e.seq for e in await store.list(f)}) for f in flows])  # upper bound
+        assert 0 < stats["alone"] + stats["grouped"] <= appends
+        assert stats["groups"] > 0
+        statuses = {(await records.get_run(f)).status for f in flows}
+        assert statuses == {Status.COMPLETED}
+        await _equal_to_rebuild(store, records, definitions, flows)
+
+
+@pytest.mark.parametrize("marker", [b"INSERT INTO event_log", b"WITH items AS"])
+async def test_a_lost_acknowledgement_of_a_recorded_append_records_once(db_url: str, marker: bytes) -> None:
+    """The append and its records commit, the answer is lost: the retry finds the events stored
+    and records nothing again (alone, and as a member of a group)."""
+    definition = flaky_definition(failures=1)
+    async with (
+        LostAckProxy(db_url, marker=marker) as proxy,
+        Database.connect(
+            proxy.url, max_connections=4, retry_delays_ms=(5, 10, 20, 40), group_commit_writers=1
+        ) as db,
+    ):
+        store, records = db.event_store(), db.workflow_records()
+        engine = FlowEngine(
+            store,
+            FlowRepository(),
+            definition,
+            records=records,
+            retry_policy=RetryPolicy(initial_delay=0.0),
+        )
+        flows = []
+        for _ in range(3):
+            proxy.arm()
+            flows += await asyncio.gather(*(engine.run_to_end() for _ in range(4)))
+        assert proxy.cuts == 3
+        assert sum(db.metrics.snapshot()["retries"].values()) == 3
+        for fid in flows:
+            events = await store.list(fid)
+            assert [e.flow_version for e in events] == list(range(1, len(events) + 1))
+            run = await records.get_run(fid)
+            assert (run.status, run.flow_version) == (Status.COMPLETED, len(events))
+        await _equal_to_rebuild(store, records, [definition], flows)

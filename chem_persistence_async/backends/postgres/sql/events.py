@@ -10,7 +10,10 @@ their ``StepFinished`` list, and one ``step_execution_errors`` row per ``StepFai
 * ``arts``: the artifacts, ONE JSON array of ``{"o": ordinal, "h": hash, "k": kind, "p": payload,
   "m": metadata}`` (``o`` is the 1-based position of the ``StepFinished`` listing it);
 * ``errs``: the error rows, read from the inserted ``StepFailed`` payloads themselves, so a row
-  copies its event by construction and costs no parameter.
+  copies its event by construction and costs no parameter;
+* with ``records``, the flow's workflow run and stages (``records.appended_records_ctes``), merged
+  only for a flow whose events ``ins`` inserted, at their ``ts``: the engine's records cost no
+  statement and no transaction of their own, and commit or roll back with the events.
 
 Three statements are built from them:
 
@@ -44,6 +47,7 @@ from __future__ import annotations
 from functools import cache
 
 from chem_persistence_async.backends.postgres.sql.query import Query, query
+from chem_persistence_async.backends.postgres.sql.records import appended_records_ctes
 
 # --- pieces ---------------------------------------------------------------------------------------
 
@@ -121,15 +125,20 @@ _ERRORS_CTE = """errs AS (
 # --- the three statements -------------------------------------------------------------------------
 
 
+_WRITTEN_ONE = "rec_w AS (SELECT 1 AS item, ins.flow_id, ins.ts AS t FROM ins LIMIT 1)"
+"""The one flow of a lean or judged append, if its events went in (``appended_records_ctes``)."""
+
+
 @cache
-def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool) -> Query:
-    """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's, and
-        ``:artifacts`` when ``artifacts``. Rows back: ``(event_id, seq, ts)`` for one event (its id names
-    it in the server's answer), ``(flow_version, seq,
-        ts)`` per event for several; none or fewer when the base was stale or an event id is stored."""
+def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool, records: bool = False) -> Query:
+    """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's,
+    ``:artifacts`` when ``artifacts``, and with ``records`` those of ``appended_records_ctes`` (the
+    flow's runs and stages, merged if the events go in). Rows back: ``(event_id, seq, ts)`` for one
+    event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per event for
+    several; none or fewer when the base was stale or an event id is stored."""
     source = _MANY_EVENTS if many else _ONE_EVENT
     out = "flow_version, seq, ts" if many else "event_id, seq, ts"
-    if not (artifacts or errors or (in_tx and many)):
+    if not (artifacts or errors or records or (in_tx and many)):
         return query(
             _insert(source, base=":base::int", where=_BASE_EXISTS, returning=out, skip_conflicts=in_tx)
         )
@@ -145,14 +154,17 @@ def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool) -> Qu
         ctes.append(_artifacts_cte("JOIN ins ON ins.flow_version = :base::int + (a ->> 'o')::int"))
     if errors:
         ctes.append(_ERRORS_CTE)
+    if records:
+        ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
     return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
 
 
 @cache
-def judge_append(*, artifacts: bool, errors: bool, in_tx: bool) -> Query:
+def judge_append(*, artifacts: bool, errors: bool, in_tx: bool, records: bool = False) -> Query:
     """Append a batch at the end unless its events are stored already or the flow is not at
     ``:expected`` (NULL: anywhere). Parameters: ``:flow_id``, ``:expected``, ``:event_ids``,
-    ``:payloads`` (and ``:artifacts``). Rows back: ``(event_id, seq, flow_version, ts, flow_id,
+    ``:payloads`` (and ``:artifacts``; with ``records``, ``appended_records_ctes``'s: nothing is
+    recorded unless the events go in now). Rows back: ``(event_id, seq, flow_version, ts, flow_id,
     stored)`` per event inserted (``stored`` false) or already stored (true), else one row
     ``(NULL, NULL, actual version, NULL, NULL, false)``."""
     ctes = [
@@ -183,6 +195,8 @@ def judge_append(*, artifacts: bool, errors: bool, in_tx: bool) -> Query:
         ctes.append(_artifacts_cte("JOIN ins ON ins.flow_version = (SELECT v FROM cur) + (a ->> 'o')::int"))
     if errors:
         ctes.append(_ERRORS_CTE)
+    if records:
+        ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
     return query(
         "WITH "
         + ",\n".join(ctes)
@@ -196,9 +210,8 @@ WHERE NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM existing)"""
     )
 
 
-GROUP_APPEND = query(
-    """
-WITH items AS (
+_GROUP_CTES = (
+    """WITH items AS (
     SELECT i.item, i.flow_id, i.expected, COALESCE((
         SELECT l.flow_version FROM event_log l
         WHERE l.flow_id = i.flow_id ORDER BY l.flow_version DESC LIMIT 1
@@ -233,7 +246,9 @@ WITH items AS (
     )
     + ",\n"
     + _ERRORS_CTE
-    + """
+)
+
+_GROUP_SELECT = """
 SELECT ok.item, ins.event_id, ins.seq, ins.flow_version, ins.ts, ins.flow_id
 FROM ins JOIN ok ON ok.flow_id = ins.flow_id
 UNION ALL
@@ -243,7 +258,22 @@ SELECT item, NULL, NULL, v, NULL, NULL FROM items
 WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.item = items.item)
   AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
 """
-)
+
+
+@cache
+def group_append(*, records: bool = False) -> Query:
+    """``GROUP_APPEND``, with ``records`` merging the runs and stages of the members that carry
+    them (``appended_records_ctes``, ``:rec_items`` naming items), for the members it writes."""
+    if not records:
+        return GROUP_APPEND
+    written = """rec_w AS (
+    SELECT ok.item, ok.flow_id, min(ins.ts) AS t FROM ok JOIN ins ON ins.flow_id = ok.flow_id
+    GROUP BY ok.item, ok.flow_id
+)"""
+    return query(_GROUP_CTES + ",\n" + ",\n".join([written, *appended_records_ctes("rec_w")]) + _GROUP_SELECT)
+
+
+GROUP_APPEND = query(_GROUP_CTES + _GROUP_SELECT)
 """Several flows' batches (group commit). Parameters: ``:flow_ids`` and ``:expected`` per item
 (numbered from 1); ``:items``, ``:ordinals``, ``:event_ids`` per event and ``:payloads`` (one JSON
 array); ``:artifacts`` (one JSON array, each with its item ``i``). Rows back: ``item`` then as
@@ -271,12 +301,12 @@ SELECT COALESCE((
 
 _EVENT_COLUMNS = "seq, event_id, flow_version, ts, payload"
 
-LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY seq")
+LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY flow_version")
 
 LIST_EVENTS_AFTER = query(
     f"""
 SELECT {_EVENT_COLUMNS} FROM event_log
-WHERE flow_id = :flow_id AND seq > :after ORDER BY seq LIMIT :limit
+WHERE flow_id = :flow_id AND flow_version > :after ORDER BY flow_version LIMIT :limit
 """
 )
 
@@ -319,7 +349,7 @@ SELECT NULL, NULL, NULL, NULL, (
     ) ORDER BY id), '[]'::jsonb)
     FROM step_execution_errors WHERE flow_id = :flow_id
 )
-ORDER BY seq NULLS LAST
+ORDER BY flow_version NULLS LAST
 """
 )
 """A flow's events, then one row whose payload is its error rows as a JSON array, in ONE statement

@@ -382,3 +382,103 @@ others cannot have changed); all of them otherwise (records turned on midway, or
 A stage whose projection changed nothing is left untouched (no new row version). Nothing is
 written when the run already reflects a later version of the flow. One row back:
 ``(runs written, stages written)``."""
+
+
+# --- the projection of an engine flow, inside its append --------------------------------------
+
+_MERGED_STARTED = "COALESCE({old}.started_at, EXCLUDED.started_at)"
+_MERGED_COMPLETED = (
+    f"CASE WHEN EXCLUDED.status NOT IN {_TERMINAL} THEN NULL "
+    "ELSE COALESCE(EXCLUDED.completed_at, {old}.completed_at) END"
+)
+
+
+def appended_records_ctes(written: str) -> list[str]:
+    """``RECORD_FLOW``'s merge (``:replace`` false) as CTEs to compose into an append statement, for
+    the flows its ``written`` CTE lists: ``(item, flow_id, t)``, one row per flow whose events the
+    statement inserted, ``t`` their ``ts`` (the time ``APPEND_TIME`` stands for). A flow the append
+    did not write (a conflict, events stored already) is not in it, so nothing of it is recorded.
+
+    One parameter, ``:records``: ONE JSON array (an array parameter per column would cost the
+    client a codec call per element), per recorded flow ``{"i": item, "w": workflow_id, "n": name,
+    "y": type, "s": status, "in": input, "o": output, "c": config, "v": flow_version, "p": previous
+    version, "cn"/"sn"/"dn": created/started/completed at the append's time, "g": stages}``, each
+    stage ``{"id", "k": stage_id, "n": name, "x": number, "s": status, "e": error message, "np":
+    next poll, "sn"/"dn", "c": config, "o": output, "m": metrics, "t": touched}``.
+    """
+    started, completed = _MERGED_STARTED, _MERGED_COMPLETED
+    return [
+        f"""rec AS (
+    SELECT n.*, w_.flow_id AS run_id, w_.t,
+           (SELECT x.flow_version FROM workflow_runs x WHERE x.id = w_.flow_id) AS old_version
+    FROM jsonb_to_recordset(:records::jsonb) AS n(
+        i int, w text, n text, y text, s text, "in" jsonb, o jsonb, c jsonb, v int, p int,
+        cn bool, sn bool, dn bool, g jsonb
+    )
+    JOIN {written} w_ ON w_.item = n.i
+)""",
+        f"""rec_run AS (
+    INSERT INTO workflow_runs AS r (
+        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
+        started_at, completed_at, duration, flow_version
+    )
+    SELECT n.run_id, n.w, n.n, n.y, n.s, n."in", NULLIF(n.o, 'null'::jsonb), n.c,
+           CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
+           chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
+    FROM rec n
+    ORDER BY n.run_id
+    ON CONFLICT (id) DO UPDATE SET
+        workflow_id = EXCLUDED.workflow_id,
+        workflow_name = EXCLUDED.workflow_name,
+        workflow_type = EXCLUDED.workflow_type,
+        status = EXCLUDED.status,
+        input = EXCLUDED.input,
+        output = EXCLUDED.output,
+        config = EXCLUDED.config,
+        flow_version = EXCLUDED.flow_version,
+        created_at = CASE WHEN (SELECT c.cn FROM rec c WHERE c.run_id = r.id)
+                          THEN EXCLUDED.created_at ELSE r.created_at END,
+        started_at = {started.format(old="r")},
+        completed_at = {completed.format(old="r")},
+        duration = chem_duration_ms({started.format(old="r")}, {completed.format(old="r")})
+    WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
+    RETURNING r.id, r.created_at
+)""",
+        f"""rec_stages AS (
+    INSERT INTO workflow_stages AS s (
+        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
+        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
+    )
+    SELECT g.id, run.created_at, run.id, g.k, g.n, g.x, g.x, g.s,
+           CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END,
+           chem_duration_ms(CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END),
+           g.c, NULLIF(g.o, 'null'::jsonb), g.m, g.e, g.np
+    FROM rec n
+    JOIN rec_run run ON run.id = n.run_id
+    CROSS JOIN LATERAL jsonb_to_recordset(n.g) AS g(
+        id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
+        c jsonb, o jsonb, m jsonb, t bool
+    )
+    WHERE g.t OR n.old_version IS DISTINCT FROM n.p
+    ORDER BY run.id, g.x
+    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        stage_name = EXCLUDED.stage_name,
+        stage_number = EXCLUDED.stage_number,
+        execution_group = EXCLUDED.execution_group,
+        status = EXCLUDED.status,
+        config = EXCLUDED.config,
+        output_data = EXCLUDED.output_data,
+        metrics = EXCLUDED.metrics,
+        error_message = EXCLUDED.error_message,
+        next_poll_at = EXCLUDED.next_poll_at,
+        started_at = {started.format(old="s")},
+        completed_at = {completed.format(old="s")},
+        duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
+    WHERE EXCLUDED.started_at IS NOT NULL
+       OR EXCLUDED.completed_at IS NOT NULL
+       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
+          IS DISTINCT FROM
+          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
+           EXCLUDED.next_poll_at)
+)""",
+    ]
