@@ -23,6 +23,7 @@ from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
 from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
 from chem_persistence_async.codec.decode import decode_error, decode_error_json, decode_events
+from chem_persistence_async.codec.fast import collector_paused
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
@@ -262,10 +263,13 @@ class PgEventStore(EventStoreBase):
         if errors_row is None:  # (ORDER BY puts it last; never trusted blindly)
             found = [i for i, row in enumerate(rows) if row[0] is None]
             errors_row = rows.pop(found[0]) if found else None
-        events = decode_events(fid, rows)
+        # One pause for the whole read (decode_events then skips its per-chunk collections): the
+        # events of a load are replayed and dropped, and die young if no collection promotes them.
+        with collector_paused():
+            events = decode_events(fid, rows)
+            errors = [] if errors_row is None else decode_error_json(fid, errors_row[4])
         if events:
             self._remember_after(ptx, fid, events[-1].flow_version)
-        errors = [] if errors_row is None else decode_error_json(fid, errors_row[4])
         return FlowRecord(events, errors)
 
     async def _fetch(
