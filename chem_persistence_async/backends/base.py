@@ -55,7 +55,20 @@ class EventStoreBase:
         tx: Transaction | None = None,
     ) -> builtins.list[FlowEvent]:
         """Append several events to one flow, all or none, with consecutive versions."""
-        batch = prepare_append(
+        batch = self._prepare(flow_id, kinds, artifacts, expected_version, event_ids)
+        if not batch.events:
+            return []
+        return await self._write(batch, tx)
+
+    def _prepare(
+        self,
+        flow_id: UUID | str,
+        kinds: Sequence[FlowEventKind],
+        artifacts: Iterable[Artifact],
+        expected_version: int | None,
+        event_ids: Sequence[UUID] | None,
+    ) -> AppendBatch:
+        return prepare_append(
             flow_id,
             kinds,
             artifacts=artifacts,
@@ -63,9 +76,6 @@ class EventStoreBase:
             event_ids=event_ids,
             limits=self._limits,
         )
-        if not batch.events:
-            return []
-        return await self._write(batch, tx)
 
     async def append_recorded(
         self,
@@ -84,14 +94,7 @@ class EventStoreBase:
         this store ``carries``."""
         if not self.carries(recorder):
             raise InvalidInputError(f"{self!r} cannot write the records of {recorder!r} in its appends")
-        batch = prepare_append(
-            flow_id,
-            kinds,
-            artifacts=artifacts,
-            expected_version=expected_version,
-            event_ids=event_ids,
-            limits=self._limits,
-        )
+        batch = self._prepare(flow_id, kinds, artifacts, expected_version, event_ids)
         if not batch.events:
             return []
         if batch.expected_version is None or records.run.run_id != batch.flow_id:

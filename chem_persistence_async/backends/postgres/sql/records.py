@@ -302,6 +302,18 @@ def _completed(old: str, new: str) -> str:
     )
 
 
+_STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
+        stage_number = EXCLUDED.stage_number,
+        execution_group = EXCLUDED.execution_group,
+        status = EXCLUDED.status,
+        config = EXCLUDED.config,
+        output_data = EXCLUDED.output_data,
+        metrics = EXCLUDED.metrics,
+        error_message = EXCLUDED.error_message,
+        next_poll_at = EXCLUDED.next_poll_at,"""
+"""What a projected stage sets on its row, in ``RECORD_FLOW`` and in the records an append carries."""
+
+
 RECORD_FLOW = query(
     f"""
 WITH old AS (
@@ -350,15 +362,7 @@ WITH old AS (
     WHERE g.touched OR :replace
        OR NOT EXISTS (SELECT 1 FROM old WHERE old.flow_version = :previous_version)
     ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
-        stage_name = EXCLUDED.stage_name,
-        stage_number = EXCLUDED.stage_number,
-        execution_group = EXCLUDED.execution_group,
-        status = EXCLUDED.status,
-        config = EXCLUDED.config,
-        output_data = EXCLUDED.output_data,
-        metrics = EXCLUDED.metrics,
-        error_message = EXCLUDED.error_message,
-        next_poll_at = EXCLUDED.next_poll_at,
+        {_STAGE_FROM_PROJECTION}
         created_at = CASE WHEN :replace THEN EXCLUDED.created_at ELSE s.created_at END,
         started_at = {_started("s", "EXCLUDED")},
         completed_at = {_completed("s", "EXCLUDED")},
@@ -462,15 +466,7 @@ def appended_records_ctes(written: str) -> list[str]:
     WHERE g.t OR n.old_version IS DISTINCT FROM n.p
     ORDER BY run.id, g.x
     ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
-        stage_name = EXCLUDED.stage_name,
-        stage_number = EXCLUDED.stage_number,
-        execution_group = EXCLUDED.execution_group,
-        status = EXCLUDED.status,
-        config = EXCLUDED.config,
-        output_data = EXCLUDED.output_data,
-        metrics = EXCLUDED.metrics,
-        error_message = EXCLUDED.error_message,
-        next_poll_at = EXCLUDED.next_poll_at,
+        {_STAGE_FROM_PROJECTION}
         started_at = {started.format(old="s")},
         completed_at = {completed.format(old="s")},
         duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
