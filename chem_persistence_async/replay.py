@@ -114,6 +114,9 @@ def apply_events(
     initialized = version > 0
     inputs = instance.inputs
     received: list[ReceivedSignal] = list(instance.received)
+    waiting: dict[str, list[int]] | None = None
+    """Slots that may be suspended for a signal, by signal: built at the first delivered signal,
+    so a delivery looks at those slots alone, not at every slot of a long flow."""
 
     for event in events:
         kind = event.kind
@@ -188,11 +191,15 @@ def apply_events(
             signals.append((kind.step_id, kind.signal, kind.data))
             if kind.send_id is not None:
                 received.append(ReceivedSignal(kind.signal, kind.data, kind.send_id, index, version))
-                _wake_waiting(slots, before, touched, kind.signal)
+                if waiting is None:
+                    waiting = _waiting_by_signal(slots, before)
+                _wake_waiting(waiting.get(kind.signal, ()), slots, before, touched, kind.signal)
         elif isinstance(kind, StepSuspended):
             slot.status = StepStatus.SUSPENDED
             slot.suspended_until = kind.until
             slot.waiting_for = kind.signal
+            if waiting is not None and kind.signal is not None:
+                waiting.setdefault(kind.signal, []).append(index)
             # A signal that arrived while this attempt ran (it could not see it) wakes it at once.
             slot.resumable = kind.signal is not None and any(
                 r.name == kind.signal and r.version > slot.started_version for r in received
@@ -238,11 +245,27 @@ def apply_events(
     )
 
 
+def _waiting_by_signal(slots: list[_SlotState | None], before: tuple[StepSlot, ...]) -> dict[str, list[int]]:
+    """The suspended slots by the signal they wait for, as the fold stands (one pass over them)."""
+    waiting: dict[str, list[int]] = {}
+    for index, old in enumerate(before):
+        state: _SlotState | StepSlot = slots[index] or old
+        if state.status is StepStatus.SUSPENDED and state.waiting_for is not None:
+            waiting.setdefault(state.waiting_for, []).append(index)
+    return waiting
+
+
 def _wake_waiting(
-    slots: list[_SlotState | None], before: tuple[StepSlot, ...], touched: list[int], signal: str
+    candidates: Iterable[int],
+    slots: list[_SlotState | None],
+    before: tuple[StepSlot, ...],
+    touched: list[int],
+    signal: str,
 ) -> None:
-    """A delivered signal makes a step suspended for it runnable again."""
-    for index, slot in enumerate(slots):
+    """A delivered signal makes a step suspended for it runnable again (``candidates``: the slots
+    that may wait for it)."""
+    for index in candidates:
+        slot = slots[index]
         if slot is None:
             old = before[index]
             if old.status is not StepStatus.SUSPENDED or old.waiting_for != signal or old.resumable:

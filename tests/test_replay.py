@@ -487,3 +487,45 @@ def test_applying_events_in_any_split_equals_replaying_them_all() -> None:
     assert stepwise.cursor == 1
     assert apply_events(stepwise, back.events[4:], DEFINITION) == back.replay()
     assert back.replay().cursor == 0
+
+
+# --- signals waking suspended steps ---------------------------------------------------------------
+
+WIDE = FlowDefinition("wide", [S(f"w{i}") for i in range(6)])
+
+
+def _suspend(log: Log, index: int, signal: str) -> Log:
+    sid = log.definition.step_ids[index]
+    return log.add(StepSuspended(step_index=index, step_id=sid, attempt=1, signal=signal))
+
+
+def _signal(log: Log, index: int, signal: str) -> Log:
+    sid = log.definition.step_ids[index]
+    return log.add(
+        StepSignal(step_index=index, step_id=sid, signal=signal, data=None, send_id=uuid.uuid4().hex)
+    )
+
+
+@pytest.mark.parametrize("split", range(1, 9))
+def test_a_delivered_signal_wakes_exactly_the_steps_suspended_for_it_however_the_events_are_applied(
+    split: int,
+) -> None:
+    """Steps suspended before and after the first delivery (the replay's index of waiting steps is
+    built at that delivery and kept up to date after it), for several signals: a delivery wakes the
+    steps waiting for its own signal only, in one fold or applied in two parts."""
+    log = Log(WIDE).init()
+    log.started(0)
+    _suspend(log, 0, "go")
+    log.started(1)
+    _suspend(log, 1, "other")
+    _signal(log, 2, "unrelated")  # the first delivery: no step waits for it
+    log.started(3)
+    _suspend(log, 3, "go")  # suspended after the index was built
+    log.started(4)
+    _suspend(log, 4, "late")
+    _signal(log, 5, "go")
+    whole = log.replay()
+    assert [s.resumable for s in whole.steps] == [True, False, False, True, False, False]
+    assert [s.waiting_for for s in whole.steps] == ["go", "other", None, "go", "late", None]
+    first = apply_events(replay(log.flow_id, [], WIDE), log.events[:split], WIDE)
+    assert apply_events(first, log.events[split:], WIDE) == whole
