@@ -114,6 +114,9 @@ def apply_events(
     initialized = version > 0
     inputs = instance.inputs
     received: list[ReceivedSignal] = list(instance.received)
+    last_received: dict[str, int] | None = None
+    """The version at which each signal name last arrived: built at the first suspension of a
+    fold, so a suspension asks it once instead of walking every signal received."""
     waiting: dict[str, list[int]] | None = None
     """Slots that may be suspended for a signal, by signal: built at the first delivered signal,
     so a delivery looks at those slots alone, not at every slot of a long flow."""
@@ -191,9 +194,13 @@ def apply_events(
             signals.append((kind.step_id, kind.signal, kind.data))
             if kind.send_id is not None:
                 received.append(ReceivedSignal(kind.signal, kind.data, kind.send_id, index, version))
+                if last_received is not None:
+                    last_received[kind.signal] = version
                 if waiting is None:
                     waiting = _waiting_by_signal(slots, before)
-                _wake_waiting(waiting.get(kind.signal, ()), slots, before, touched, kind.signal)
+                waiting[kind.signal] = _wake_waiting(
+                    waiting.get(kind.signal, ()), slots, before, touched, kind.signal
+                )
         elif isinstance(kind, StepSuspended):
             slot.status = StepStatus.SUSPENDED
             slot.suspended_until = kind.until
@@ -201,9 +208,12 @@ def apply_events(
             if waiting is not None and kind.signal is not None:
                 waiting.setdefault(kind.signal, []).append(index)
             # A signal that arrived while this attempt ran (it could not see it) wakes it at once.
-            slot.resumable = kind.signal is not None and any(
-                r.name == kind.signal and r.version > slot.started_version for r in received
-            )
+            if kind.signal is None:
+                slot.resumable = False
+            else:
+                if last_received is None:
+                    last_received = {r.name: r.version for r in received}  # (versions ascend)
+                slot.resumable = last_received.get(kind.signal, 0) > slot.started_version
 
     steps = list(before)
     for i in touched:
@@ -261,16 +271,24 @@ def _wake_waiting(
     before: tuple[StepSlot, ...],
     touched: list[int],
     signal: str,
-) -> None:
+) -> list[int]:
     """A delivered signal makes a step suspended for it runnable again (``candidates``: the slots
-    that may wait for it)."""
+    that may wait for it). Returns the candidates still suspended for it: the others (started
+    again since) are dropped, so a long flow's deliveries do not walk its whole history."""
+    still: list[int] = []
     for index in candidates:
         slot = slots[index]
         if slot is None:
             old = before[index]
-            if old.status is not StepStatus.SUSPENDED or old.waiting_for != signal or old.resumable:
+            if old.status is not StepStatus.SUSPENDED or old.waiting_for != signal:
+                continue
+            still.append(index)
+            if old.resumable:
                 continue
             slot = slots[index] = _SlotState(old)
             touched.append(index)
         if slot.status is StepStatus.SUSPENDED and slot.waiting_for == signal:
             slot.resumable = True
+            if not still or still[-1] != index:
+                still.append(index)
+    return still

@@ -529,3 +529,29 @@ def test_a_delivered_signal_wakes_exactly_the_steps_suspended_for_it_however_the
     assert [s.waiting_for for s in whole.steps] == ["go", "other", None, "go", "late", None]
     first = apply_events(replay(log.flow_id, [], WIDE), log.events[:split], WIDE)
     assert apply_events(first, log.events[split:], WIDE) == whole
+
+
+@pytest.mark.parametrize("split", range(1, 10))
+def test_a_step_woken_restarted_and_suspended_again_is_woken_again(split: int) -> None:
+    """The approval pattern, twice on one step and once on the next: a step woken and started again
+    leaves the waiting index, and its next suspension puts it back."""
+    log = Log(WIDE).init()
+    log.started(0)
+    _suspend(log, 0, "go")
+    _signal(log, 0, "go")
+    log.started(0, attempt=2)
+    _suspend(log, 0, "go")
+    _signal(log, 0, "go")
+    log.started(0, attempt=3).finished(0)
+    log.started(1)
+    _suspend(log, 1, "go")
+    whole = log.replay()
+    assert [(s.status, s.resumable) for s in whole.steps[:2]] == [
+        (StepStatus.FINISHED, False),
+        (StepStatus.SUSPENDED, False),  # suspended after the last "go": not woken by it
+    ]
+    _signal(log, 1, "go")
+    woken = log.replay()
+    assert woken.steps[1].resumable
+    first = apply_events(replay(log.flow_id, [], WIDE), log.events[:split], WIDE)
+    assert apply_events(first, log.events[split:], WIDE) == woken
