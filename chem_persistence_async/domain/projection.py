@@ -123,6 +123,8 @@ def at_append_time(projection: FlowProjection, ts: datetime) -> FlowProjection:
         ),
         tuple(
             replace(stage, started_at=at(stage.started_at), completed_at=at(stage.completed_at))
+            if APPEND_TIME in (stage.started_at, stage.completed_at)
+            else stage  # (most stages: the append did not touch them)
             for stage in projection.stages
         ),
     )
