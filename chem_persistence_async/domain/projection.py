@@ -151,10 +151,18 @@ def run_status(instance: FlowInstance) -> Status:
 
 
 def project_flow(
-    instance: FlowInstance, definition: FlowDefinition, events: Sequence[FlowEvent]
+    instance: FlowInstance,
+    definition: FlowDefinition,
+    events: Sequence[FlowEvent],
+    *,
+    named_only: bool = False,
 ) -> FlowProjection:
     """The run and stage rows of ``instance`` (the flow right after ``events``): what the state
-    says, and the times ``events`` carry (all of the log's for a rebuild, the new ones otherwise)."""
+    says, and the times ``events`` carry (all of the log's for a rebuild, the new ones otherwise).
+
+    With ``named_only``, only the stages ``events`` name (for a writer that knows the stored
+    records are at the version before ``events``: the others are stored as they are, and
+    projecting every stage at every append made a long flow's records quadratic)."""
     flow_id = instance.flow_id
     created_at: datetime | None = None
     flow_completed_at: datetime | None = None
@@ -181,6 +189,8 @@ def project_flow(
     stages = []
     failed_at: datetime | None = None
     for index, slot in enumerate(instance.steps):
+        if named_only and not everything and index not in named:
+            continue
         status = _SLOT_STATUS[slot.status]
         completed = last_change.get(index) if status in (Status.COMPLETED, Status.FAILED) else None
         if status is Status.FAILED and failed_at is None:

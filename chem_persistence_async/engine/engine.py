@@ -128,6 +128,8 @@ class Committed:
 
 
 _NO_ID = UUID(int=0)
+_RECORDED_FLOWS = 10_000
+"""Flows whose records version an engine remembers (the oldest is forgotten first)."""
 _MAX_REBASES = 20
 _MAX_DELIVERY_ROUNDS = 20
 
@@ -179,6 +181,8 @@ class FlowEngine:
         self._artifacts = ArtifactCache(artifact_cache_bytes)
         self._queue = queue
         self._records = records
+        self._recorded: dict[UUID, int] = {}
+        """Per flow: the version this engine's last recorded append committed (bounded)."""
         self._carrier: RecordingEventStore | None = None
         """The store itself, when it writes the recorder's records inside its appends."""
         if records is not None and isinstance(store, RecordingEventStore) and store.carries(records):
@@ -754,7 +758,12 @@ class FlowEngine:
         carrier = self._carrier
         if carrier is not None and recorder is not None:
             # The records go in the append itself, projected now; written only if the events are.
-            after, projection = projected_append(instance, kinds, definition)
+            # When this engine's own recorded append left the flow at this version, the stored
+            # records are there too (any other append since would make this one conflict): only
+            # the stages these events name need writing.
+            fid = instance.flow_id
+            known = self._recorded.get(fid) == instance.version
+            after, projection = projected_append(instance, kinds, definition, named_only=known)
             appended = await carrier.append_recorded(
                 instance.flow_id,
                 kinds,
@@ -765,6 +774,7 @@ class FlowEngine:
                 event_ids=event_ids,
                 tx=tx,
             )
+            self._note_recorded(fid, after.version, tx)
             if any(isinstance(kind, StepFailed) for kind in kinds):
                 return apply_events(instance, appended, definition)  # its error row has the real ts
             return after  # (nothing else in a flow's state comes from the database)
@@ -795,6 +805,21 @@ class FlowEngine:
         if tx is not None:
             return await unit(tx)
         return await store.run_in_transaction(unit)
+
+    def _note_recorded(self, flow_id: UUID, version: int, tx: Transaction | None) -> None:
+        """Remember that the flow's records are at ``version`` (once ``tx`` commits)."""
+
+        def note() -> None:
+            recorded = self._recorded
+            recorded.pop(flow_id, None)
+            if len(recorded) >= _RECORDED_FLOWS:
+                del recorded[next(iter(recorded))]  # the oldest
+            recorded[flow_id] = version
+
+        if tx is None:
+            note()
+        else:
+            tx.on_commit(note)
 
     async def _sleep_until(self, until: datetime) -> None:
         wait = (until - self._clock()).total_seconds()
@@ -883,17 +908,22 @@ class FlowEngine:
 
 
 def projected_append(
-    instance: FlowInstance, kinds: Sequence[FlowEventKind], definition: FlowDefinition
+    instance: FlowInstance,
+    kinds: Sequence[FlowEventKind],
+    definition: FlowDefinition,
+    *,
+    named_only: bool = False,
 ) -> tuple[FlowInstance, FlowProjection]:
     """The flow once ``kinds`` are appended after ``instance``, and its records, made before the
     append: on provisional events whose time is ``APPEND_TIME`` and ``seq`` 0 (the store puts in
-    the time it wrote them at; only a ``StepFailed``'s error row in the state has either)."""
+    the time it wrote them at; only a ``StepFailed``'s error row in the state has either). With
+    ``named_only``, the records hold only the stages ``kinds`` name."""
     fid, version = instance.flow_id, instance.version
     provisional = [
         FlowEvent(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
     ]
     after = apply_events(instance, provisional, definition)
-    return after, project_flow(after, definition, provisional)
+    return after, project_flow(after, definition, provisional, named_only=named_only)
 
 
 def _check_output(output: object) -> StepOutput:

@@ -28,7 +28,7 @@ from chem_persistence_async.domain.projection import stage_record_id
 from chem_persistence_async.engine.engine import projected_append
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.records import RecordingEventStore
-from tests.engine.flows import flaky_definition
+from tests.engine.flows import Produce, flaky_definition
 from tests.worker.flows import three_steps
 
 FAST = RetryPolicy(max_retries=3, initial_delay=0.0)
@@ -425,3 +425,45 @@ async def test_a_recorded_append_commits_and_rolls_back_with_a_unit_of_work(
     assert (await records.get_run(other)).flow_version == await store.flow_version(other) == 2
     assert (await records.get_stage(other, "first")).status is Status.RUNNING
     await _rebuilt_equal(store, records, definition, other)
+
+
+async def test_an_engine_that_recorded_a_flow_writes_every_stage_again_after_an_unrecorded_append(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    """An engine sends only the stages an append names while the stored records are at the version
+    its own last recorded append left; after another writer appended without records, its next
+    append (on the flow reloaded at the newer version) writes every stage again, the one the other
+    writer ran included (as when records are turned on midway: its times come with a rebuild)."""
+    store, records, _ = parts
+    definition = flaky_definition(failures=0)
+    recorded = _engine(parts, definition)
+    plain = FlowEngine(store, FlowRepository(), definition)
+    fid = await recorded.start()
+    await recorded.run_next(fid)  # step 0, recorded: only its stage is sent from here on
+    await _rebuilt_equal(store, records, definition, fid)
+    await plain.run_next(fid)  # step 1, not recorded: the stored run is now behind
+    await recorded.run_to_end(fid)  # the last step and the end, on the flow reloaded at the newer version
+    stages = await records.get_stages_by_run(fid)
+    assert [(s.stage_id, s.status) for s in stages] == [
+        ("first", Status.COMPLETED),
+        ("flaky", Status.COMPLETED),
+        ("last", Status.COMPLETED),
+    ]
+    assert (await records.get_run(fid)).status is Status.COMPLETED
+    flaky = await records.get_stage(fid, "flaky")  # written whole by the last append alone
+    assert flaky.started_at is None  # its events were not recorded: a rebuild fills its times
+    await rebuild_records(store, records, definitions=[definition], flow_ids=[fid])
+    await _rebuilt_equal(store, records, definition, fid)
+
+
+async def test_a_long_flow_recorded_step_by_step_equals_its_rebuild(parts: tuple[Any, Any, Any]) -> None:
+    """Forty steps, each append sending only its own stages: every stage ends as the log says."""
+    store, records, _ = parts
+    definition = FlowDefinition("forty", [Produce(f"s{i}") for i in range(40)])
+    engine = _engine(parts, definition)
+    fid = await engine.start()
+    await engine.run_to_end(fid)
+    stages = await records.get_stages_by_run(fid)
+    assert len(stages) == 40
+    assert all(s.status is Status.COMPLETED for s in stages)
+    await _rebuilt_equal(store, records, definition, fid)
