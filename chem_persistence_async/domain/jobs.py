@@ -254,39 +254,31 @@ def check_completed(cancelled: list[int], lost: list[int], *, claimed: list[Job]
     """``complete_many``'s outcome, the same on every backend: nothing, or the error naming the
     jobs that were cancelled (finished as such) or whose lease was lost (the others were finished).
     ``claimed``: what a ``claim(complete=)`` took in the same statement, carried by the error."""
-    if cancelled:
-        raise JobCancelledError(
-            f"job(s) {cancelled} were cancelled",
-            job_id=cancelled[0],
-            cancelled_ids=cancelled,
-            lost_ids=lost,
-            claimed=claimed,
-        )
-    if lost:
-        raise LeaseLostError(
-            f"job(s) {lost}: their lease was taken over by another claim",
-            job_id=lost[0],
-            lost_ids=lost,
-            claimed=claimed,
-        )
+    _refuse_cancelled_or_lost(cancelled, lost, claimed=claimed)
 
 
 def check_heartbeat(renewed: list[Job], cancelled: list[int], lost: list[int]) -> list[Job]:
     """``heartbeat``'s outcome, the same on every backend: the renewed jobs, or the error naming
     what was cancelled or lost (with ``renewed`` on it)."""
+    _refuse_cancelled_or_lost(cancelled, lost, renewed=renewed)
+    return renewed
+
+
+def _refuse_cancelled_or_lost(cancelled: list[int], lost: list[int], **carried: Any) -> None:
+    """``JobCancelledError`` if any job was cancelled, else ``LeaseLostError`` if any lease was
+    lost; ``carried``: what the error carries besides (the jobs renewed, or claimed)."""
     if cancelled:
         raise JobCancelledError(
             f"job(s) {cancelled} were cancelled",
             job_id=cancelled[0],
-            renewed=renewed,
             cancelled_ids=cancelled,
             lost_ids=lost,
+            **carried,
         )
     if lost:
         raise LeaseLostError(
             f"job(s) {lost}: their lease was taken over by another claim",
             job_id=lost[0],
-            renewed=renewed,
             lost_ids=lost,
+            **carried,
         )
-    return renewed

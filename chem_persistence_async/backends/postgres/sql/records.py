@@ -302,6 +302,26 @@ def _completed(old: str, new: str) -> str:
     )
 
 
+_INSERT_RUN = """INSERT INTO workflow_runs AS r (
+        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
+        started_at, completed_at, duration, flow_version
+    )"""
+_INSERT_STAGE = """INSERT INTO workflow_stages AS s (
+        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
+        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
+    )"""
+_RUN_FROM_PROJECTION = """ON CONFLICT (id) DO UPDATE SET
+        workflow_id = EXCLUDED.workflow_id,
+        workflow_name = EXCLUDED.workflow_name,
+        workflow_type = EXCLUDED.workflow_type,
+        status = EXCLUDED.status,
+        input = EXCLUDED.input,
+        output = EXCLUDED.output,
+        config = EXCLUDED.config,
+        flow_version = EXCLUDED.flow_version,"""
+"""The run and stage inserts a projection makes, and what it sets on an existing run, in
+``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``)."""
+
 _STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
         stage_number = EXCLUDED.stage_number,
         execution_group = EXCLUDED.execution_group,
@@ -319,24 +339,13 @@ RECORD_FLOW = query(
 WITH old AS (
     SELECT flow_version FROM workflow_runs WHERE id = :run_id
 ), run AS (
-    INSERT INTO workflow_runs AS r (
-        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
-        started_at, completed_at, duration, flow_version
-    )
+    {_INSERT_RUN}
     VALUES (
         :run_id, :workflow_id, :workflow_name, :workflow_type, :status, :input::jsonb, :output::jsonb,
         :config::jsonb, COALESCE(:created_at::timestamptz, now()), :started_at::timestamptz,
         :completed_at::timestamptz, chem_duration_ms(:started_at, :completed_at), :flow_version
     )
-    ON CONFLICT (id) DO UPDATE SET
-        workflow_id = EXCLUDED.workflow_id,
-        workflow_name = EXCLUDED.workflow_name,
-        workflow_type = EXCLUDED.workflow_type,
-        status = EXCLUDED.status,
-        input = EXCLUDED.input,
-        output = EXCLUDED.output,
-        config = EXCLUDED.config,
-        flow_version = EXCLUDED.flow_version,
+    {_RUN_FROM_PROJECTION}
         created_at = COALESCE(:created_at::timestamptz, r.created_at),
         started_at = {_started("r", "EXCLUDED")},
         completed_at = {_completed("r", "EXCLUDED")},
@@ -344,10 +353,7 @@ WITH old AS (
     WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
     RETURNING r.created_at
 ), stages AS (
-    INSERT INTO workflow_stages AS s (
-        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
-        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
-    )
+    {_INSERT_STAGE}
     SELECT g.id, run.created_at, :run_id, g.stage_id, g.stage_name, g.n, g.n, g.status,
            g.started_at, g.completed_at, chem_duration_ms(g.started_at, g.completed_at), g.config,
            g.output_data, g.metrics, g.error_message, g.next_poll_at
@@ -422,24 +428,13 @@ def appended_records_ctes(written: str) -> list[str]:
     JOIN {written} w_ ON w_.item = n.i
 )""",
         f"""rec_run AS (
-    INSERT INTO workflow_runs AS r (
-        id, workflow_id, workflow_name, workflow_type, status, input, output, config, created_at,
-        started_at, completed_at, duration, flow_version
-    )
+    {_INSERT_RUN}
     SELECT n.run_id, n.w, n.n, n.y, n.s, n."in", NULLIF(n.o, 'null'::jsonb), n.c,
            CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
            chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
     FROM rec n
     ORDER BY n.run_id
-    ON CONFLICT (id) DO UPDATE SET
-        workflow_id = EXCLUDED.workflow_id,
-        workflow_name = EXCLUDED.workflow_name,
-        workflow_type = EXCLUDED.workflow_type,
-        status = EXCLUDED.status,
-        input = EXCLUDED.input,
-        output = EXCLUDED.output,
-        config = EXCLUDED.config,
-        flow_version = EXCLUDED.flow_version,
+    {_RUN_FROM_PROJECTION}
         created_at = CASE WHEN (SELECT c.cn FROM rec c WHERE c.run_id = r.id)
                           THEN EXCLUDED.created_at ELSE r.created_at END,
         started_at = {started.format(old="r")},
@@ -449,10 +444,7 @@ def appended_records_ctes(written: str) -> list[str]:
     RETURNING r.id, r.created_at
 )""",
         f"""rec_stages AS (
-    INSERT INTO workflow_stages AS s (
-        id, created_at, workflow_run_id, stage_id, stage_name, stage_number, execution_group, status,
-        started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
-    )
+    {_INSERT_STAGE}
     SELECT g.id, run.created_at, run.id, g.k, g.n, g.x, g.x, g.s,
            CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END,
            chem_duration_ms(CASE WHEN g.sn THEN n.t END, CASE WHEN g.dn THEN n.t END),
