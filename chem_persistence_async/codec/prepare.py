@@ -33,6 +33,7 @@ from chem_persistence_async.domain.events import (
     kinds_from_json,
 )
 from chem_persistence_async.domain.ids import check_expected_version, to_flow_id
+from chem_persistence_async.domain.jobs import JobWrite
 from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.errors import (
     ArtifactHashMismatchError,
@@ -92,6 +93,8 @@ class AppendBatch:
     records: FlowProjection | None = None
     """The flow's records after these events (times ``APPEND_TIME``), to be written with them: only
     if this batch writes them, never when they turn out stored already (``append_recorded``)."""
+    job: JobWrite | None = None
+    """A job's change to commit with these events, both or neither (``append_with_job``)."""
 
     @property
     def has_errors(self) -> bool:

@@ -142,6 +142,45 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class JobWrite:
+    """What an append of a flow's events does to a job in the same commit (``QueueCarryingEventStore``
+    writes it in the append's own statement): ``enqueue`` the flow's first job (``spec``), or, for
+    the claimed ``job`` whose lease must still be held, ``complete`` it, ``suspend`` it until
+    ``until`` (ready again then, the same attempt next time). Nothing of either is written without
+    the other."""
+
+    kind: str
+    spec: CheckedJob | None = None
+    job: Job | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def enqueue(cls, spec: CheckedJob) -> JobWrite:
+        return cls("enqueue", spec=spec)
+
+    @classmethod
+    def complete(cls, job: Job) -> JobWrite:
+        return cls("complete", job=job)
+
+    @classmethod
+    def suspend(cls, job: Job, until: datetime) -> JobWrite:
+        return cls("suspend", job=job, until=check_aware(until, "until"))
+
+    @property
+    def queue(self) -> str:
+        """The queue whose workers this write may concern."""
+        if self.spec is not None:
+            return self.spec.queue
+        assert self.job is not None
+        return self.job.queue
+
+    @property
+    def wakes(self) -> bool:
+        """Whether committing it makes a job ready (workers of ``queue`` are woken)."""
+        return self.kind in ("enqueue", "suspend")
+
+
+@dataclass(frozen=True, slots=True)
 class JobInfo:
     """An active or finished job, for inspection (``list_jobs``)."""
 

@@ -45,7 +45,7 @@ from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
 from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
 from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.domain.jobs import Job, check_name
+from chem_persistence_async.domain.jobs import Job, JobSpec, JobWrite, check_name
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, project_flow
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
@@ -84,7 +84,7 @@ from chem_persistence_async.errors import (
 from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.ports.records import FlowRecorder, RecordingEventStore
 from chem_persistence_async.ports.unit_of_work import Transaction
-from chem_persistence_async.ports.work_queue import WorkQueuePort
+from chem_persistence_async.ports.work_queue import QueueCarryingEventStore, WorkQueuePort
 from chem_persistence_async.replay import apply_events, initial_instance
 
 logger = logging.getLogger("chem_persistence_async.engine")
@@ -125,6 +125,10 @@ class Committed:
 
     instance: FlowInstance
     then: Attempt | None = None
+    job: str | None = None
+    """With ``commit(job=...)``: how the job ended with it, ``completed`` or ``suspended``."""
+    due: datetime | None = None
+    """When a job suspended with it is due again."""
 
 
 _NO_ID = UUID(int=0)
@@ -187,6 +191,16 @@ class FlowEngine:
         """The store itself, when it writes the recorder's records inside its appends."""
         if records is not None and isinstance(store, RecordingEventStore) and store.carries(records):
             self._carrier = store
+        self._job_carrier: QueueCarryingEventStore | None = None
+        """The store itself, when it writes the queue's jobs inside its appends (and the records
+        with them, if any are kept)."""
+        if (
+            queue is not None
+            and isinstance(store, QueueCarryingEventStore)
+            and store.carries_queue(queue)
+            and (records is None or self._carrier is not None)
+        ):
+            self._job_carrier = store
 
     @property
     def definition(self) -> FlowDefinition:
@@ -236,6 +250,18 @@ class FlowEngine:
         work = self._require_queue()
         fid = uuid4() if flow_id is None else to_flow_id(flow_id)
         initialized = self.initialized(inputs)
+        if self._job_carrier is not None:
+            # ONE statement: the event, the run's records, and the job (sql ``lean_append(job=)``).
+            spec = JobSpec(
+                FLOW_JOB, None, queue, str(fid), priority, not_before, None, fid, self.definition_ref
+            ).checked()
+            try:
+                await self._append(
+                    initial_instance(fid, self._definition), [initialized], job=JobWrite.enqueue(spec)
+                )
+            except ConcurrencyConflict:
+                raise InvalidInputError(f"flow {fid} already exists") from None
+            return fid
 
         async def both(tx: Transaction) -> None:
             await self._append(initial_instance(fid, self._definition), [initialized], tx=tx)
@@ -610,18 +636,28 @@ class FlowEngine:
         tx: Transaction | None = None,
         chain: bool = False,
         lease_until: datetime | None = None,
+        job: Job | None = None,
     ) -> Committed:
         """Append the outcome, guarded by the version the attempt started at.
 
         With ``chain``, what comes next goes into the same append when it can: the next step's
         ``StepStarted`` (with ``lease_until``, returned started as ``Committed.then``) or the
         ``FlowCompleted``. One statement per step instead of two; the events are the same.
+
+        With ``job`` (the claimed flow job the attempt runs under), when no next step starts in
+        the append, the job ends in the same commit: completed when the flow is done or waits for
+        a signal, else suspended until the flow can go on (a retry's time, a timer; now for a
+        lost attempt to close), and only while the job's lease is still held (``LeaseLostError``,
+        ``JobCancelledError``: nothing written). On a store that carries the queue that is ONE
+        statement; otherwise one unit of work. ``Committed.job`` says how it ended. ``job``
+        implies ``chain``.
         """
-        instance = attempt.instance
+        instance, chained = attempt.instance, chain or job is not None
         for _ in range(_MAX_REBASES):
-            kinds, started = self._with_follow(instance, outcome.kinds, chain, lease_until)
+            kinds, started, follow = self._with_follow(instance, outcome.kinds, chained, lease_until)
+            end = None if job is None or started is not None else self._job_end(follow, job)
             try:
-                after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx)
+                after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx, job=end)
                 break
             except InvalidInputError as exc:
                 if outcome.error_class is not None:
@@ -644,13 +680,25 @@ class FlowEngine:
         then = None
         if started is not None:
             then = await self._attempt(after, started.step_index, started.attempt, tx, outcome.artifacts)
-        return Committed(after, then)
+        if end is None:
+            return Committed(after, then)
+        return Committed(after, then, "completed" if end.kind == "complete" else "suspended", end.until)
 
     def chains(self, attempt: Attempt, outcome: Outcome) -> bool:
         """Whether ``commit(attempt, outcome, chain=True)`` would start the next step in the same
         append (as the flow stands now: signals delivered meanwhile may still change it)."""
-        _, started = self._with_follow(attempt.instance, outcome.kinds, True, None)
+        _, started, _ = self._with_follow(attempt.instance, outcome.kinds, True, None)
         return started is not None
+
+    def _job_end(self, follow: Action | None, job: Job) -> JobWrite:
+        """How a flow job ends with an append after which ``follow`` is the plan: completed when
+        the flow is done or waits for a signal (the signal's delivery enqueues it again), else
+        suspended until it can go on (a retry's time, a timer; now for anything else, such as a
+        lost attempt to close or a step another engine started)."""
+        if isinstance(follow, Complete | Done) or (isinstance(follow, Wait) and follow.until is None):
+            return JobWrite.complete(job)
+        until = follow.until if isinstance(follow, Wait) and follow.until else self._clock()
+        return JobWrite.suspend(job, until)
 
     async def interrupt(
         self, attempt: Attempt, reason: str, *, tx: Transaction | None = None
@@ -675,9 +723,10 @@ class FlowEngine:
         outcome: tuple[FlowEventKind, ...],
         chain: bool,
         lease_until: datetime | None,
-    ) -> tuple[list[FlowEventKind], StepStarted | None]:
+    ) -> tuple[list[FlowEventKind], StepStarted | None, Action | None]:
         """The outcome's events, and with ``chain`` what comes next in the same append: the next
-        step's ``StepStarted`` (returned) or the ``FlowCompleted``."""
+        step's ``StepStarted`` (returned) or the ``FlowCompleted``; and the plan after the
+        outcome (``None`` without ``chain``)."""
         kinds = list(outcome)
         follow = self._follow(instance, kinds) if chain else None
         if isinstance(follow, RunStep) and not follow.close:
@@ -687,10 +736,10 @@ class FlowEngine:
                 attempt=follow.attempt,
                 lease_until=lease_until or self._clock() + self._attempt_lease,
             )
-            return [*kinds, started], started
+            return [*kinds, started], started, follow
         if isinstance(follow, Complete):
             kinds.append(FlowCompleted(flow_fingerprint=follow.fingerprint))
-        return kinds, None
+        return kinds, None, follow
 
     async def _rebase_on_signals(self, instance: FlowInstance, tx: Transaction | None) -> FlowInstance:
         """``instance`` with the events appended since, if they are all signals from outside;
@@ -747,14 +796,18 @@ class FlowEngine:
         artifacts: tuple[Artifact, ...] = (),
         event_ids: Sequence[UUID] | None = None,
         tx: Transaction | None = None,
+        job: JobWrite | None = None,
     ) -> FlowInstance:
         """Append ``kinds`` at the version ``instance`` was decided on; returns the flow after them.
 
         The append succeeded at that version, so these events are exactly what the log now holds
         after it: they are applied rather than read back. With a recorder, the records go in the
         append itself when the store carries them (one statement on PostgreSQL), else they follow
-        in the same unit of work (one is opened when none is given)."""
+        in the same unit of work (one is opened when none is given). So does ``job``, a change to
+        a job of the engine's queue that commits with the events or not at all."""
         store, recorder, definition = self._store, self._records, self._definition
+        if job is not None:
+            return await self._append_with_job(instance, kinds, job, artifacts, tx)
         carrier = self._carrier
         if carrier is not None and recorder is not None:
             # The records go in the append itself, projected now; written only if the events are.
@@ -805,6 +858,46 @@ class FlowEngine:
         if tx is not None:
             return await unit(tx)
         return await store.run_in_transaction(unit)
+
+    async def _append_with_job(
+        self,
+        instance: FlowInstance,
+        kinds: Sequence[FlowEventKind],
+        job: JobWrite,
+        artifacts: tuple[Artifact, ...],
+        tx: Transaction | None,
+    ) -> FlowInstance:
+        """``_append`` with ``job``: in the append's own statement when the store carries the
+        queue, else in one unit of work (``tx``, or one opened here)."""
+        queue = self._require_queue()
+        carrier = self._job_carrier
+        if carrier is None or tx is not None:
+
+            async def unit(unit_tx: Transaction) -> FlowInstance:
+                after = await self._append(instance, kinds, artifacts=artifacts, tx=unit_tx)
+                await _write_job(queue, job, unit_tx)
+                return after
+
+            return await (unit(tx) if tx is not None else self._store.run_in_transaction(unit))
+        definition, recorder, fid = self._definition, self._records, instance.flow_id
+        projection = None
+        if recorder is not None:
+            _, projection = projected_append(
+                instance, kinds, definition, named_only=self._recorded.get(fid) == instance.version
+            )
+        appended = await carrier.append_with_job(
+            fid,
+            kinds,
+            job,
+            queue=queue,
+            expected_version=instance.version,
+            records=projection,
+            recorder=recorder,
+            artifacts=artifacts,
+        )
+        if recorder is not None:
+            self._note_recorded(fid, instance.version + len(kinds), None)
+        return apply_events(instance, appended, definition)
 
     def _note_recorded(self, flow_id: UUID, version: int, tx: Transaction | None) -> None:
         """Remember that the flow's records are at ``version`` (once ``tx`` commits)."""
@@ -905,6 +998,29 @@ class FlowEngine:
                 + ", ".join(h[:16] + "…" for h in absent)
             )
         return tuple(artifact for artifact in found.values() if artifact is not None)
+
+
+async def _write_job(queue: WorkQueuePort, job: JobWrite, tx: Transaction) -> None:
+    """``job`` through the queue's own API, in the unit of work ``tx`` (a store that does not
+    carry the queue)."""
+    if job.spec is not None:
+        spec = job.spec
+        await queue.enqueue(
+            spec.kind,
+            None,
+            queue=spec.queue,
+            key=spec.key,
+            priority=spec.priority,
+            not_before=spec.not_before,
+            max_attempts=spec.max_attempts,
+            flow_id=spec.flow_id,
+            definition=spec.definition,
+            tx=tx,
+        )
+    elif job.job is not None and job.kind == "complete":
+        await queue.complete(job.job, tx=tx)
+    elif job.job is not None and job.until is not None:
+        await queue.suspend(job.job, job.until, tx=tx)
 
 
 def projected_append(

@@ -12,10 +12,14 @@ import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
+from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.events import FlowEvent, FlowEventKind
+from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, JobWrite, QueueDepth
+from chem_persistence_async.domain.projection import FlowProjection
+from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 
@@ -119,4 +123,36 @@ class WorkQueuePort(Protocol):
     def on_enqueue(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(queue)`` once a job for ``queue`` is committed by this process (the
         in-process wake-up of SPEC 8.4); returns the function that unsubscribes it."""
+        ...
+
+
+@runtime_checkable
+class QueueCarryingEventStore(Protocol):
+    """An event store that can write a job's change (``JobWrite``) as part of an append itself (on
+    PostgreSQL, in the append's one statement, with the records when it carries them too): a
+    flow's submit, or a step's outcome with the end of the worker's job, is one commit and one
+    round trip instead of a unit of work of four."""
+
+    def carries_queue(self, queue: WorkQueuePort) -> bool:
+        """Whether ``append_with_job`` can write ``queue``'s jobs (same backend, same database)."""
+        ...
+
+    async def append_with_job(
+        self,
+        flow_id: UUID,
+        kinds: Sequence[FlowEventKind],
+        job: JobWrite,
+        *,
+        queue: WorkQueuePort,
+        expected_version: int,
+        records: FlowProjection | None = None,
+        recorder: FlowRecorder | None = None,
+        artifacts: Iterable[Artifact] = (),
+    ) -> builtins.list[FlowEvent]:
+        """``append_many`` at ``expected_version`` with ``job`` written in the same commit, both or
+        neither (and ``records`` into ``recorder``, as ``RecordingEventStore.append_recorded``
+        does). Events found stored already (this call's earlier attempt, whose answer was lost)
+        come back as they are, and the job write is not made again. ``LeaseLostError`` or
+        ``JobCancelledError`` when the job to change is no longer held: nothing is written.
+        Never inside a unit of work: it is its own commit."""
         ...

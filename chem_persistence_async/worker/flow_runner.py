@@ -6,15 +6,16 @@ For a claimed job the runner replays the flow and asks the planner what comes ne
 * a step to run: it appends the attempt's ``StepStarted`` (its lease is the job's), runs the step
   (heartbeats keep the job's lease alive), then appends the outcome (guarded by
   ``expected_version``) together with the next step's ``StepStarted`` or the ``FlowCompleted``.
-  When the flow ends or waits, the same unit of work suspends or completes its own job (guarded
-  by the lease token): if any part fails, none of it commits. When the next step starts in the
-  same append, no job state changes, so that append is the whole commit (one statement, which the
-  store's group commit may share with other jobs' appends). Either way the lease is checked first
-  (a renewal, guarded by the lease token) unless this worker's last renewal was sent less than
-  half a lease ago, when nobody else can hold the job yet. A job delivered twice commits nothing
-  the second time (``expected_version``), and a worker that stalled past its lease commits
-  nothing once another took the job over (its renewal is refused, or its append conflicts with
-  the new holder's);
+  When the next step starts in the same append, no job state changes, so that append is the
+  whole commit (one statement, which the store's group commit may share with other jobs'
+  appends); the lease is checked first (a renewal, guarded by the lease token) unless this
+  worker's last renewal was sent less than half a lease ago, when nobody else can hold the job
+  yet. When the flow ends or waits, the outcome and the job's completion or suspension commit
+  together, and only while the job's lease token still holds it (``engine.commit(job=...)``: ONE
+  statement on a store that carries the queue, else one unit of work): if any part fails, none
+  of it commits. A job delivered twice commits nothing the second time (``expected_version``),
+  and a worker that stalled past its lease commits nothing once another took the job over (its
+  renewal or its job write is refused, or its append conflicts with the new holder's);
 * a retry not yet due, or an attempt still held by someone else: the job is suspended until
   then; it holds no worker, no connection and no timer meanwhile;
 * a flow already done (or one that completes or fails now): the job is completed.
@@ -167,17 +168,17 @@ class FlowRunner:
             after = committed.instance
             return None, await self._in_transaction(lambda tx: self._settle(engine, holding, after, tx))
 
-        async def unit(tx: Transaction) -> tuple[Attempt | None, str | None]:
-            # The lease guard first: a worker whose job was taken over writes nothing at all.
-            job = await self._guard(holding, tx)
-            committed = await engine.commit(
-                attempt, outcome, tx=tx, chain=True, lease_until=job.lease_expires_at
-            )
-            if committed.then is not None:
-                return committed.then, None
-            return None, await self._settle(engine, holding, committed.instance, tx)
-
-        return await self._in_transaction(unit)
+        # The flow ends or waits: the outcome and the job's end commit together, and only while
+        # the job's lease is this worker's (one statement where the store carries the queue).
+        committed = await engine.commit(
+            attempt, outcome, job=holding.job, lease_until=holding.job.lease_expires_at
+        )
+        if committed.then is not None:  # signals delivered meanwhile let the next step start
+            return committed.then, None
+        if committed.job == "suspended":
+            holding.due = committed.due
+            return None, "suspended"
+        return None, "completed"
 
     async def _guard(self, holding: Holding, tx: Transaction | None) -> Job:
         """The job with its lease checked and renewed, unless the last renewal is young: then

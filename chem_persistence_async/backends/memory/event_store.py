@@ -25,6 +25,7 @@ from chem_persistence_async.backends.memory.transaction import (
     memory_tx,
     run_in_memory_transaction,
 )
+from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
 from chem_persistence_async.codec.decode import EventRow, decode_events
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
@@ -41,6 +42,7 @@ from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.ports.work_queue import WorkQueuePort
 
 T = TypeVar("T")
 
@@ -82,6 +84,31 @@ class InMemoryEventStore(EventStoreBase):
         if written and batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
             recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)
         return events
+
+    def carries_queue(self, queue: WorkQueuePort) -> bool:
+        return isinstance(queue, InMemoryWorkQueue)
+
+    async def _write_with_job(
+        self, batch: AppendBatch, recorder: FlowRecorder | None, queue: WorkQueuePort
+    ) -> list[FlowEvent]:
+        """The append, its records and the job write in one unit of work with no await between
+        them, checked in PostgreSQL's order: events stored already come back (the write is not
+        made again), then the job must be held, then the version must match."""
+        write = batch.job
+        assert isinstance(queue, InMemoryWorkQueue)
+        assert write is not None
+        async with memory_transaction() as tx:
+            journal = memory_tx(tx)
+            assert journal is not None
+            stored = any(e.event_id in self._by_event_id for e in batch.events)
+            if not stored and write.job is not None:
+                queue.require_held(write.job)
+            events, written = self._append(batch, journal)
+            if written:
+                if batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
+                    recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)
+                queue.apply_write(write, journal)
+            return events
 
     def _append(self, batch: AppendBatch, journal: MemoryTransaction | None) -> tuple[list[FlowEvent], bool]:
         """The appended events, and whether this call wrote them (False: stored already)."""

@@ -29,6 +29,7 @@ from chem_persistence_async.domain.jobs import (
     JobInfo,
     JobSpec,
     JobState,
+    JobWrite,
     QueueDepth,
     check_aware,
     check_completed,
@@ -361,6 +362,28 @@ class InMemoryWorkQueue:
 
     async def release(self, job: Job, *, tx: Transaction | None = None) -> None:
         self._requeue(job, None, -1, None, memory_tx(tx))
+
+    def require_held(self, job: Job) -> None:
+        """``LeaseLostError`` or ``JobCancelledError`` unless ``job`` is held and not being
+        cancelled; nothing changes (``InMemoryEventStore.append_with_job`` asks before it writes)."""
+        row = self._held(job)
+        if row is None:
+            raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+        if row.cancel_requested:
+            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+
+    def apply_write(self, write: JobWrite, journal: MemoryTransaction) -> None:
+        """Make ``write`` in the unit of work ``journal`` (with no await: atomic with the append
+        that carries it), as PostgreSQL's ``sql.job_write_ctes`` make it."""
+        if write.spec is not None:
+            if self._insert(write.spec, journal)[1]:
+                self._committed(journal, {write.spec.queue})
+            return
+        assert write.job is not None
+        if write.kind == "complete":
+            self._finish(write.job, JobState.COMPLETED, None, journal)
+        else:
+            self._requeue(write.job, write.until, -1, None, journal)
 
     def _finish(
         self, job: Job, state: JobState, error: str | None, journal: MemoryTransaction | None

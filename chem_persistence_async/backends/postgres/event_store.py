@@ -8,6 +8,7 @@ import json
 import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,6 +23,7 @@ from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
 from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
+from chem_persistence_async.backends.postgres.work_queue import WorkQueue
 from chem_persistence_async.codec.decode import decode_error, decode_error_json, decode_events
 from chem_persistence_async.codec.fast import collector_paused
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
@@ -29,11 +31,18 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.jobs import JobWrite
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
-from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
+from chem_persistence_async.errors import (
+    ConcurrencyConflict,
+    InvalidInputError,
+    JobCancelledError,
+    LeaseLostError,
+)
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.ports.work_queue import WorkQueuePort
 
 T = TypeVar("T")
 
@@ -85,6 +94,64 @@ class PgEventStore(EventStoreBase):
         self, batch: AppendBatch, recorder: FlowRecorder, tx: Transaction | None
     ) -> builtins.list[FlowEvent]:
         return await self._write(batch, tx)  # the statements write ``batch.records`` themselves
+
+    def carries_queue(self, queue: WorkQueuePort) -> bool:
+        """The jobs of this database's own ``WorkQueue`` change in the append statement."""
+        return isinstance(queue, WorkQueue) and queue.database is self._db
+
+    async def _write_with_job(
+        self, batch: AppendBatch, recorder: FlowRecorder | None, queue: WorkQueuePort
+    ) -> builtins.list[FlowEvent]:
+        """ONE statement, alone (no group commit: the job write is this batch's own), retried on
+        a transient failure like any other; workers of the job's queue are woken once it commits."""
+        self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
+        events = await self._db.run(lambda conn: self._append_job_in(conn, batch), operation="append_job")
+        job = batch.job
+        if job is not None and job.wakes:
+            self._db.notifier.enqueued({job.queue})
+        return events
+
+    async def _append_job_in(self, conn: asyncpg.Connection, batch: AppendBatch) -> list[FlowEvent]:
+        """One attempt of ``_write_with_job``: the lean statement with the job write composed in
+        (``sql.lean_append(job=...)``). When it writes nothing, the judge, told never to insert,
+        says why: the events are stored already (an earlier attempt of this call committed, job
+        write included), or the flow moved on (``ConcurrencyConflict``), or, when the statement
+        said so, the job is no longer this worker's."""
+        job, base = batch.job, batch.expected_version
+        assert job is not None
+        assert base is not None
+        many = len(batch.events) > 1
+        statement = sql.lean_append(
+            many=many,
+            artifacts=bool(batch.artifacts),
+            errors=batch.has_errors,
+            in_tx=False,
+            records=batch.records is not None,
+            job=job.kind,
+        )
+        try:
+            values = _lean_values(batch, base) | _job_values(job)
+            rows = await conn.fetch(statement.text, *statement.args(values))
+        except asyncpg.UniqueViolationError:
+            rows = []
+        if rows and rows[0][3] is None and len(rows) == len(batch.events):
+            self._remember(batch.flow_id, base + len(rows))
+            if many:
+                return batch.events_at(base, rows)
+            event = batch.events[0]
+            return [FlowEvent(rows[0][1], batch.flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
+        why = rows[0][3] if rows else None
+        try:
+            return await self._judge(conn, replace(batch, records=None, job=None), None, write=False)
+        except ConcurrencyConflict:
+            held = job.job
+            if held is not None and why == "cancelled":
+                raise JobCancelledError(f"job {held.id} was cancelled", job_id=held.id) from None
+            if held is not None and why == "lost":
+                raise LeaseLostError(
+                    f"job {held.id}: its lease was taken over by another claim", job_id=held.id
+                ) from None
+            raise
 
     @property
     def group_commit_stats(self) -> dict[str, int] | None:
@@ -174,15 +241,20 @@ class PgEventStore(EventStoreBase):
         return await self._judge(conn, batch, tx)
 
     async def _judge(
-        self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None
+        self, conn: asyncpg.Connection, batch: AppendBatch, tx: PgTransaction | None, *, write: bool = True
     ) -> list[FlowEvent]:
+        """Decide a batch the lean statement did not write; with ``write`` false it never
+        inserts: the events stored already, or ``ConcurrencyConflict``."""
         statement = sql.judge_append(
             artifacts=bool(batch.artifacts),
             errors=batch.has_errors,
             in_tx=tx is not None,
             records=batch.records is not None,
         )
-        args = statement.args(_judge_values(batch))
+        values = _judge_values(batch)
+        if not write:
+            values["expected"] = -1  # no flow is ever at -1
+        args = statement.args(values)
         for _ in range(_MAX_CONFLICT_ROUNDS):
             try:
                 rows = await conn.fetch(statement.text, *args)
@@ -410,6 +482,28 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
         values["artifacts"] = _artifacts_json(batch.artifacts)
     if batch.records is not None:
         values |= _records_values([(1, batch.records)])
+    return values
+
+
+def _job_values(job: JobWrite) -> dict[str, Any]:
+    """``sql.job_write_ctes``'s parameters."""
+    if job.spec is not None:
+        spec = job.spec
+        return {
+            "job_queue": spec.queue,
+            "job_kind": spec.kind,
+            "job_key": spec.key,
+            "job_payload": spec.payload,
+            "job_priority": spec.priority,
+            "job_not_before": spec.not_before,
+            "job_max_attempts": spec.max_attempts,
+            "job_flow_id": spec.flow_id,
+            "job_definition": spec.definition,
+        }
+    assert job.job is not None
+    values: dict[str, Any] = {"job_id": job.job.id, "job_token": job.job.lease_token}
+    if job.kind == "suspend":
+        values["job_until"] = job.until
     return values
 
 

@@ -35,6 +35,7 @@ from chem_persistence_async import (
     FlowEngine,
     InMemoryEventStore,
     InMemoryFlowRepository,
+    JobSpec,
     PgEventStore,
     PgFlowRepository,
     PoolTimeoutError,
@@ -47,10 +48,12 @@ from chem_persistence_async import (
     StepOutput,
     StepStarted,
     TransientDatabaseError,
+    WorkQueue,
     content_hash,
     retry_transient,
 )
 from chem_persistence_async.backends.postgres.retry import is_lost_connection
+from chem_persistence_async.domain.jobs import JobWrite
 from tests.support.faults import (
     Ledger,
     LostAckProxy,
@@ -288,6 +291,47 @@ async def test_lost_commit_acknowledgement_is_retried_without_duplicates(
     checked = await assert_log_exact(conn, ledger)
     assert checked == {"events": 5, "flows": 1, "artifacts": 3, "errors": 2}
     _report("lost commit acknowledgement", cuts=proxy.cuts, **checked)
+
+
+async def test_lost_acknowledgement_of_an_append_with_its_job_is_retried_without_duplicates(
+    db_url: str, conn: asyncpg.Connection
+) -> None:
+    """The submit's and the last unit's one statement (events + job) commits, its answer is lost:
+    the retry finds the events stored and writes neither them nor the job again."""
+    async with LostAckProxy(db_url, marker=b"job_") as proxy:
+        db = await Database.open(
+            proxy.url, min_connections=1, max_connections=2, retry_delays_ms=(5, 10, 20, 40)
+        )
+        try:
+            store, queue = PgEventStore(db), WorkQueue(db)
+            flow = uuid.uuid4()
+            spec = JobSpec("flow", None, key=str(flow), max_attempts=None, flow_id=flow).checked()
+            proxy.arm()
+            first = await store.append_with_job(
+                flow, [_started(1)], JobWrite.enqueue(spec), queue=queue, expected_version=0
+            )
+            assert proxy.cuts == 1
+            (job,) = await queue.claim("w1")
+            assert job.flow_id == flow
+
+            proxy.arm()
+            last = await store.append_with_job(
+                flow,
+                [_failed(2), _retry(2)],
+                JobWrite.complete(job),
+                queue=queue,
+                expected_version=1,
+            )
+            assert proxy.cuts == 2
+            assert sum(db.metrics.snapshot()["retries"].values()) == 2
+            assert [e.event_id for e in await store.list(flow)] == [e.event_id for e in first + last]
+        finally:
+            await db.close()
+    assert await conn.fetchval("SELECT count(*) FROM event_log WHERE flow_id = $1", flow) == 3
+    assert await conn.fetchval("SELECT count(*) FROM step_execution_errors WHERE flow_id = $1", flow) == 1
+    assert await conn.fetchval("SELECT count(*) FROM work_queue") == 0
+    rows = await conn.fetch("SELECT id, state FROM work_queue_history WHERE flow_id = $1", flow)
+    assert [(r["id"], r["state"]) for r in rows] == [(job.id, "completed")]
 
 
 async def test_lost_acknowledgement_of_a_group_commit_is_retried_without_duplicates(

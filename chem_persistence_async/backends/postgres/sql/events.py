@@ -47,6 +47,12 @@ from __future__ import annotations
 from functools import cache
 
 from chem_persistence_async.backends.postgres.sql.query import Query, query
+from chem_persistence_async.backends.postgres.sql.queue import (
+    JOB_HELD_CTE,
+    JOB_HELD_GUARD,
+    JOB_NOT_HELD,
+    job_write_ctes,
+)
 from chem_persistence_async.backends.postgres.sql.records import appended_records_ctes
 
 # --- pieces ---------------------------------------------------------------------------------------
@@ -130,22 +136,37 @@ _WRITTEN_ONE = "rec_w AS (SELECT 1 AS item, ins.flow_id, ins.ts AS t FROM ins LI
 
 
 @cache
-def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool, records: bool = False) -> Query:
+def lean_append(
+    *,
+    many: bool,
+    artifacts: bool,
+    errors: bool,
+    in_tx: bool,
+    records: bool = False,
+    job: str | None = None,
+) -> Query:
     """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's,
-    ``:artifacts`` when ``artifacts``, and with ``records`` those of ``appended_records_ctes`` (the
-    flow's runs and stages, merged if the events go in). Rows back: ``(event_id, seq, ts)`` for one
-    event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per event for
-    several; none or fewer when the base was stale or an event id is stored."""
+    ``:artifacts`` when ``artifacts``, with ``records`` those of ``appended_records_ctes`` (the
+    flow's runs and stages, merged if the events go in), and with ``job`` (a ``JobWrite``'s kind,
+    never in a unit of work) those of ``queue.job_write_ctes`` (the job changed only if the events
+    go in; the events go in only while a claimed job is held). Rows back: ``(event_id, seq, ts)``
+    for one event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per event
+    for several; none or fewer when the base was stale or an event id is stored. With ``job``,
+    each row has a fourth column, NULL, and when the job to change is not held one row
+    ``(NULL, NULL, NULL, 'lost' or 'cancelled')`` comes instead."""
     source = _MANY_EVENTS if many else _ONE_EVENT
     out = "flow_version, seq, ts" if many else "event_id, seq, ts"
-    if not (artifacts or errors or records or (in_tx and many)):
+    if not (artifacts or errors or records or job or (in_tx and many)):
         return query(
             _insert(source, base=":base::int", where=_BASE_EXISTS, returning=out, skip_conflicts=in_tx)
         )
-    ctes = _insert_ctes(
+    held, job_ctes = job_write_ctes(job) if job is not None else (False, [])
+    assert not (job and in_tx), "a job write is its own commit"
+    ctes = [JOB_HELD_CTE] if held else []
+    ctes += _insert_ctes(
         source,
         base=":base::int",
-        guard=_BASE_EXISTS,
+        guard=f"{_BASE_EXISTS} AND {JOB_HELD_GUARD}" if held else _BASE_EXISTS,
         returning=_INSERTED_WITH_PAYLOAD if errors else _INSERTED,
         in_tx=in_tx,
         many=many,
@@ -156,7 +177,13 @@ def lean_append(*, many: bool, artifacts: bool, errors: bool, in_tx: bool, recor
         ctes.append(_ERRORS_CTE)
     if records:
         ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
-    return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
+    if job is None:
+        return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
+    ctes += job_ctes
+    answer = f"\nSELECT {out}, NULL::text FROM ins"
+    if held:
+        answer += f"\nUNION ALL\nSELECT NULL, NULL, NULL, n.why FROM ({JOB_NOT_HELD}) AS n(why)"
+    return query("WITH " + ",\n".join(ctes) + answer)
 
 
 @cache

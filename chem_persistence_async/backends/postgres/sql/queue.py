@@ -250,6 +250,62 @@ FINISH_MANY = query(f"WITH {_FINISH_MANY_CTES}\n{_FINISH_MANY_OUTCOME}\n")
 tokens). Rows back, one per job: ``(id, state it was finished as now, state an earlier run of this
 finish left)``; both NULL: the lease was lost."""
 
+# --- a job's change inside an append of its flow's events (``events.lean_append(job=...)``) -------
+
+JOB_HELD_CTE = """held AS (
+    SELECT w.id, w.cancel_requested FROM work_queue w
+    WHERE w.id = :job_id AND w.lease_token = :job_token FOR UPDATE
+)"""
+"""The claimed job, locked, while ``:job_token`` still holds it."""
+
+JOB_HELD_GUARD = "EXISTS (SELECT 1 FROM held WHERE NOT held.cancel_requested)"
+"""The events go in only while the job is held and not being cancelled."""
+
+JOB_NOT_HELD = """SELECT CASE WHEN EXISTS (SELECT 1 FROM held) THEN 'cancelled' ELSE 'lost' END
+WHERE NOT EXISTS (SELECT 1 FROM ins)
+  AND NOT EXISTS (SELECT 1 FROM held WHERE NOT held.cancel_requested)"""
+"""Why nothing was written, when the job is why: ``lost`` (another claim holds it, or it is gone)
+or ``cancelled`` (its cancellation was requested)."""
+
+_IF_WRITTEN = "EXISTS (SELECT 1 FROM ins)"
+
+_JOB_AFTER = {
+    "enqueue": [
+        f"""job_new AS (
+    {_INSERT_SPECS}
+    SELECT :job_queue, :job_kind, :job_key, :job_payload::jsonb, :job_priority,
+        COALESCE(:job_not_before::timestamptz, now()), :job_max_attempts, :job_flow_id::uuid, :job_definition
+    WHERE {_IF_WRITTEN}
+    ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+)"""
+    ],
+    "complete": [
+        f"""job_gone AS (
+    DELETE FROM work_queue w USING held t WHERE w.id = t.id AND {_IF_WRITTEN} RETURNING w.*
+)""",
+        "job_moved AS (\n    " + _move("job_gone", "'completed'") + "\n)",
+    ],
+    "suspend": [
+        f"""job_back AS (
+    UPDATE work_queue w
+    SET state = 'ready', not_before = :job_until::timestamptz, attempt = greatest(w.attempt - 1, 0),
+        lease_token = NULL, lease_expires_at = NULL, worker_id = NULL
+    FROM held t WHERE w.id = t.id AND {_IF_WRITTEN}
+)"""
+    ],
+}
+
+
+def job_write_ctes(kind: str) -> tuple[bool, list[str]]:
+    """For a ``JobWrite`` of ``kind``: whether it needs the job held (``JOB_HELD_CTE`` before the
+    events' insert, ``JOB_HELD_GUARD`` on it, ``JOB_NOT_HELD`` in the answer), and the CTEs after
+    the insert that change the job only if the events went in (``ins``). Parameters: ``:job_id``,
+    ``:job_token`` (held kinds), ``:job_until`` (suspend: like ``REQUEUE`` with ``attempt_delta``
+    -1), ``:job_queue`` ... ``:job_definition`` (enqueue: like ``ENQUEUE``, a taken key left as
+    it is)."""
+    return kind != "enqueue", _JOB_AFTER[kind]
+
+
 _JOB_COLUMN_COUNT = len(_JOB_COLUMNS.split(","))
 
 PLANNED_LIMIT = 100
