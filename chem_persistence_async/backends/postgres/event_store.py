@@ -102,10 +102,10 @@ class PgEventStore(EventStoreBase):
     async def _write_with_job(
         self, batch: AppendBatch, recorder: FlowRecorder | None, queue: WorkQueuePort
     ) -> builtins.list[FlowEvent]:
-        """ONE statement, alone (no group commit: the job write is this batch's own), retried on
-        a transient failure like any other; workers of the job's queue are woken once it commits."""
-        self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
-        events = await self._db.run(lambda conn: self._append_job_in(conn, batch), operation="append_job")
+        """ONE statement, retried on a transient failure like any other, shared with other
+        appends by group commit when there is a group to join; workers of the job's queue are
+        woken once it commits."""
+        events = await self._write(batch, None)
         job = batch.job
         if job is not None and job.wakes:
             self._db.notifier.enqueued({job.queue})
@@ -127,10 +127,10 @@ class PgEventStore(EventStoreBase):
             errors=batch.has_errors,
             in_tx=False,
             records=batch.records is not None,
-            job=job.kind,
+            jobs=True,
         )
         try:
-            values = _lean_values(batch, base) | _job_values(job)
+            values = _lean_values(batch, base) | _jobs_values([(1, job)])
             rows = await conn.fetch(statement.text, *statement.args(values))
         except asyncpg.UniqueViolationError:
             rows = []
@@ -203,6 +203,8 @@ class PgEventStore(EventStoreBase):
 
     async def _write_alone(self, batch: AppendBatch) -> list[FlowEvent]:
         self._db.pool  # noqa: B018 - raise DatabaseClosedError before any work
+        if batch.job is not None:
+            return await self._db.run(lambda conn: self._append_job_in(conn, batch), operation="append_job")
         return await self._db.run(lambda conn: self._append_in(conn, batch, None), operation="append")
 
     async def _append_in(
@@ -285,10 +287,13 @@ class PgEventStore(EventStoreBase):
     ) -> builtins.list[builtins.list[FlowEvent] | BaseException | Fallback]:
         """Write several flows' batches in one ``GROUP_APPEND``; settle each member on its own."""
         recorded = [(item, b.records) for item, b in enumerate(batches, 1) if b.records is not None]
-        statement = sql.group_append(records=bool(recorded))
+        jobs = [(item, b.job) for item, b in enumerate(batches, 1) if b.job is not None]
+        statement = sql.group_append(records=bool(recorded), jobs=bool(jobs))
         values = _group_values(batches)
         if recorded:
             values |= _records_values(recorded)
+        if jobs:
+            values |= _jobs_values(jobs)
         args = statement.args(values)
 
         async def attempt(conn: asyncpg.Connection) -> builtins.list[Any]:
@@ -485,26 +490,50 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
     return values
 
 
-def _job_values(job: JobWrite) -> dict[str, Any]:
-    """``sql.job_write_ctes``'s parameters."""
-    if job.spec is not None:
-        spec = job.spec
-        return {
-            "job_queue": spec.queue,
-            "job_kind": spec.kind,
-            "job_key": spec.key,
-            "job_payload": spec.payload,
-            "job_priority": spec.priority,
-            "job_not_before": spec.not_before,
-            "job_max_attempts": spec.max_attempts,
-            "job_flow_id": spec.flow_id,
-            "job_definition": spec.definition,
-        }
-    assert job.job is not None
-    values: dict[str, Any] = {"job_id": job.job.id, "job_token": job.job.lease_token}
-    if job.kind == "suspend":
-        values["job_until"] = job.until
-    return values
+def _jobs_values(jobs: Sequence[tuple[int, JobWrite]]) -> dict[str, Any]:
+    """``queue.JOB_WRITES_BEFORE``'s ``:jobs``: ONE JSON array, one object per item's job write."""
+    return {"jobs": b"[" + b",".join([_job_json(item, job) for item, job in jobs]) + b"]"}
+
+
+def _job_json(item: int, write: JobWrite) -> bytes:
+    def text(value: str | None) -> bytes:
+        return b"null" if value is None else _json_string(value).encode()
+
+    def time(value: datetime | None) -> bytes:
+        return b"null" if value is None else b'"' + value.isoformat().encode() + b'"'
+
+    head = b'{"i":' + str(item).encode() + b',"k":' + text(write.kind)
+    if write.spec is not None:
+        spec = write.spec
+        return b"".join(
+            [
+                head,
+                b',"q":' + text(spec.queue),
+                b',"n":' + text(spec.kind),
+                b',"y":' + text(spec.key),
+                b',"p":' + spec.payload,
+                b',"r":' + str(spec.priority).encode(),
+                b',"b":' + time(spec.not_before),
+                b',"m":' + (b"null" if spec.max_attempts is None else str(spec.max_attempts).encode()),
+                b',"f":' + text(None if spec.flow_id is None else str(spec.flow_id)),
+                b',"d":' + text(spec.definition),
+                b"}",
+            ]
+        )
+    job = write.job
+    assert job is not None
+    return b"".join(
+        [
+            head,
+            b',"id":',
+            str(job.id).encode(),
+            b',"t":"',
+            str(job.lease_token).encode(),
+            b'","u":',
+            time(write.until),
+            b"}",
+        ]
+    )
 
 
 def _judge_values(batch: AppendBatch) -> dict[str, Any]:

@@ -11,11 +11,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from chem_persistence_async import ConcurrencyConflict, Database, ErrorClass, PgEventStore
+from chem_persistence_async import (
+    ConcurrencyConflict,
+    Database,
+    ErrorClass,
+    JobCancelledError,
+    JobSpec,
+    LeaseLostError,
+    PgEventStore,
+    WorkQueue,
+)
+from chem_persistence_async.domain.jobs import JobWrite
 from tests.factories import artifact, failed, finished, started
 
 _INSERT = (
@@ -210,3 +222,87 @@ async def test_group_commit_can_be_turned_off(one_writer: Database) -> None:
     store = PgEventStore(one_writer, group_commit=False)
     await asyncio.gather(*(store.append_kind(uuid.uuid4(), started()) for _ in range(5)))
     assert store.group_commit_stats is None
+
+
+async def test_appends_with_job_writes_share_a_group_and_each_gets_its_own_outcome(
+    one_writer: Database, conn: asyncpg.Connection
+) -> None:
+    """Submits (event + job) and last commits (events + the held job's end) join one group; a
+    member whose job is no longer held, or whose flow moved on, writes nothing and gets its own
+    error, while the others commit with their jobs."""
+    store, queue = PgEventStore(one_writer), WorkQueue(one_writer)
+
+    def flow_job(flow: uuid.UUID) -> JobWrite:
+        return JobWrite.enqueue(
+            JobSpec("flow", None, key=str(flow), max_attempts=None, flow_id=flow).checked()
+        )
+
+    held_flows = [uuid.uuid4() for _ in range(4)]
+    for flow in held_flows:
+        await store.append_with_job(flow, [started()], flow_job(flow), queue=queue, expected_version=0)
+    claimed = {j.flow_id: j for j in await queue.claim("w1", limit=4)}
+    done, waiting, lost, cancelled = (claimed[f] for f in held_flows)
+    stolen = replace(lost, lease_token=uuid.uuid4())  # as if another claim had taken it over
+    assert cancelled.key is not None
+    assert await queue.cancel(cancelled.key)
+    stale = uuid.uuid4()
+    await store.append_kind(stale, started())
+    new_flows = [uuid.uuid4() for _ in range(4)]
+    until = datetime.now(UTC) + timedelta(hours=1)
+
+    blocker = uuid.uuid4()
+    results = await asyncio.gather(
+        store.append_kind(blocker, started()),  # written alone: the others queue up behind it
+        *(
+            store.append_with_job(f, [started()], flow_job(f), queue=queue, expected_version=0)
+            for f in new_flows
+        ),
+        store.append_with_job(
+            done.flow_id, [finished()], JobWrite.complete(done), queue=queue, expected_version=1
+        ),
+        store.append_with_job(
+            waiting.flow_id, [failed()], JobWrite.suspend(waiting, until), queue=queue, expected_version=1
+        ),
+        store.append_with_job(
+            lost.flow_id, [finished()], JobWrite.complete(stolen), queue=queue, expected_version=1
+        ),
+        store.append_with_job(
+            cancelled.flow_id, [finished()], JobWrite.complete(cancelled), queue=queue, expected_version=1
+        ),
+        store.append_with_job(stale, [started()], flow_job(stale), queue=queue, expected_version=0),
+        return_exceptions=True,
+    )
+    stats = store.group_commit_stats
+    assert stats is not None
+    assert (stats["groups"], stats["grouped"]) == (1, 9), stats
+    assert stats["fallbacks"] == 2, stats  # the lost and the cancelled member told why alone
+    *submitted, r_done, r_waiting, r_lost, r_cancelled, r_stale = results[1:]
+    assert all(isinstance(r, list) and [e.flow_version for e in r] == [1] for r in submitted)
+    assert isinstance(r_done, list)
+    assert isinstance(r_waiting, list)
+    assert isinstance(r_lost, LeaseLostError)
+    assert isinstance(r_cancelled, JobCancelledError)
+    assert isinstance(r_stale, ConcurrencyConflict)
+
+    versions = dict(await conn.fetch("SELECT flow_id, max(flow_version) FROM event_log GROUP BY flow_id"))
+    assert [
+        versions[f] for f in (*new_flows, done.flow_id, waiting.flow_id, lost.flow_id, cancelled.flow_id)
+    ] == [1, 1, 1, 1, 2, 2, 1, 1]
+    active = {
+        r["flow_id"]: r
+        for r in await conn.fetch("SELECT flow_id, state, not_before, attempt FROM work_queue")
+    }
+    assert {f for f in new_flows} <= set(active)
+    assert stale not in active
+    assert done.flow_id not in active
+    assert active[waiting.flow_id]["state"] == "ready"
+    assert active[waiting.flow_id]["not_before"] == until
+    assert active[waiting.flow_id]["attempt"] == waiting.attempt - 1
+    assert active[lost.flow_id]["state"] == "claimed"
+    assert active[cancelled.flow_id]["state"] == "claimed"
+    history = await conn.fetch("SELECT id, state FROM work_queue_history")
+    assert [(r["id"], r["state"]) for r in history] == [(done.id, "completed")]
+    assert (
+        await conn.fetchval("SELECT count(*) FROM step_execution_errors WHERE flow_id = $1", waiting.flow_id)
+        == 1
+    )

@@ -47,12 +47,7 @@ from __future__ import annotations
 from functools import cache
 
 from chem_persistence_async.backends.postgres.sql.query import Query, query
-from chem_persistence_async.backends.postgres.sql.queue import (
-    JOB_HELD_CTE,
-    JOB_HELD_GUARD,
-    JOB_NOT_HELD,
-    job_write_ctes,
-)
+from chem_persistence_async.backends.postgres.sql.queue import JOB_WRITES_AFTER, JOB_WRITES_BEFORE
 from chem_persistence_async.backends.postgres.sql.records import appended_records_ctes
 
 # --- pieces ---------------------------------------------------------------------------------------
@@ -143,30 +138,29 @@ def lean_append(
     errors: bool,
     in_tx: bool,
     records: bool = False,
-    job: str | None = None,
+    jobs: bool = False,
 ) -> Query:
     """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's,
     ``:artifacts`` when ``artifacts``, with ``records`` those of ``appended_records_ctes`` (the
-    flow's runs and stages, merged if the events go in), and with ``job`` (a ``JobWrite``'s kind,
-    never in a unit of work) those of ``queue.job_write_ctes`` (the job changed only if the events
-    go in; the events go in only while a claimed job is held). Rows back: ``(event_id, seq, ts)``
-    for one event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per event
-    for several; none or fewer when the base was stale or an event id is stored. With ``job``,
-    each row has a fourth column, NULL, and when the job to change is not held one row
+    flow's runs and stages, merged if the events go in), and with ``jobs`` (never in a unit of
+    work) ``:jobs`` as ``queue.JOB_WRITES_BEFORE`` reads it, for item 1: the job changed only if
+    the events go in, the events only while a claimed job is held. Rows back: ``(event_id, seq,
+    ts)`` for one event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per
+    event for several; none or fewer when the base was stale or an event id is stored. With
+    ``jobs``, each row has a fourth column, NULL, and when the job to change is not held one row
     ``(NULL, NULL, NULL, 'lost' or 'cancelled')`` comes instead."""
     source = _MANY_EVENTS if many else _ONE_EVENT
     out = "flow_version, seq, ts" if many else "event_id, seq, ts"
-    if not (artifacts or errors or records or job or (in_tx and many)):
+    if not (artifacts or errors or records or jobs or (in_tx and many)):
         return query(
             _insert(source, base=":base::int", where=_BASE_EXISTS, returning=out, skip_conflicts=in_tx)
         )
-    held, job_ctes = job_write_ctes(job) if job is not None else (False, [])
-    assert not (job and in_tx), "a job write is its own commit"
-    ctes = [JOB_HELD_CTE] if held else []
+    assert not (jobs and in_tx), "a job write is its own commit"
+    ctes = [*JOB_WRITES_BEFORE] if jobs else []
     ctes += _insert_ctes(
         source,
         base=":base::int",
-        guard=f"{_BASE_EXISTS} AND {JOB_HELD_GUARD}" if held else _BASE_EXISTS,
+        guard=f"{_BASE_EXISTS} AND NOT EXISTS (SELECT 1 FROM unheld)" if jobs else _BASE_EXISTS,
         returning=_INSERTED_WITH_PAYLOAD if errors else _INSERTED,
         in_tx=in_tx,
         many=many,
@@ -177,13 +171,17 @@ def lean_append(
         ctes.append(_ERRORS_CTE)
     if records:
         ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
-    if job is None:
+    if not jobs:
         return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
-    ctes += job_ctes
-    answer = f"\nSELECT {out}, NULL::text FROM ins"
-    if held:
-        answer += f"\nUNION ALL\nSELECT NULL, NULL, NULL, n.why FROM ({JOB_NOT_HELD}) AS n(why)"
-    return query("WITH " + ",\n".join(ctes) + answer)
+    ctes += ["ok AS (SELECT 1 AS item FROM ins LIMIT 1)", *JOB_WRITES_AFTER]
+    return query(
+        "WITH "
+        + ",\n".join(ctes)
+        + f"""
+SELECT {out}, NULL::text FROM ins
+UNION ALL
+SELECT NULL, NULL, NULL, CASE WHEN u.cancelled THEN 'cancelled' ELSE 'lost' END FROM unheld u"""
+    )
 
 
 @cache
@@ -237,8 +235,7 @@ WHERE NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM existing)"""
     )
 
 
-_GROUP_CTES = (
-    """WITH items AS (
+_GROUP_ITEMS = """items AS (
     SELECT i.item, i.flow_id, i.expected, COALESCE((
         SELECT l.flow_version FROM event_log l
         WHERE l.flow_id = i.flow_id ORDER BY l.flow_version DESC LIMIT 1
@@ -254,28 +251,39 @@ _GROUP_CTES = (
     CROSS JOIN LATERAL (
         SELECT event_id, seq, flow_version, ts, flow_id FROM event_log WHERE event_id = e.id OFFSET 0
     ) AS l
-), ok AS (
+)"""
+
+_UNHELD = "NOT EXISTS (SELECT 1 FROM unheld u WHERE u.i = items.item)"
+"""An item whose claimed job is not held writes nothing and gets no answer row: it falls back to
+writing alone, which tells why (``queue.JOB_WRITES_BEFORE``)."""
+
+
+def _group_ok(jobs: bool) -> str:
+    held = f"\n      AND {_UNHELD}" if jobs else ""
+    return (
+        f"""ok AS (
     SELECT items.item, items.flow_id, items.v FROM items
     WHERE (items.expected IS NULL OR items.expected = items.v)
-      AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
+      AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item){held}
 ), ins AS (
     INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
     SELECT e.id, ok.flow_id, ok.v + e.ord, e.p ->> 'event_type', e.p
     FROM evs e JOIN ok ON ok.item = e.item
     ORDER BY e.item, e.ord
-    RETURNING """
-    + _INSERTED_WITH_PAYLOAD
-    + """
+    RETURNING {_INSERTED_WITH_PAYLOAD}
 ), """
-    + _artifacts_cte(
-        "JOIN ok ON ok.item = (a ->> 'i')::int "
-        "JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + (a ->> 'o')::int"
+        + _artifacts_cte(
+            "JOIN ok ON ok.item = (a ->> 'i')::int "
+            "JOIN ins ON ins.flow_id = ok.flow_id AND ins.flow_version = ok.v + (a ->> 'o')::int"
+        )
+        + ",\n"
+        + _ERRORS_CTE
     )
-    + ",\n"
-    + _ERRORS_CTE
-)
 
-_GROUP_SELECT = """
+
+def _group_select(jobs: bool) -> str:
+    held = f"\n  AND {_UNHELD}" if jobs else ""
+    return f"""
 SELECT ok.item, ins.event_id, ins.seq, ins.flow_version, ins.ts, ins.flow_id
 FROM ins JOIN ok ON ok.flow_id = ins.flow_id
 UNION ALL
@@ -283,29 +291,38 @@ SELECT item, event_id, seq, flow_version, ts, flow_id FROM existing
 UNION ALL
 SELECT item, NULL, NULL, v, NULL, NULL FROM items
 WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.item = items.item)
-  AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item)
+  AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.item = items.item){held}
 """
 
 
 @cache
-def group_append(*, records: bool = False) -> Query:
-    """``GROUP_APPEND``, with ``records`` merging the runs and stages of the members that carry
-    them (``appended_records_ctes``, ``:rec_items`` naming items), for the members it writes."""
-    if not records:
-        return GROUP_APPEND
-    written = """rec_w AS (
+def group_append(*, records: bool = False, jobs: bool = False) -> Query:
+    """Several flows' batches (group commit). Parameters: ``:flow_ids`` and ``:expected`` per item
+    (numbered from 1); ``:items``, ``:ordinals``, ``:event_ids`` per event and ``:payloads`` (one
+    JSON array); ``:artifacts`` (one JSON array, each with its item ``i``); with ``records``,
+    ``appended_records_ctes``'s ``:records`` for the members that carry them; with ``jobs``,
+    ``:jobs`` for the members that change a job (``queue.JOB_WRITES_BEFORE``), written only with
+    their events. Rows back: ``item`` then as ``judge_append``; no row for a member whose claimed
+    job is not held. A unique violation (a writer outside the group took a version first) fails
+    the whole statement; every member then goes through ``judge_append`` alone."""
+    ctes = [_GROUP_ITEMS]
+    if jobs:
+        ctes += JOB_WRITES_BEFORE
+    ctes.append(_group_ok(jobs))
+    if records:
+        ctes += [
+            """rec_w AS (
     SELECT ok.item, ok.flow_id, min(ins.ts) AS t FROM ok JOIN ins ON ins.flow_id = ok.flow_id
     GROUP BY ok.item, ok.flow_id
-)"""
-    return query(_GROUP_CTES + ",\n" + ",\n".join([written, *appended_records_ctes("rec_w")]) + _GROUP_SELECT)
+)""",
+            *appended_records_ctes("rec_w"),
+        ]
+    if jobs:
+        ctes += JOB_WRITES_AFTER
+    return query("WITH " + ",\n".join(ctes) + _group_select(jobs))
 
 
-GROUP_APPEND = query(_GROUP_CTES + _GROUP_SELECT)
-"""Several flows' batches (group commit). Parameters: ``:flow_ids`` and ``:expected`` per item
-(numbered from 1); ``:items``, ``:ordinals``, ``:event_ids`` per event and ``:payloads`` (one JSON
-array); ``:artifacts`` (one JSON array, each with its item ``i``). Rows back: ``item`` then as
-``judge_append``. A unique violation (a writer outside the group took a version first) fails the
-whole statement; every member then goes through ``judge_append`` alone."""
+GROUP_APPEND = group_append()
 
 
 # --- reads ----------------------------------------------------------------------------------------

@@ -250,60 +250,58 @@ FINISH_MANY = query(f"WITH {_FINISH_MANY_CTES}\n{_FINISH_MANY_OUTCOME}\n")
 tokens). Rows back, one per job: ``(id, state it was finished as now, state an earlier run of this
 finish left)``; both NULL: the lease was lost."""
 
-# --- a job's change inside an append of its flow's events (``events.lean_append(job=...)``) -------
+# --- jobs changed inside an append of their flows' events (``events.lean_append`` / ``group_append``) --
 
-JOB_HELD_CTE = """held AS (
-    SELECT w.id, w.cancel_requested FROM work_queue w
-    WHERE w.id = :job_id AND w.lease_token = :job_token FOR UPDATE
-)"""
-"""The claimed job, locked, while ``:job_token`` still holds it."""
-
-JOB_HELD_GUARD = "EXISTS (SELECT 1 FROM held WHERE NOT held.cancel_requested)"
-"""The events go in only while the job is held and not being cancelled."""
-
-JOB_NOT_HELD = """SELECT CASE WHEN EXISTS (SELECT 1 FROM held) THEN 'cancelled' ELSE 'lost' END
-WHERE NOT EXISTS (SELECT 1 FROM ins)
-  AND NOT EXISTS (SELECT 1 FROM held WHERE NOT held.cancel_requested)"""
-"""Why nothing was written, when the job is why: ``lost`` (another claim holds it, or it is gone)
-or ``cancelled`` (its cancellation was requested)."""
-
-_IF_WRITTEN = "EXISTS (SELECT 1 FROM ins)"
-
-_JOB_AFTER = {
-    "enqueue": [
-        f"""job_new AS (
-    {_INSERT_SPECS}
-    SELECT :job_queue, :job_kind, :job_key, :job_payload::jsonb, :job_priority,
-        COALESCE(:job_not_before::timestamptz, now()), :job_max_attempts, :job_flow_id::uuid, :job_definition
-    WHERE {_IF_WRITTEN}
-    ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
-)"""
-    ],
-    "complete": [
-        f"""job_gone AS (
-    DELETE FROM work_queue w USING held t WHERE w.id = t.id AND {_IF_WRITTEN} RETURNING w.*
+JOB_WRITES_BEFORE = [
+    """jobs AS (
+    SELECT * FROM jsonb_to_recordset(:jobs::jsonb) AS j(
+        i int, k text, id bigint, t uuid, u timestamptz,
+        q text, n text, y text, p jsonb, r int, b timestamptz, m int, f uuid, d text
+    )
 )""",
-        "job_moved AS (\n    " + _move("job_gone", "'completed'") + "\n)",
-    ],
-    "suspend": [
-        f"""job_back AS (
+    """held AS (
+    SELECT j.i, w.id, w.cancel_requested FROM jobs j
+    CROSS JOIN LATERAL (
+        SELECT id, cancel_requested FROM work_queue WHERE id = j.id AND lease_token = j.t FOR UPDATE
+    ) AS w
+    WHERE j.k <> 'enqueue'
+)""",
+    """unheld AS (
+    SELECT j.i, EXISTS (SELECT 1 FROM held h WHERE h.i = j.i) AS cancelled FROM jobs j
+    WHERE j.k <> 'enqueue' AND NOT EXISTS (SELECT 1 FROM held h WHERE h.i = j.i AND NOT h.cancel_requested)
+)""",
+]
+"""Before the events' insert: ``jobs``, one per item of the append (``:jobs``, ONE JSON array of
+``{"i": item, "k": kind, ...}``); ``held``, the claimed jobs locked while their tokens hold them;
+``unheld``, the items whose claimed job is not held (``cancelled``: its cancellation was
+requested). An item in ``unheld`` must not be written: its job is no longer this worker's."""
+
+JOB_WRITES_AFTER = [
+    f"""job_new AS (
+    {_INSERT_SPECS}
+    SELECT j.q, j.n, j.y, COALESCE(j.p, 'null'::jsonb), j.r, COALESCE(j.b, now()), j.m, j.f, j.d
+    FROM jobs j JOIN ok ON ok.item = j.i
+    WHERE j.k = 'enqueue'
+    ORDER BY j.i
+    ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+)""",
+    """job_gone AS (
+    DELETE FROM work_queue w USING held h, jobs j, ok
+    WHERE w.id = h.id AND j.i = h.i AND ok.item = h.i AND j.k = 'complete'
+    RETURNING w.*
+)""",
+    "job_moved AS (\n    " + _move("job_gone", "'completed'") + "\n)",
+    """job_back AS (
     UPDATE work_queue w
-    SET state = 'ready', not_before = :job_until::timestamptz, attempt = greatest(w.attempt - 1, 0),
+    SET state = 'ready', not_before = j.u, attempt = greatest(w.attempt - 1, 0),
         lease_token = NULL, lease_expires_at = NULL, worker_id = NULL
-    FROM held t WHERE w.id = t.id AND {_IF_WRITTEN}
-)"""
-    ],
-}
-
-
-def job_write_ctes(kind: str) -> tuple[bool, list[str]]:
-    """For a ``JobWrite`` of ``kind``: whether it needs the job held (``JOB_HELD_CTE`` before the
-    events' insert, ``JOB_HELD_GUARD`` on it, ``JOB_NOT_HELD`` in the answer), and the CTEs after
-    the insert that change the job only if the events went in (``ins``). Parameters: ``:job_id``,
-    ``:job_token`` (held kinds), ``:job_until`` (suspend: like ``REQUEUE`` with ``attempt_delta``
-    -1), ``:job_queue`` ... ``:job_definition`` (enqueue: like ``ENQUEUE``, a taken key left as
-    it is)."""
-    return kind != "enqueue", _JOB_AFTER[kind]
+    FROM held h JOIN jobs j ON j.i = h.i JOIN ok ON ok.item = h.i
+    WHERE w.id = h.id AND j.k = 'suspend'
+)""",
+]
+"""After the insert, for the items in ``ok(item)`` (those whose events it inserted): a flow job
+enqueued (as ``ENQUEUE``: a taken key is left as it is), a claimed job completed (moved to the
+history) or suspended until ``u`` (as ``REQUEUE`` with ``attempt_delta`` -1)."""
 
 
 _JOB_COLUMN_COUNT = len(_JOB_COLUMNS.split(","))
