@@ -70,6 +70,13 @@ def check_hashes(hashes: object) -> list[str]:
     return wanted
 
 
+def check_flow_ids(flow_ids: object) -> list[UUID]:
+    """Flow ids to read, once each in their first order (UUIDs or their text)."""
+    if isinstance(flow_ids, str | bytes | UUID) or not isinstance(flow_ids, Iterable):
+        raise InvalidInputError(f"flow_ids must be an iterable of flow ids, got {type(flow_ids).__name__}")
+    return list(dict.fromkeys(to_flow_id(f) for f in flow_ids))
+
+
 def _not_str(value: object) -> str:
     if isinstance(value, str):
         return value

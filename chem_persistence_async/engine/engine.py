@@ -81,7 +81,7 @@ from chem_persistence_async.errors import (
     StepInProgressError,
     UnstorableValueError,
 )
-from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder, RecordingEventStore
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import QueueCarryingEventStore, WorkQueuePort
@@ -413,9 +413,12 @@ class FlowEngine:
             inputs=normalize_json(dict(inputs or {})),
         )
 
-    async def load(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowInstance:
-        """The flow's state, replayed; ``FlowNotFoundError`` if it has no events."""
-        instance = await self._repository.load(self._store, flow_id, self._definition, tx=tx)
+    async def load(
+        self, flow_id: UUID | str, *, tx: Transaction | None = None, record: FlowRecord | None = None
+    ) -> FlowInstance:
+        """The flow's state, replayed (from ``record`` when it was read already, as
+        ``store.read_flows`` reads a batch); ``FlowNotFoundError`` if it has no events."""
+        instance = await self._repository.load(self._store, flow_id, self._definition, tx=tx, record=record)
         if instance.version == 0:
             raise FlowNotFoundError(f"flow {flow_id} does not exist (it has no events)")
         return instance

@@ -17,7 +17,7 @@ from chem_persistence_async.domain.failures import StepExecutionError
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.errors import ErrorRecordMismatchError
-from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import replay
 
@@ -32,7 +32,10 @@ class FlowLoader(Protocol):
         definition: FlowDefinition,
         *,
         tx: Transaction | None = None,
-    ) -> FlowInstance: ...
+        record: FlowRecord | None = None,
+    ) -> FlowInstance:
+        """The flow replayed; from ``record`` when given (read already, ``store.read_flows``)."""
+        ...
 
 
 class FlowRepository:
@@ -45,9 +48,11 @@ class FlowRepository:
         definition: FlowDefinition,
         *,
         tx: Transaction | None = None,
+        record: FlowRecord | None = None,
     ) -> FlowInstance:
         fid = to_flow_id(flow_id)
-        record = await store.read_flow(fid, tx=tx)
+        if record is None:
+            record = await store.read_flow(fid, tx=tx)
         with collector_paused():  # the events are dropped once replayed: let them die young
             instance = replay(fid, record.events, definition)
         rows: tuple[StepExecutionError, ...] = tuple(record.errors)

@@ -62,6 +62,14 @@ class AsyncEventStore(Protocol):
 
     async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord: ...
 
+    async def read_flows(
+        self, flow_ids: Iterable[UUID | str], *, tx: Transaction | None = None
+    ) -> dict[UUID, FlowRecord]:
+        """``read_flow`` of several flows in ONE snapshot (on PostgreSQL one statement): a worker
+        that claimed a batch of flow jobs reads them all in one round trip. A flow with no events
+        maps to an empty record."""
+        ...
+
     async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int: ...
 
     async def get_artifacts(

@@ -26,19 +26,22 @@ commit is durable on its own, and the job's lease stays this worker's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
+from uuid import UUID
 
 from chem_persistence_async.domain.flow import FlowInstance
 from chem_persistence_async.domain.jobs import Job
 from chem_persistence_async.engine.engine import Attempt, FlowEngine, Outcome
 from chem_persistence_async.engine.planner import CloseLost, Complete, Done, RunStep, Wait
-from chem_persistence_async.errors import ConcurrencyConflict
+from chem_persistence_async.errors import ChemPersistError, ConcurrencyConflict
 from chem_persistence_async.ports.backend import Backend
+from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 
@@ -60,6 +63,8 @@ class Holding:
     attempt: Attempt | None = None
     cancelled: bool = False
     """Its lease was lost or the job was cancelled: nothing more may be committed for it."""
+    read: asyncio.Task[dict[UUID, FlowRecord]] | None = None
+    """The claim's read of its flows (``Worker._read_ahead``), for this job's first replay."""
     due: datetime | None = None
     """When a job the runner suspended is due again (a retry's time, another starter's lease)."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -97,7 +102,7 @@ class FlowRunner:
         engine = self._engines[job.definition or ""]
         assert job.flow_id is not None
         for _ in range(_MAX_RELOADS):
-            instance = await engine.load(job.flow_id)
+            instance = await self._load(engine, holding, job.flow_id)
             try:
                 return await self._advance(engine, instance, holding, log_extra)
             except ConcurrencyConflict:
@@ -108,6 +113,19 @@ class FlowRunner:
                 )
                 holding.attempt = None
         raise ConcurrencyConflict(job.flow_id, None, None)
+
+    async def _load(self, engine: FlowEngine, holding: Holding, flow_id: UUID) -> FlowInstance:
+        """The flow replayed: the first time from the claim's read of its flows when there is
+        one (a read that failed, or found no events, is done again here alone)."""
+        read, holding.read = holding.read, None
+        if read is not None:
+            try:
+                record = (await read).get(flow_id)
+            except ChemPersistError:
+                record = None
+            if record is not None and record.events:
+                return await engine.load(flow_id, record=record)
+        return await engine.load(flow_id)
 
     async def _advance(
         self,

@@ -12,6 +12,7 @@ from chem_persistence_async import (
     ConcurrencyConflict,
     ErrorClass,
     FlowEvent,
+    InvalidInputError,
     MissingArtifactError,
     StepSignal,
 )
@@ -255,3 +256,28 @@ async def test_artifacts_storage_can_be_turned_off(make_store: Any) -> None:
     await store.append_kind(flow, finished(outputs=(artifact(8).hash,)))
     assert await store.get_artifacts([a.hash]) == {}
     assert len(await store.list(flow)) == 2
+
+
+async def test_read_flows_reads_each_flow_as_read_flow_does(store: Any) -> None:
+    """A claimed batch's flows in one read: each record equals ``read_flow``'s, events and error
+    rows alike; a flow with no events gives an empty record; ids are read once each."""
+    a, b, empty = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await store.append_many(a, [started(), failed(attempt=1), started(attempt=2), finished()])
+    await store.append_many(b, [started(), failed(attempt=1), failed(attempt=2)])
+    records = await store.read_flows([b, str(a), empty, b])
+    assert list(records) == [b, a, empty]
+    for flow in (a, b):
+        one = await store.read_flow(flow)
+        assert records[flow].events == one.events
+        assert records[flow].errors == one.errors
+    assert [len(records[f].errors) for f in (a, b)] == [1, 2]
+    assert (records[empty].events, records[empty].errors) == ([], [])
+    assert await store.read_flows([]) == {}
+
+
+@pytest.mark.parametrize(
+    "bad", ["not-a-uuid-list", uuid.uuid4(), 42, [object()]], ids=["str", "uuid", "int", "obj"]
+)
+async def test_read_flows_refuses_what_is_not_a_list_of_flow_ids(store: Any, bad: Any) -> None:
+    with pytest.raises(InvalidInputError):
+        await store.read_flows(bad)

@@ -24,6 +24,7 @@ from chem_persistence_async import (
     RetryPolicy,
     StepContext,
     StepOutput,
+    TransientDatabaseError,
     Worker,
 )
 from chem_persistence_async.backends.postgres.wakeup import Notifier
@@ -275,3 +276,42 @@ async def test_enqueues_in_one_window_share_one_notify() -> None:
 
 async def _claimed_once(worker: Worker) -> bool:
     return worker.stats.claims >= 1
+
+
+@pytest.mark.parametrize("read_fails", [False, True], ids=["read", "read-fails"])
+async def test_the_flows_of_one_claim_are_read_in_one_read(backend: Any, read_fails: bool) -> None:
+    """A claim of several flow jobs reads their flows once (``read_flows``), not once per job; a
+    read that fails leaves each job to read its own flow, and every flow still runs to the end."""
+    definition = three_steps()
+    engine = _engine(backend, definition)
+    flows = [await engine.submit(inputs={"start": n}) for n in range(6)]
+    store = backend.event_store()
+    calls: dict[str, list[int]] = {"read_flows": [], "read_flow": []}
+    read_flows, read_flow = store.read_flows, store.read_flow
+
+    async def counted_read_flows(flow_ids: Any, **kwargs: Any) -> Any:
+        ids = list(flow_ids)
+        calls["read_flows"].append(len(ids))
+        if read_fails:
+            raise TransientDatabaseError("the read ahead failed (injected)", reason="injected")
+        return await read_flows(ids, **kwargs)
+
+    async def counted_read_flow(flow_id: Any, **kwargs: Any) -> Any:
+        calls["read_flow"].append(1)
+        return await read_flow(flow_id, **kwargs)
+
+    store.read_flows, store.read_flow = counted_read_flows, counted_read_flow
+    try:
+        queue = backend.work_queue()
+
+        async def drained() -> bool:
+            return bool(await queue.depth() == QueueDepth())
+
+        async with Worker(backend, definition, concurrency=8, poll_interval=0.05):
+            await until(drained, 60, "every flow's job to end")
+    finally:
+        del store.read_flows, store.read_flow
+    assert calls["read_flows"][0] == 6, calls  # the first claim took all six
+    assert len(calls["read_flow"]) == (6 if read_fails else 0), calls
+    for flow in flows:
+        assert (await engine.load(flow)).completed

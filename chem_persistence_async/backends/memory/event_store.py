@@ -36,7 +36,13 @@ from chem_persistence_async.domain.failures import (
     count_by_step_and_class,
     timeline_order,
 )
-from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.ids import (
+    check_batch_size,
+    check_flow_ids,
+    check_hashes,
+    check_step_id,
+    to_flow_id,
+)
 from chem_persistence_async.domain.projection import at_append_time
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowRecord
@@ -190,8 +196,18 @@ class InMemoryEventStore(EventStoreBase):
 
     async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord:
         memory_tx(tx)
-        fid = to_flow_id(flow_id)
-        return FlowRecord(await self.list(fid), await self.list_errors(fid))
+        return self._record(to_flow_id(flow_id))
+
+    def _record(self, fid: UUID) -> FlowRecord:
+        return FlowRecord(
+            decode_events(fid, list(self._flows.get(fid, ()))), [e for e in self._errors if e.flow_id == fid]
+        )
+
+    async def read_flows(
+        self, flow_ids: Iterable[UUID | str], *, tx: Transaction | None = None
+    ) -> dict[UUID, FlowRecord]:
+        memory_tx(tx)
+        return {fid: self._record(fid) for fid in check_flow_ids(flow_ids)}
 
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         fid = to_flow_id(flow_id)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -30,7 +31,13 @@ from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, 
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import StepExecutionError
-from chem_persistence_async.domain.ids import check_batch_size, check_hashes, check_step_id, to_flow_id
+from chem_persistence_async.domain.ids import (
+    check_batch_size,
+    check_flow_ids,
+    check_hashes,
+    check_step_id,
+    to_flow_id,
+)
 from chem_persistence_async.domain.jobs import JobWrite
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
 from chem_persistence_async.errors import (
@@ -47,6 +54,9 @@ from chem_persistence_async.ports.work_queue import WorkQueuePort
 T = TypeVar("T")
 
 _MAX_CONFLICT_ROUNDS = 100
+
+_version_of = itemgetter(2)
+"""An event row's ``flow_version``."""
 
 _VERSION_CACHE_SIZE = 10_000
 """How many flows' last versions a store remembers (a guess for the lean append, never trusted)."""
@@ -348,6 +358,34 @@ class PgEventStore(EventStoreBase):
         if events:
             self._remember_after(ptx, fid, events[-1].flow_version)
         return FlowRecord(events, errors)
+
+    async def read_flows(
+        self, flow_ids: Iterable[UUID | str], *, tx: Transaction | None = None
+    ) -> dict[UUID, FlowRecord]:
+        """``read_flow`` of several flows from ONE statement (``LOAD_FLOWS``, one snapshot)."""
+        fids = check_flow_ids(flow_ids)
+        if not fids:
+            return {}
+        ptx = pg_tx(tx, id(self._db))
+        rows = await self._fetch(ptx, sql.LOAD_FLOWS, "read_flows", flow_ids=fids)
+        by_flow: dict[UUID, builtins.list[Any]] = {fid: [] for fid in fids}
+        error_rows: dict[UUID, Any] = {}
+        for row in rows:
+            if row[0] is None:
+                error_rows[row[5]] = row[4]
+            else:
+                by_flow[row[5]].append(row)
+        records = {}
+        with collector_paused():
+            for fid, flow_rows in by_flow.items():
+                flow_rows.sort(key=_version_of)  # (grouped per flow; never trusted blindly)
+                events = decode_events(fid, flow_rows)
+                errors_json = error_rows.get(fid)
+                errors = [] if errors_json is None else decode_error_json(fid, errors_json)
+                if events:
+                    self._remember_after(ptx, fid, events[-1].flow_version)
+                records[fid] = FlowRecord(events, errors)
+        return records
 
     async def _fetch(
         self, tx: PgTransaction | None, q: Query, operation: str, **values: Any

@@ -13,7 +13,15 @@ from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query, query
 from tests.support.plans import nodes, plan_of, scans, sequential_scans_of
 
-HOT = ["event_log", "workflow_step_artifacts", "step_execution_errors", "workflow_runs", "workflow_stages"]
+HOT = [
+    "event_log",
+    "workflow_step_artifacts",
+    "step_execution_errors",
+    "workflow_runs",
+    "workflow_stages",
+    "work_queue",
+    "work_queue_history",
+]
 FLOW = uuid.uuid4()
 IDS = [uuid.uuid4(), uuid.uuid4()]
 PAYLOADS = (
@@ -28,6 +36,12 @@ RECORDS = (
     b'"x":0,"s":"RUNNING","e":null,"np":null,"sn":true,"dn":false,"c":{},"o":null,"m":{},"t":true}]}]'
 )
 """One recorded flow (``appended_records_ctes``'s ``:records``)."""
+JOBS = (
+    b'[{"i":1,"k":"complete","id":7,"t":"' + str(uuid.uuid4()).encode() + b'","u":null},'
+    b'{"i":2,"k":"enqueue","q":"default","n":"flow","y":"k","p":null,"r":0,"b":null,"m":null,'
+    b'"f":null,"d":null}]'
+)
+"""A claimed job completed and a flow job enqueued (``queue.JOB_WRITES_BEFORE``'s ``:jobs``)."""
 GROUP = {
     "flow_ids": [FLOW, uuid.uuid4()],
     "expected": [None, None],
@@ -71,6 +85,24 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
         {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS, "records": RECORDS},
     ),
     ("group with records", sql.group_append(records=True), GROUP | {"records": RECORDS}),
+    (
+        "lean many with records and a job",
+        sql.lean_append(many=True, artifacts=False, errors=True, in_tx=False, records=True, jobs=True),
+        {
+            "flow_id": FLOW,
+            "base": 3,
+            "event_ids": IDS,
+            "payloads": PAYLOADS,
+            "records": RECORDS,
+            "jobs": JOBS,
+        },
+    ),
+    (
+        "group with records and jobs",
+        sql.group_append(records=True, jobs=True),
+        GROUP | {"records": RECORDS, "jobs": JOBS},
+    ),
+    ("read flows", sql.LOAD_FLOWS, {"flow_ids": [FLOW, uuid.uuid4()]}),
     ("missing artifacts", sql.MISSING_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("get artifacts", sql.GET_ARTIFACTS, {"hashes": ["a" * 64, "b" * 64]}),
     ("flow version", sql.FLOW_VERSION, {"flow_id": FLOW}),

@@ -399,3 +399,24 @@ ORDER BY flow_version NULLS LAST
 """A flow's events, then one row whose payload is its error rows as a JSON array, in ONE statement
 and so ONE snapshot: a ``StepFailed`` committed between two reads cannot make them disagree
 (``FlowRepository`` checks one against the other)."""
+
+LOAD_FLOWS = query(
+    f"""
+SELECT l.{_EVENT_COLUMNS.replace(", ", ", l.")}, q.f
+FROM unnest(:flow_ids::uuid[]) AS q(f)
+CROSS JOIN LATERAL (
+    SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = q.f ORDER BY flow_version OFFSET 0
+) AS l
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, (
+    SELECT COALESCE(jsonb_agg(jsonb_build_array(
+        step_id, attempt_number, error_class, error_message, details, retry_count, max_retries, ts, event_seq
+    ) ORDER BY id), '[]'::jsonb)
+    FROM step_execution_errors WHERE flow_id = q.f
+), q.f
+FROM unnest(:flow_ids::uuid[]) AS q(f)
+"""
+)
+"""``LOAD_FLOW`` for several flows (``read_flows``), in ONE statement and so ONE snapshot: each
+flow's events (its own index, a probe per flow), then per flow one row whose payload is its error
+rows; the flow id last in every row."""
