@@ -640,6 +640,7 @@ class FlowEngine:
         chain: bool = False,
         lease_until: datetime | None = None,
         job: Job | None = None,
+        follow: Action | None = None,
     ) -> Committed:
         """Append the outcome, guarded by the version the attempt started at.
 
@@ -653,11 +654,12 @@ class FlowEngine:
         lost attempt to close), and only while the job's lease is still held (``LeaseLostError``,
         ``JobCancelledError``: nothing written). On a store that carries the queue that is ONE
         statement; otherwise one unit of work. ``Committed.job`` says how it ended. ``job``
-        implies ``chain``.
+        implies ``chain``. ``follow``: ``follow(attempt, outcome)`` when the caller has it already
+        (it is computed again only if signals delivered meanwhile change the flow).
         """
         instance, chained = attempt.instance, chain or job is not None
         for _ in range(_MAX_REBASES):
-            kinds, started, follow = self._with_follow(instance, outcome.kinds, chained, lease_until)
+            kinds, started, follow = self._with_follow(instance, outcome.kinds, chained, lease_until, follow)
             end = None if job is None or started is not None else self._job_end(follow, job)
             try:
                 after = await self._append(instance, kinds, artifacts=outcome.artifacts, tx=tx, job=end)
@@ -668,10 +670,11 @@ class FlowEngine:
                 # What the step produced cannot be stored (an artifact over the size limit, NaN in
                 # its metadata, an output that is not there): the attempt failed validation.
                 outcome = self._failure(attempt, StepValidationError(f"the step's output was refused: {exc}"))
+                follow = None  # (the plan after the outcome that goes in now)
             except ConcurrencyConflict:
                 # Signals delivered while the step ran do not change what it did: the outcome goes
                 # in after them. Anything else written meanwhile means another runner moved on.
-                instance = await self._rebase_on_signals(instance, tx)
+                instance, follow = await self._rebase_on_signals(instance, tx), None
         else:
             raise ConcurrencyConflict(instance.flow_id, instance.version, None)
         if outcome.artifacts:
@@ -687,11 +690,17 @@ class FlowEngine:
             return Committed(after, then)
         return Committed(after, then, "completed" if end.kind == "complete" else "suspended", end.until)
 
-    def chains(self, attempt: Attempt, outcome: Outcome) -> bool:
+    def follow(self, attempt: Attempt, outcome: Outcome) -> Action:
+        """The plan once the outcome is appended (as the flow stands now: signals delivered
+        meanwhile may still change it); ``commit(..., follow=)`` takes it instead of working it
+        out again."""
+        return self._follow(attempt.instance, list(outcome.kinds))
+
+    def chains(self, attempt: Attempt, outcome: Outcome, follow: Action | None = None) -> bool:
         """Whether ``commit(attempt, outcome, chain=True)`` would start the next step in the same
         append (as the flow stands now: signals delivered meanwhile may still change it)."""
-        _, started, _ = self._with_follow(attempt.instance, outcome.kinds, True, None)
-        return started is not None
+        plan_after = self.follow(attempt, outcome) if follow is None else follow
+        return isinstance(plan_after, RunStep) and not plan_after.close
 
     def _job_end(self, follow: Action | None, job: Job) -> JobWrite:
         """How a flow job ends with an append after which ``follow`` is the plan: completed when
@@ -726,12 +735,16 @@ class FlowEngine:
         outcome: tuple[FlowEventKind, ...],
         chain: bool,
         lease_until: datetime | None,
+        follow: Action | None = None,
     ) -> tuple[list[FlowEventKind], StepStarted | None, Action | None]:
         """The outcome's events, and with ``chain`` what comes next in the same append: the next
         step's ``StepStarted`` (returned) or the ``FlowCompleted``; and the plan after the
-        outcome (``None`` without ``chain``)."""
+        outcome (``None`` without ``chain``; ``follow`` when it is given)."""
         kinds = list(outcome)
-        follow = self._follow(instance, kinds) if chain else None
+        if chain and follow is None:
+            follow = self._follow(instance, kinds)
+        elif not chain:
+            follow = None
         if isinstance(follow, RunStep) and not follow.close:
             started = StepStarted(
                 step_index=follow.index,

@@ -175,11 +175,14 @@ class FlowRunner:
         """The lease guard, the outcome (with the next step's start or the flow's end), and, when
         the flow ends or waits, the job's next state in the same unit of work. Returns the next
         attempt, or how the job ended."""
-        if engine.chains(attempt, outcome):
+        follow = engine.follow(attempt, outcome)
+        if engine.chains(attempt, outcome, follow):
             # The next step starts in the outcome's own append and the job stays as it is: that
             # one statement is the whole commit (group commit may share it with other jobs').
             job = await self._guard(holding, None)
-            committed = await engine.commit(attempt, outcome, chain=True, lease_until=job.lease_expires_at)
+            committed = await engine.commit(
+                attempt, outcome, chain=True, lease_until=job.lease_expires_at, follow=follow
+            )
             if committed.then is not None:
                 return committed.then, None
             # Signals delivered while the step ran changed what follows: settle the job now.
@@ -189,7 +192,7 @@ class FlowRunner:
         # The flow ends or waits: the outcome and the job's end commit together, and only while
         # the job's lease is this worker's (one statement where the store carries the queue).
         committed = await engine.commit(
-            attempt, outcome, job=holding.job, lease_until=holding.job.lease_expires_at
+            attempt, outcome, job=holding.job, lease_until=holding.job.lease_expires_at, follow=follow
         )
         if committed.then is not None:  # signals delivered meanwhile let the next step start
             return committed.then, None
