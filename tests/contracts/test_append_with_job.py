@@ -18,6 +18,7 @@ from chem_persistence_async import (
     JobSpec,
     JobState,
     LeaseLostError,
+    MissingArtifactError,
     QueueDepth,
 )
 from chem_persistence_async.domain.jobs import JobWrite
@@ -163,3 +164,20 @@ async def test_bad_input_is_refused_before_anything_is_written(store: Any, queue
     with pytest.raises(InvalidInputError):
         JobWrite.suspend(await _claimed(store, queue), datetime(2030, 1, 1))  # naive: refused
     assert await store.list(flow) == []
+
+
+async def test_an_output_with_no_artifact_stored_writes_neither(store: Any, queue: WorkQueuePort) -> None:
+    """An append whose ``StepFinished`` lists an output that is neither passed nor stored is
+    refused before the job changes, as a plain append is."""
+    job = await _claimed(store, queue)
+    assert job.flow_id is not None
+    with pytest.raises(MissingArtifactError):
+        await _carrier(store, queue).append_with_job(
+            job.flow_id,
+            [finished(outputs=("f" * 64,))],
+            JobWrite.complete(job),
+            queue=queue,
+            expected_version=1,
+        )
+    assert len(await store.list(job.flow_id)) == 1
+    assert await _states(queue) == {job.id: JobState.CLAIMED}

@@ -9,8 +9,12 @@ compared by kind, flow version, event id and the order of their ``seq``: the val
 backends) or raised the same exception, always one of the package's own; a refused call wrote
 nothing; and the whole stored state of every flow reads back equal.
 
-One database for the whole run; each example works on fresh flow ids and artifacts salted with its
-own id, so examples never see each other's rows. Events of different flows are not compared by their
+Appends that carry a job write (``append_with_job``: a flow's job enqueued with its events, a
+claimed job completed or suspended with them, or a stale lease) run the same way against
+``InMemoryWorkQueue`` and ``WorkQueue``, and the jobs of every flow (state, attempt) read back equal.
+
+One database for the whole run; each example works on fresh flow ids, artifacts salted with its own
+id and a queue of its own, so examples never see each other's rows. Events of different flows are not compared by their
 ``seq`` order: concurrent appends (one rule makes them, for PostgreSQL's group commit) commit in an
 order no caller chooses.
 """
@@ -41,6 +45,9 @@ from chem_persistence_async import (
     FlowEvent,
     FlowInitialized,
     InMemoryEventStore,
+    InMemoryWorkQueue,
+    Job,
+    JobSpec,
     PgEventStore,
     PropertyPreferenceAssigned,
     RetryScheduled,
@@ -50,9 +57,11 @@ from chem_persistence_async import (
     StepFinished,
     StepSignal,
     StepStarted,
+    WorkQueue,
 )
 from chem_persistence_async.domain.canonical import MAX_INT_DIGITS, MAX_JSON_DEPTH
 from chem_persistence_async.domain.ids import INT_MAX, MAX_BATCH_SIZE
+from chem_persistence_async.domain.jobs import JobWrite
 
 T = TypeVar("T")
 H = "a" * 64
@@ -219,6 +228,10 @@ class Lockstep(RuleBasedStateMachine):
         self.supplied: set[uuid.UUID] = set()  # every event id the machine passed
         self.used_ids: list[uuid.UUID] = []  # the ones both stores stored
         self.artifacts: list[Artifact] = [self._artifact({"n": i}) for i in range(2)]
+        self.queues = {id(self.memory): InMemoryWorkQueue(), id(self.postgres): WorkQueue(self.db)}
+        self.queue_name = f"q-{self.salt}"
+        self.held: dict[int, dict[uuid.UUID, Job]] = {id(self.memory): {}, id(self.postgres): {}}
+        """Per store: the flow jobs its queue's claims hold, by flow."""
 
     @initialize(
         store_artifacts=st.sampled_from([True, True, True, False]),
@@ -230,6 +243,8 @@ class Lockstep(RuleBasedStateMachine):
         self.postgres = PgEventStore(
             self.db, store_artifacts=store_artifacts, max_payload_bytes=max_payload_bytes
         )
+        self.queues = {id(self.memory): InMemoryWorkQueue(), id(self.postgres): WorkQueue(self.db)}
+        self.held = {id(self.memory): {}, id(self.postgres): {}}
 
     # --- running one call on both stores ---------------------------------------------------------
 
@@ -490,6 +505,63 @@ class Lockstep(RuleBasedStateMachine):
                 if event_id != "minted" and event_id not in self.used_ids
             )
 
+    # --- rules: appends that carry a job write ------------------------------------------------------
+
+    @rule(data=st.data())
+    def append_with_job(self, data: st.DataObject) -> None:
+        """Events with a job write: the flow's job enqueued, or a claimed job (held, or with a lease
+        another claim took: a stale token) completed or suspended, both or neither."""
+        flow = self._flow(data)
+        kinds = [self._kind(data) for _ in range(data.draw(st.integers(0, 3), label="count"))]
+        expected = self._expected(data, flow, len(kinds))
+        artifacts = self._artifacts(data, kinds)
+        mode = data.draw(st.sampled_from(["enqueue", "complete", "suspend", "stale"]), label="job")
+        if mode != "enqueue" and not (
+            isinstance(flow, uuid.UUID) and all(flow in held for held in self.held.values())
+        ):
+            mode = "enqueue"
+        until = datetime(2099, 1, 1, tzinfo=UTC)
+
+        def write(store: Any) -> Any:
+            if mode == "enqueue":
+                fid = flow if isinstance(flow, uuid.UUID) else None
+                spec = JobSpec("flow", None, self.queue_name, str(flow), max_attempts=None, flow_id=fid)
+                return JobWrite.enqueue(spec.checked())
+            job = self.held[id(store)][flow]
+            if mode == "stale":
+                job = Job(
+                    **{**{f: getattr(job, f) for f in job.__dataclass_fields__}, "lease_token": uuid.uuid4()}
+                )
+                return JobWrite.complete(job)
+            return JobWrite.complete(job) if mode == "complete" else JobWrite.suspend(job, until)
+
+        async def call(store: Any) -> Any:
+            return await store.append_with_job(
+                flow,
+                kinds,
+                write(store),
+                queue=self.queues[id(store)],
+                expected_version=expected,
+                artifacts=artifacts,
+            )
+
+        result = self.both(call, self.events_view, writes=True)
+        if mode in ("complete", "suspend") and not isinstance(result, type):
+            for held in self.held.values():
+                del held[flow]
+
+    @rule(data=st.data())
+    def claim_jobs(self, data: st.DataObject) -> None:
+        """Both queues claim this example's ready flow jobs: the same flows, the same attempts."""
+        limit = data.draw(st.integers(1, 3), label="limit")
+
+        async def claim(store: Any) -> Any:
+            jobs = await self.queues[id(store)].claim("w", limit=limit, queues=[self.queue_name])
+            self.held[id(store)].update({job.flow_id: job for job in jobs})
+            return [(job.flow_id, job.attempt) for job in jobs]
+
+        self.both(claim)
+
     # --- rules: reads ----------------------------------------------------------------------------
 
     @rule(data=st.data())
@@ -561,6 +633,12 @@ class Lockstep(RuleBasedStateMachine):
             assert views[0] == views[1]
         hashes = [a.hash for a in self.artifacts]
         self.both(lambda s: s.get_artifacts(hashes), artifacts_view)
+
+        async def jobs(store: Any) -> Any:
+            listed = await self.queues[id(store)].list_jobs(queue=self.queue_name, limit=1000)
+            return sorted((str(j.flow_id), j.state.value, j.attempt) for j in listed)
+
+        self.both(jobs)
 
 
 LOCKSTEP_SETTINGS = settings(

@@ -130,6 +130,9 @@ class PgEventStore(EventStoreBase):
         job, base = batch.job, batch.expected_version
         assert job is not None
         assert base is not None
+        if batch.unpassed_outputs:
+            missing = await conn.fetch(sql.MISSING_ARTIFACTS.text, list(batch.unpassed_outputs))
+            batch.refuse_missing([row[0] for row in missing])
         many = len(batch.events) > 1
         statement = sql.lean_append(
             many=many,
