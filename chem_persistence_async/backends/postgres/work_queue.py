@@ -413,12 +413,13 @@ def _many_values(jobs: Sequence[CheckedJob]) -> dict[str, Any]:
 def _unfinished(
     jobs: Sequence[Job], outcome: Mapping[int, tuple[str | None, str | None]]
 ) -> tuple[builtins.list[int], builtins.list[int]]:
-    """``FINISH_MANY``'s answer, ``{id: (state finished as now, state an earlier run left)}``, as
-    the ids of the jobs that were cancelled and of those whose lease was lost."""
+    """``FINISH_MANY``'s answer, ``{id: (state finished as now, state an earlier run left)}`` for
+    the jobs not completed now (any other was), as the ids of the jobs that were cancelled and of
+    those whose lease was lost."""
     done, cancelled = JobState.COMPLETED.value, JobState.CANCELLED.value
     gone_cancelled, lost = [], []
     for job in jobs:
-        now, before = outcome.get(job.id, (None, None))
+        now, before = outcome.get(job.id, (done, None))
         if now == done or (now is None and before == done):
             continue
         if cancelled in (now, before):

@@ -240,15 +240,20 @@ _FINISH_MANY_OUTCOME = """SELECT t.id, m.state, h.state
 FROM target t
 LEFT JOIN moved m ON m.id = t.id
 LEFT JOIN LATERAL (
-    SELECT state FROM work_queue_history WHERE id = t.id AND lease_token = t.token OFFSET 0
-) AS h ON true"""
-"""(``h`` is read in the statement's snapshot: what an earlier run of this finish left; one
-primary-key probe per job, which a plan made while the history was empty keeps as it grows.)"""
+    SELECT state FROM work_queue_history
+    WHERE id = t.id AND lease_token = t.token AND m.id IS NULL OFFSET 0
+) AS h ON true
+WHERE m.state IS DISTINCT FROM 'completed'"""
+"""A row only for a job not completed now (none in the common case: the client reads the others
+as completed). ``h`` is read in the statement's snapshot, only for a job not moved now: what an
+earlier run of this finish left; one primary-key probe, which a plan made while the history was
+empty keeps as it grows. Measured against a row per job with a probe each (batches of 10, one
+connection, interleaved, medians of 12): 370 -> 355 µs wall and 58 -> 55 µs client CPU per job."""
 
 FINISH_MANY = query(f"WITH {_FINISH_MANY_CTES}\n{_FINISH_MANY_OUTCOME}\n")
 """``FINISH`` as ``completed`` for many claimed jobs at once (by primary key, guarded by their lease
-tokens). Rows back, one per job: ``(id, state it was finished as now, state an earlier run of this
-finish left)``; both NULL: the lease was lost."""
+tokens). Rows back, one per job NOT completed now (none when all were): ``(id, state it was
+finished as now, state an earlier run of this finish left)``; both NULL: the lease was lost."""
 
 # --- jobs changed inside an append of their flows' events (``events.lean_append`` / ``group_append``) --
 
@@ -356,7 +361,8 @@ def claim_query(limit: int, queue_count: int, *, completing: bool = False) -> Qu
     as ``FINISH_MANY`` finishes them (one round trip and one commit for a consumer's previous batch
     and its next one), and the claim never takes one of them (not even one whose lease ran out).
     Rows back: ``(true, the claimed job's columns, NULL, NULL)`` per claimed job, then ``(false,
-    id, NULLs, state it was finished as now, state an earlier run left)`` per finished job."""
+    id, NULLs, state it was finished as now, state an earlier run left)`` per job to finish that
+    was not completed now."""
     planned = queue_count == 1 and limit <= PLANNED_LIMIT
     return _claim(limit if planned else None, completing)
 
