@@ -245,41 +245,16 @@ class FlowEngine:
         not_before: datetime | None = None,
         queue: str = "default",
     ) -> UUID:
-        """Start a flow for the workers: its ``FlowInitialized`` and its first job, in ONE unit of
-        work. The job's key is the flow id (a flow has at most one active job)."""
-        work = self._require_queue()
+        """Start a flow for the workers: its ``FlowInitialized`` and its first job, in ONE commit
+        (one statement on a store that carries the queue, else one unit of work). The job's key is
+        the flow id (a flow has at most one active job)."""
+        self._require_queue()
         fid = uuid4() if flow_id is None else to_flow_id(flow_id)
         initialized = self.initialized(inputs)
-        if self._job_carrier is not None:
-            # ONE statement: the event, the run's records, and the job (sql ``lean_append(job=)``).
-            spec = JobSpec(
-                FLOW_JOB, None, queue, str(fid), priority, not_before, None, fid, self.definition_ref
-            ).checked()
-            try:
-                await self._append(
-                    initial_instance(fid, self._definition), [initialized], job=JobWrite.enqueue(spec)
-                )
-            except ConcurrencyConflict:
-                raise InvalidInputError(f"flow {fid} already exists") from None
-            return fid
-
-        async def both(tx: Transaction) -> None:
-            await self._append(initial_instance(fid, self._definition), [initialized], tx=tx)
-            await work.enqueue(
-                FLOW_JOB,
-                None,
-                queue=queue,
-                key=str(fid),
-                priority=priority,
-                not_before=not_before,
-                max_attempts=None,
-                flow_id=fid,
-                definition=self.definition_ref,
-                tx=tx,
-            )
-
+        spec = JobSpec(FLOW_JOB, None, queue, str(fid), priority, not_before, None, fid, self.definition_ref)
+        write = JobWrite.enqueue(spec.checked())
         try:
-            await self._store.run_in_transaction(both)
+            await self._append(initial_instance(fid, self._definition), [initialized], job=write)
         except ConcurrencyConflict:
             raise InvalidInputError(f"flow {fid} already exists") from None
         return fid

@@ -315,3 +315,37 @@ async def test_the_flows_of_one_claim_are_read_in_one_read(backend: Any, read_fa
     assert len(calls["read_flow"]) == (6 if read_fails else 0), calls
     for flow in flows:
         assert (await engine.load(flow)).completed
+
+
+class _Relayed:
+    """A recorder no store carries (it only passes calls on): the engine writes its records, and
+    the job writes with them, in a unit of work of their own instead of inside the append."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def record_flow(self, instance: Any, definition: Any, events: Any, *, tx: Any) -> None:
+        self.calls += 1
+        await self.inner.record_flow(instance, definition, events, tx=tx)
+
+
+async def test_a_recorder_no_store_carries_still_commits_each_step_with_the_jobs_end(backend: Any) -> None:
+    definition = three_steps()
+    recorder = _Relayed(backend.workflow_records())
+    engine = _engine(backend, definition, records=recorder)
+    flows = [await engine.submit(inputs={"start": n}) for n in range(4)]
+    async with Worker(backend, definition, concurrency=4, poll_interval=0.05, records=recorder) as worker:
+        await until(lambda: _all_done(engine, flows), 60, "every flow to complete")
+    assert worker.stats.completed == 4
+    assert recorder.calls >= 4 * 5  # every append recorded: the submit's, then the steps'
+    queue = backend.work_queue()
+    assert await queue.depth() == QueueDepth()
+    history = await queue.list_jobs(states=[JobState.COMPLETED])
+    assert sorted(j.flow_id for j in history) == sorted(flows)
+    records = backend.workflow_records()
+    for flow in flows:
+        run = await records.get_run(flow)
+        assert run is not None
+        assert run.status.value == "COMPLETED"
+        assert [s.status.value for s in await records.get_stages_by_run(flow)] == ["COMPLETED"] * 3
