@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import canonical_json
@@ -149,7 +149,7 @@ class JobWrite:
     ``until`` (ready again then, the same attempt next time). Nothing of either is written without
     the other."""
 
-    kind: str
+    kind: Literal["enqueue", "complete", "suspend"]
     spec: CheckedJob | None = None
     job: Job | None = None
     until: datetime | None = None
