@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -373,35 +374,52 @@ class Database:
 
         This is the error boundary of everything that runs through it: a driver error comes out as
         a ``DatabaseError`` (``TransientDatabaseError`` once the retries are spent), chained to it.
+
+        The first attempt is made here, outside the retry loop (its closure, its frames): nearly
+        every call succeeds at once, and a failed first attempt goes on to ``call_with_retry`` as
+        that loop's own first attempt, so what is retried, counted and logged is unchanged. ``fn``
+        is given the driver's connection itself, not the pool's proxy (whose check on every method
+        call costs each statement a Python call): it must not keep it past its call, as the stores'
+        functions do not (``acquire`` lends the proxy).
         """
-
-        async def attempt() -> T:
-            try:
-                pool, conn = await self._take(None)
-                ok = False
-                try:
-                    result = await fn(conn)
-                    ok = True
-                    return result
-                except Exception as exc:
-                    self._discard_if_lost(conn, exc)
-                    raise
-                finally:
-                    await self._give_back(pool, conn, ok)
-            except Exception as exc:
-                if transient_reason(exc) in _SERVER_WENT_AWAY:
-                    await self._expire_connections()
-                raise
-
+        metrics = self.metrics
+        metrics.record_call()
+        try:
+            return await self._attempt(fn)
+        except Exception as exc:
+            failed = exc
         try:
             return await call_with_retry(
-                attempt, policy=self._backoff, metrics=self.metrics, operation=operation
+                partial(self._attempt, fn),
+                policy=self._backoff,
+                metrics=metrics,
+                operation=operation,
+                failed=failed,
             )
         except Exception as exc:
             translated = translate(exc, operation=operation, retried=True)
             if translated is exc:
                 raise
             raise translated from exc
+
+    async def _attempt(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """One attempt of ``run``: ``fn`` on a connection taken now and given back after."""
+        try:
+            pool, conn = await self._take(None)
+            ok = False
+            try:
+                result = await fn(conn._con)
+                ok = True
+                return result
+            except Exception as exc:
+                self._discard_if_lost(conn, exc)
+                raise
+            finally:
+                await self._give_back(pool, conn, ok)
+        except Exception as exc:
+            if transient_reason(exc) in _SERVER_WENT_AWAY:
+                await self._expire_connections()
+            raise
 
     async def run_in(
         self,
