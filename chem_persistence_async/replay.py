@@ -12,6 +12,7 @@ from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
+from chem_persistence_async.codec.fast import COLUMNS_FROM as _COLUMNS_FROM
 from chem_persistence_async.codec.fast import column_builder
 from chem_persistence_async.domain.events import (
     FlowCompleted,
@@ -375,6 +376,25 @@ def _build_slots(
         state.errors = tuple(state.errors)  # type: ignore[assignment]
         states.append(state)
     count = len(states)
+    if count < _COLUMNS_FROM:  # an engine's append touches one slot or two: no columns for those
+        return [
+            StepSlot(
+                step_ids[index],
+                s.status,
+                s.outputs,
+                s.fingerprint,
+                s.retry_count,
+                s.errors,  # type: ignore[arg-type]  # (a tuple now)
+                s.attempts,
+                s.not_before,
+                s.lease_until,
+                s.suspended_until,
+                s.waiting_for,
+                s.resumable,
+                s.started_version,
+            )
+            for index, s in zip(touched, states, strict=True)
+        ]
     return _new_slots(
         count,
         [step_ids[index] for index in touched],

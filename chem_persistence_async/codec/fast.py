@@ -80,7 +80,7 @@ def column_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., list[T
     new = object.__new__
 
     def build(count: int, *columns: Iterable[Any]) -> list[T]:
-        if count < _COLUMNS_FROM:  # a column's fixed cost is more than a few ``__init__`` calls
+        if count < COLUMNS_FROM:  # a column's fixed cost is more than a few ``__init__`` calls
             return [cls(*row) for row in zip(*columns, strict=True)]
         made: list[T] = list(map(new, repeat(cls, count)))
         for setter, column in zip(setters, columns, strict=True):
@@ -90,6 +90,6 @@ def column_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., list[T
     return build
 
 
-_COLUMNS_FROM = 8
+COLUMNS_FROM = 8
 """Fewer objects than this are built by ``__init__`` (measured: a 13-slot ``StepSlot`` costs about
 the same either way at 4-10 objects, a third by columns from 100 on)."""

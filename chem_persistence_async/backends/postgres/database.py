@@ -105,11 +105,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 def _open(conn: asyncpg.Connection) -> bool:
     """Whether a borrowed connection is still open. asyncpg takes a pool connection back the moment
     it sees it lost (the server restarted, its backend was terminated), even one parked here, and
-    its proxy then raises on every call: that one is not open either."""
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:
-        return False
+    its proxy then holds no connection (and raises on every call): that one is not open either.
+    (Asked of the connection behind the proxy: the proxy's own method costs a Python call more.)"""
+    con = getattr(conn, "_con", conn)  # (a pool's proxy, or a connection of one's own)
+    return con is not None and not con.is_closed()
+
+
+def _idle(conn: asyncpg.Connection) -> bool:
+    """Open and outside a transaction (``_open``, asked the same way)."""
+    con = getattr(conn, "_con", conn)
+    return con is not None and not con.is_closed() and not con.is_in_transaction()
 
 
 def _encode_jsonb(value: bytes | str) -> bytes:
@@ -348,14 +353,7 @@ class Database:
         """
         parked = self._parked
         current = self._pool is pool  # (a bool first: an ``is`` in the condition narrows ``pool``)
-        if (
-            ok
-            and current
-            and not self._waiting
-            and len(parked) < self._park_limit
-            and _open(conn)
-            and not conn.is_in_transaction()
-        ):
+        if ok and current and not self._waiting and len(parked) < self._park_limit and _idle(conn):
             now = time.monotonic()
             parked.append((conn, now))
             if self._park_lifetime and now - parked[0][1] > self._park_lifetime:
