@@ -75,7 +75,8 @@ _ENCODED: dict[int, tuple[weakref.ref[Artifact], int, str, str, bytes]] = {}
 payload, its kind and hash, and the canonical JSON of its payload the hash was made from. Private:
 kept beside the model, not in it (pydantic compares and copies private attributes, so a
 ``model_copy(update={"payload": ...})`` would carry bytes that are not its payload's); an entry
-goes when its artifact does."""
+goes when its artifact does. An artifact held therefore holds its content twice, as objects and as
+these bytes (the ones a store would otherwise make again at every append of it)."""
 
 
 def _remember_encoded(artifact: Artifact, payload_json: bytes) -> None:

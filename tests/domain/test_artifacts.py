@@ -113,9 +113,9 @@ def test_the_handed_over_bytes_go_with_their_artifact() -> None:
 
     from chem_persistence_async.domain import artifacts as module
 
-    before = len(module._ENCODED)
     made = [Artifact.of("k", {"i": i}) for i in range(50)]
-    assert len(module._ENCODED) == before + 50
+    keys = [id(artifact) for artifact in made]
+    assert all(module._ENCODED[key][0]() is artifact for key, artifact in zip(keys, made, strict=True))
     del made
     gc.collect()
-    assert len(module._ENCODED) == before
+    assert not any(key in module._ENCODED for key in keys)  # (no artifact was made since)
