@@ -18,8 +18,9 @@ from chem_persistence_async.domain.events import FlowEvent, FlowEventKind, kind_
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
 from chem_persistence_async.errors import CorruptEventError
 
-EventRow = tuple[int, UUID, int, datetime, bytes]
-"""``(seq, event_id, flow_version, ts, payload)`` as both backends keep it."""
+EventRow = tuple[int, UUID, int, datetime, bytes | str]
+"""``(seq, event_id, flow_version, ts, payload)`` as both backends keep it (PostgreSQL's reads give
+the payload as text, the in-memory store keeps bytes)."""
 
 
 def decode_events(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
@@ -107,7 +108,7 @@ def decode_error(row: Any) -> StepExecutionError:
     )
 
 
-def decode_error_json(flow_id: UUID, data: bytes) -> list[StepExecutionError]:
+def decode_error_json(flow_id: UUID, data: bytes | str) -> list[StepExecutionError]:
     """Error rows aggregated by the database as one JSON array of ``[step_id, attempt_number,
     error_class, error_message, details, retry_count, max_retries, ts, event_seq]`` arrays.
 
