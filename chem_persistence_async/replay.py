@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from chem_persistence_async.codec.fast import COLUMNS_FROM as _COLUMNS_FROM
@@ -154,7 +154,8 @@ def apply_events(
         if not initialized:
             if code != _INITIALIZED:
                 raise ReplayError(f"flow {flow_id}: first event is {kind.event_type}, not flowinitialized")
-            assert isinstance(kind, FlowInitialized)
+            # Casts, not asserts, below: an ``isinstance`` per event is what the dispatch saves.
+            kind = cast(FlowInitialized, kind)
             if kind.definition_hash != definition.hash or kind.definition_name != definition.name:
                 raise DefinitionMismatchError(
                     f"flow {flow_id} was started with definition {kind.definition_name!r} "
@@ -198,7 +199,7 @@ def apply_events(
             slot.outputs = kind.outputs  # type: ignore[union-attr]
             slot.fingerprint = kind.fingerprint  # type: ignore[union-attr]
         elif code == _FAILED:
-            assert isinstance(kind, StepFailed)
+            kind = cast(StepFailed, kind)
             slot.status = StepStatus.FAILED
             slot.errors.append(
                 StepExecutionError(
@@ -219,7 +220,7 @@ def apply_events(
             slot.retry_count = kind.retry_index  # type: ignore[union-attr]
             slot.not_before = kind.not_before  # type: ignore[union-attr]
         elif code == _SIGNAL:
-            assert isinstance(kind, StepSignal)
+            kind = cast(StepSignal, kind)
             signals.append((kind.step_id, kind.signal, kind.data))
             if kind.send_id is not None:
                 received.append(ReceivedSignal(kind.signal, kind.data, kind.send_id, index, version))
@@ -231,7 +232,7 @@ def apply_events(
                     waiting.get(kind.signal, ()), slots, before, touched, kind.signal
                 )
         elif code == _SUSPENDED:
-            assert isinstance(kind, StepSuspended)
+            kind = cast(StepSuspended, kind)
             slot.status = StepStatus.SUSPENDED
             slot.suspended_until = kind.until
             slot.waiting_for = kind.signal

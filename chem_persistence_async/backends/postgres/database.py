@@ -406,7 +406,9 @@ class Database:
             pool, conn = await self._take(None)
             ok = False
             try:
-                result = await fn(conn._con)
+                # (A proxy that no longer holds one is handed as it is: its calls then raise the
+                # driver's transient "released" error, as they did.)
+                result = await fn(conn if conn._con is None else conn._con)
                 ok = True
                 return result
             except Exception as exc:
