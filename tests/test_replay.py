@@ -29,9 +29,9 @@ from chem_persistence_async.domain.fingerprints import (
     flow_fingerprint,
     step_fingerprint,
 )
-from chem_persistence_async.domain.flow import FlowDefinition, StepStatus
+from chem_persistence_async.domain.flow import FlowDefinition, StepSlot, StepStatus
 from chem_persistence_async.errors import DefinitionMismatchError, ReplayError
-from chem_persistence_async.replay import apply_events, replay
+from chem_persistence_async.replay import apply_events, initial_instance, replay
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 OUT_A = "a" * 64
@@ -555,3 +555,62 @@ def test_a_step_woken_restarted_and_suspended_again_is_woken_again(split: int) -
     assert woken.steps[1].resumable
     first = apply_events(replay(log.flow_id, [], WIDE), log.events[:split], WIDE)
     assert apply_events(first, log.events[split:], WIDE) == woken
+
+
+LONG = FlowDefinition("long", [S(f"step-{i}") for i in range(20)])
+
+
+def test_a_long_flow_replays_every_slot_as_its_events_say() -> None:
+    """Enough steps that replay builds its slots column by column (``codec.fast``)."""
+    log = Log(LONG).init()
+    for i in range(20):
+        log.started(i)
+        if i % 3 == 0:
+            log.failed(i, 1, 0).retry(i, 1, T0).started(i, 2)
+        if i < 15:
+            log.finished(i, (OUT_A,))
+    instance = log.replay(LONG)
+    assert instance.cursor == 15
+    for i, slot in enumerate(instance.steps):
+        retried = i % 3 == 0
+        expected = StepSlot(
+            step_id=f"step-{i}",
+            status=StepStatus.FINISHED if i < 15 else StepStatus.RUNNING,
+            outputs=(OUT_A,) if i < 15 else (),
+            fingerprint=log.fps[i] if i < 15 else None,
+            retry_count=1 if retried else 0,
+            errors=slot.errors,
+            attempts=2 if retried else 1,
+            started_version=slot.started_version,
+        )
+        assert slot == expected
+        assert len(slot.errors) == (1 if retried else 0)
+    assert replay(log.flow_id, log.events, LONG) == instance
+    assert initial_instance(uuid.uuid4(), LONG).steps == tuple(StepSlot(f"step-{i}") for i in range(20))
+
+
+def test_kinds_of_subclasses_of_the_kind_classes_replay_as_the_classes_do() -> None:
+    class Started(StepStarted):
+        pass
+
+    class Finished(StepFinished):
+        pass
+
+    log = full_run()
+    swapped = [
+        FlowEvent(
+            e.seq,
+            e.flow_id,
+            e.flow_version,
+            e.ts,
+            Started(**dict(e.kind))
+            if type(e.kind) is StepStarted
+            else Finished(**dict(e.kind))
+            if type(e.kind) is StepFinished
+            else e.kind,
+            e.event_id,
+        )
+        for e in log.events
+    ]
+    assert any(type(e.kind) is Started for e in swapped)
+    assert replay(log.flow_id, swapped, DEFINITION) == log.replay()

@@ -13,13 +13,14 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from chem_persistence_async.codec.fast import build_events, collector_paused
+from chem_persistence_async.codec.fast import build_events, collector_paused, column_builder
 from chem_persistence_async.domain.events import FlowEvent, FlowEventKind, kind_from_json, kinds_from_json
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
 from chem_persistence_async.errors import CorruptEventError
 
-EventRow = tuple[int, UUID, int, datetime, bytes]
-"""``(seq, event_id, flow_version, ts, payload)`` as both backends keep it."""
+EventRow = tuple[int, UUID, int, datetime, bytes | str]
+"""``(seq, event_id, flow_version, ts, payload)`` as both backends keep it (PostgreSQL's reads give
+the payload as text, the in-memory store keeps bytes)."""
 
 
 def decode_events(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
@@ -107,21 +108,52 @@ def decode_error(row: Any) -> StepExecutionError:
     )
 
 
-def decode_error_json(flow_id: UUID, data: bytes) -> list[StepExecutionError]:
+def decode_error_json(flow_id: UUID, data: bytes | str) -> list[StepExecutionError]:
     """Error rows aggregated by the database as one JSON array of ``[step_id, attempt_number,
-    error_class, error_message, details, retry_count, max_retries, ts, event_seq]`` arrays."""
-    return [
-        StepExecutionError(
-            flow_id=flow_id,
-            step_id=row[0],
-            attempt_number=row[1],
-            error_class=ErrorClass(row[2]),
-            error_message=row[3],
-            details=row[4],
-            retry_count=row[5],
-            max_retries=row[6],
-            ts=datetime.fromisoformat(row[7]),
-            event_seq=row[8],
-        )
-        for row in json.loads(data)
-    ]
+    error_class, error_message, details, retry_count, max_retries, ts, event_seq]`` arrays.
+
+    Built column by column (``column_builder``, as ``decode_events`` builds events): a load of a
+    flow with many failures decoded each row through ``StepExecutionError(...)`` and
+    ``ErrorClass(...)`` at about 4 µs a row."""
+    rows = json.loads(data)
+    count = len(rows)
+    if not count:
+        return []
+    step_ids, attempts, classes, messages, details, retries, maxima, times, seqs = zip(*rows, strict=True)
+    return _new_errors(
+        count,
+        repeat(flow_id, count),
+        step_ids,
+        attempts,
+        map(_error_class, classes),
+        messages,
+        details,
+        retries,
+        maxima,
+        map(datetime.fromisoformat, times),
+        seqs,
+    )
+
+
+_new_errors = column_builder(
+    StepExecutionError,
+    (
+        "flow_id",
+        "step_id",
+        "attempt_number",
+        "error_class",
+        "error_message",
+        "details",
+        "retry_count",
+        "max_retries",
+        "ts",
+        "event_seq",
+    ),
+)
+_ERROR_CLASSES = {member.value: member for member in ErrorClass}
+
+
+def _error_class(value: str) -> ErrorClass:
+    """``ErrorClass(value)`` by a dict lookup (the enum's call is ten times that); an unknown value
+    still raises the enum's own error."""
+    return _ERROR_CLASSES.get(value) or ErrorClass(value)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from chem_persistence_async.codec.fast import build_events, collector_paused
 from chem_persistence_async.codec.ids import new_event_ids
-from chem_persistence_async.domain.artifacts import Artifact, artifact_hash_of, kind_json
+from chem_persistence_async.domain.artifacts import Artifact, artifact_hash_of, encoded_payload, kind_json
 from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.domain.events import (
     KIND_CLASSES,
@@ -59,7 +59,10 @@ class ErrorRow:
     attempt_number: int
     error_class: str
     error_message: str
-    details: bytes | None
+    details: dict[str, Any] | None
+    """As stored: the details of the ``StepFailed`` decoded from its payload (shared with it, so
+    a backend that keeps them copies them). PostgreSQL's statement copies the row from the stored
+    payload itself and sends nothing for it: no second canonical encoding of the details."""
     retry_count: int
     max_retries: int
 
@@ -222,7 +225,7 @@ def prepare_append(
                 attempt_number=failed.attempt,
                 error_class=failed.error.error_class.value,
                 error_message=failed.error.message,
-                details=None if failed.error.details is None else canonical_json(failed.error.details),
+                details=failed.error.details,
                 retry_count=failed.retry_count,
                 max_retries=failed.max_retries,
             )
@@ -235,11 +238,8 @@ def prepare_append(
     for artifact in artifacts:
         if not isinstance(artifact, Artifact):
             raise InvalidInputError(f"artifacts must be Artifact objects, got {type(artifact).__name__}")
-        payload = canonical_json(artifact.payload)
-        if not _hash_matches(artifact, payload):
-            raise ArtifactHashMismatchError(
-                f"artifact {str(artifact.hash)[:16]}… does not match its content (kind {artifact.kind!r:.60})"
-            )
+        # Made with its hash by ``Artifact.of``: no check needed; else encoded and checked.
+        payload = encoded_payload(artifact) or _checked_payload(artifact)
         if artifact.hash not in listed:
             raise UnlistedArtifactError(
                 f"artifact {artifact.hash[:16]}… is not listed in the outputs of any StepFinished here"
@@ -263,6 +263,17 @@ def prepare_append(
 
 _EXACT_KINDS: frozenset[type] = frozenset(KIND_CLASSES)
 """The kind classes themselves (not subclasses): validated by their own validator when alone."""
+
+
+def _checked_payload(artifact: Artifact) -> bytes:
+    """The canonical JSON of a hand-built (or copied) artifact's payload, refused unless its hash is
+    of it."""
+    payload = canonical_json(artifact.payload)
+    if not _hash_matches(artifact, payload):
+        raise ArtifactHashMismatchError(
+            f"artifact {str(artifact.hash)[:16]}… does not match its content (kind {artifact.kind!r:.60})"
+        )
+    return payload
 
 
 def _hash_matches(artifact: Artifact, payload: bytes) -> bool:

@@ -64,7 +64,7 @@ class FlowDefinition:
     ``DefinitionError`` here, when the definition is built, not as failed attempts at run time.
     """
 
-    __slots__ = ("hash", "name", "steps")
+    __slots__ = ("_step_ids", "hash", "name", "steps")
 
     def __init__(self, name: str, steps: Sequence[StepLike]) -> None:
         if not isinstance(name, str) or not name:
@@ -80,6 +80,7 @@ class FlowDefinition:
                 f"definition {name!r}: step ids must be unique; repeated: {', '.join(duplicates)}"
             )
         self.name = name
+        self._step_ids = tuple(ids)
         self.hash = content_hash(
             {
                 "name": name,
@@ -92,7 +93,9 @@ class FlowDefinition:
 
     @property
     def step_ids(self) -> tuple[str, ...]:
-        return tuple(step.id for step in self.steps)
+        """The steps' ids, as checked (and hashed) when the definition was built: kept then, not
+        gathered again at every replay."""
+        return self._step_ids
 
     def params_of(self, index: int) -> Mapping[str, Any]:
         return _step_params(self.steps[index])

@@ -258,6 +258,22 @@ async def test_artifact_whose_hash_does_not_match_its_content(store: Any, counts
     assert await store.get_artifacts([forged.hash]) == {}
 
 
+async def test_an_artifact_is_stored_as_artifact_of_made_it(store: Any) -> None:
+    """``Artifact.of`` hands the store the canonical bytes its hash is of: a payload changed in
+    place afterwards is neither stored nor refused (the artifact is its content at ``of``), while a
+    copy with other content is checked as any hand-built artifact and refused."""
+    flow = uuid.uuid4()
+    artifact = Artifact.of("numbers", {"values": [1, 2]})
+    artifact.payload["values"].append(3)  # type: ignore[index,union-attr]
+    copied = artifact.model_copy()
+    with pytest.raises(ArtifactHashMismatchError):
+        await store.append_kind(flow, _finished(copied), artifacts=[copied])
+    await store.append_kind(flow, _finished(artifact), artifacts=[artifact])
+    stored = (await store.get_artifacts([artifact.hash]))[artifact.hash]
+    assert stored.payload == {"values": [1, 2]}
+    assert stored.content_matches()
+
+
 async def test_artifact_the_event_does_not_list(store: Any, counts: Counts) -> None:
     flow = uuid.uuid4()
     listed, unlisted = Artifact.of("numbers", {"n": 1}), Artifact.of("numbers", {"n": 2})

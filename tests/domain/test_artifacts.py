@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from chem_persistence_async.domain.artifacts import Artifact, artifact_hash
+from chem_persistence_async.domain.artifacts import Artifact, artifact_hash, encoded_payload
 from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.errors import UnstorableValueError
 
@@ -94,3 +94,28 @@ def test_artifact_is_frozen_and_strict() -> None:
         artifact.payload = {"a": 2}  # type: ignore[misc]
     with pytest.raises(ValidationError):
         Artifact(hash=artifact.hash, kind="k", payload={"a": 1}, extra=True)  # type: ignore[call-arg]
+
+
+def test_the_canonical_bytes_of_of_are_handed_over_only_for_that_very_artifact() -> None:
+    artifact = Artifact.of("k", {"b": [1, 2.5], "a": "é"})
+    assert encoded_payload(artifact) == canonical_json(artifact.payload)
+    # Copies, hand-built twins and relabelled copies get nothing: the store encodes and checks them.
+    assert encoded_payload(artifact.model_copy()) is None
+    assert encoded_payload(artifact.model_copy(update={"payload": {"a": 2}})) is None
+    assert encoded_payload(Artifact(hash=artifact.hash, kind="k", payload=artifact.payload)) is None
+    # A payload object swapped in behind the model's back is not the one the bytes are of.
+    object.__setattr__(artifact, "payload", {"a": 2})
+    assert encoded_payload(artifact) is None
+
+
+def test_the_handed_over_bytes_go_with_their_artifact() -> None:
+    import gc
+
+    from chem_persistence_async.domain import artifacts as module
+
+    made = [Artifact.of("k", {"i": i}) for i in range(50)]
+    keys = [id(artifact) for artifact in made]
+    assert all(module._ENCODED[key][0]() is artifact for key, artifact in zip(keys, made, strict=True))
+    del made
+    gc.collect()
+    assert not any(key in module._ENCODED for key in keys)  # (no artifact was made since)

@@ -29,6 +29,7 @@ from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
 from chem_persistence_async.codec.decode import EventRow, decode_events
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
+from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.failures import (
     ErrorClass,
@@ -149,7 +150,7 @@ class InMemoryEventStore(EventStoreBase):
                         attempt_number=err.attempt_number,
                         error_class=ErrorClass(err.error_class),
                         error_message=err.error_message,
-                        details=None if err.details is None else json.loads(err.details),
+                        details=None if err.details is None else json.loads(canonical_json(err.details)),
                         retry_count=err.retry_count,
                         max_retries=err.max_retries,
                         ts=ts,

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,11 +105,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 def _open(conn: asyncpg.Connection) -> bool:
     """Whether a borrowed connection is still open. asyncpg takes a pool connection back the moment
     it sees it lost (the server restarted, its backend was terminated), even one parked here, and
-    its proxy then raises on every call: that one is not open either."""
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:
-        return False
+    its proxy then holds no connection (and raises on every call): that one is not open either.
+    (Asked of the connection behind the proxy: the proxy's own method costs a Python call more.)"""
+    con = getattr(conn, "_con", conn)  # (a pool's proxy, or a connection of one's own)
+    return con is not None and not con.is_closed()
+
+
+def _idle(conn: asyncpg.Connection) -> bool:
+    """Open and outside a transaction (``_open``, asked the same way)."""
+    con = getattr(conn, "_con", conn)
+    return con is not None and not con.is_closed() and not con.is_in_transaction()
 
 
 def _encode_jsonb(value: bytes | str) -> bytes:
@@ -347,14 +353,7 @@ class Database:
         """
         parked = self._parked
         current = self._pool is pool  # (a bool first: an ``is`` in the condition narrows ``pool``)
-        if (
-            ok
-            and current
-            and not self._waiting
-            and len(parked) < self._park_limit
-            and _open(conn)
-            and not conn.is_in_transaction()
-        ):
+        if ok and current and not self._waiting and len(parked) < self._park_limit and _idle(conn):
             now = time.monotonic()
             parked.append((conn, now))
             if self._park_lifetime and now - parked[0][1] > self._park_lifetime:
@@ -373,35 +372,54 @@ class Database:
 
         This is the error boundary of everything that runs through it: a driver error comes out as
         a ``DatabaseError`` (``TransientDatabaseError`` once the retries are spent), chained to it.
+
+        The first attempt is made here, outside the retry loop (its closure, its frames): nearly
+        every call succeeds at once, and a failed first attempt goes on to ``call_with_retry`` as
+        that loop's own first attempt, so what is retried, counted and logged is unchanged. ``fn``
+        is given the driver's connection itself, not the pool's proxy (whose check on every method
+        call costs each statement a Python call): it must not keep it past its call, as the stores'
+        functions do not (``acquire`` lends the proxy).
         """
-
-        async def attempt() -> T:
-            try:
-                pool, conn = await self._take(None)
-                ok = False
-                try:
-                    result = await fn(conn)
-                    ok = True
-                    return result
-                except Exception as exc:
-                    self._discard_if_lost(conn, exc)
-                    raise
-                finally:
-                    await self._give_back(pool, conn, ok)
-            except Exception as exc:
-                if transient_reason(exc) in _SERVER_WENT_AWAY:
-                    await self._expire_connections()
-                raise
-
+        metrics = self.metrics
+        metrics.record_call()
+        try:
+            return await self._attempt(fn)
+        except Exception as exc:
+            failed = exc
         try:
             return await call_with_retry(
-                attempt, policy=self._backoff, metrics=self.metrics, operation=operation
+                partial(self._attempt, fn),
+                policy=self._backoff,
+                metrics=metrics,
+                operation=operation,
+                failed=failed,
             )
         except Exception as exc:
             translated = translate(exc, operation=operation, retried=True)
             if translated is exc:
                 raise
             raise translated from exc
+
+    async def _attempt(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """One attempt of ``run``: ``fn`` on a connection taken now and given back after."""
+        try:
+            pool, conn = await self._take(None)
+            ok = False
+            try:
+                # (A proxy that no longer holds one is handed as it is: its calls then raise the
+                # driver's transient "released" error, as they did.)
+                result = await fn(conn if conn._con is None else conn._con)
+                ok = True
+                return result
+            except Exception as exc:
+                self._discard_if_lost(conn, exc)
+                raise
+            finally:
+                await self._give_back(pool, conn, ok)
+        except Exception as exc:
+            if transient_reason(exc) in _SERVER_WENT_AWAY:
+                await self._expire_connections()
+            raise
 
     async def run_in(
         self,

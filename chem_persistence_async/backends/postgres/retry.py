@@ -140,13 +140,21 @@ async def call_with_retry(
     on_lost_connection: Callable[[], Awaitable[None]] | None = None,
     operation: str = "operation",
     classify: Callable[[BaseException], str | None] | None = None,
+    failed: Exception | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy's delays run out; then
-    raise ``TransientDatabaseError`` chained to the last failure (its SQLSTATE kept)."""
-    metrics.record_call()
+    raise ``TransientDatabaseError`` chained to the last failure (its SQLSTATE kept).
+
+    ``failed``: the caller made the first attempt itself (and counted the call), and it failed
+    with this; the loop goes on from there as if its own first attempt had."""
+    if failed is None:
+        metrics.record_call()
     retries = len(policy.delays)
     for index in range(retries + 1):
         try:
+            if failed is not None:
+                exc, failed = failed, None
+                raise exc
             return await attempt()
         except Exception as exc:
             reason = (classify or transient_reason)(exc)

@@ -637,6 +637,7 @@ async def test_client_command_timeout_is_retried(db_url: str) -> None:
 
         assert await db.run(slow_then_fast, operation="slow") == 7
         assert db.metrics.snapshot()["retries"] == {"timeout": 1}
+        assert db.metrics.snapshot()["calls"] == 1  # a call, whichever attempt succeeds
 
         async def always_slow(c: asyncpg.Connection) -> None:
             await c.execute("SELECT pg_sleep(30)")
@@ -646,6 +647,8 @@ async def test_client_command_timeout_is_retried(db_url: str) -> None:
         assert exhausted.value.reason == "timeout"
         assert isinstance(exhausted.value.__cause__, TimeoutError)
         assert db.metrics.snapshot()["exhausted"] == {"timeout": 1}
+        assert db.metrics.snapshot()["calls"] == 2
+        assert db.metrics.snapshot()["retries"] == {"timeout": 3}
         store = PgEventStore(db)
         flow = uuid.uuid4()
         await store.append_kind(flow, _started(0))  # the pool recovered
