@@ -387,16 +387,22 @@ WHERE flow_id = :flow_id GROUP BY step_id, error_class ORDER BY step_id, error_c
 """
 )
 
+
+def _errors_json(flow: str) -> str:
+    """The error rows of ``flow`` (an SQL expression) as ONE JSON array, as text."""
+    return f"""(
+    SELECT COALESCE(jsonb_agg(jsonb_build_array(
+        step_id, attempt_number, error_class, error_message, details, retry_count, max_retries, ts, event_seq
+    ) ORDER BY id), '[]'::jsonb)::text
+    FROM step_execution_errors WHERE flow_id = {flow}
+)"""
+
+
 LOAD_FLOW = query(
     f"""
 SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, (
-    SELECT COALESCE(jsonb_agg(jsonb_build_array(
-        step_id, attempt_number, error_class, error_message, details, retry_count, max_retries, ts, event_seq
-    ) ORDER BY id), '[]'::jsonb)::text
-    FROM step_execution_errors WHERE flow_id = :flow_id
-)
+SELECT NULL, NULL, NULL, NULL, {_errors_json(":flow_id")}
 ORDER BY flow_version NULLS LAST
 """
 )
@@ -406,18 +412,13 @@ and so ONE snapshot: a ``StepFailed`` committed between two reads cannot make th
 
 LOAD_FLOWS = query(
     f"""
-SELECT l.{_EVENT_COLUMNS.replace(", ", ", l.")}, q.f
+SELECT l.*, q.f
 FROM unnest(:flow_ids::uuid[]) AS q(f)
 CROSS JOIN LATERAL (
     SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = q.f ORDER BY flow_version OFFSET 0
 ) AS l
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, (
-    SELECT COALESCE(jsonb_agg(jsonb_build_array(
-        step_id, attempt_number, error_class, error_message, details, retry_count, max_retries, ts, event_seq
-    ) ORDER BY id), '[]'::jsonb)
-    FROM step_execution_errors WHERE flow_id = q.f
-), q.f
+SELECT NULL, NULL, NULL, NULL, {_errors_json("q.f")}, q.f
 FROM unnest(:flow_ids::uuid[]) AS q(f)
 """
 )
