@@ -1,4 +1,6 @@
-"""The workflow records' SQL (SPEC 9.1). ``updated_at`` is kept by triggers, never written here.
+"""The workflow records' SQL (SPEC 9.1). ``updated_at`` is kept by the database: the projection of an
+engine flow sets it to ``now()`` in its own updates, and the ``BEFORE UPDATE`` triggers set it for
+every other update (they run only for a row that would not hold ``now()``: migration 0009).
 
 Statements that can meet a missing parent (a stage of a run, a log of a stage) check for it in the
 same statement (locking it ``FOR KEY SHARE`` so it cannot vanish before the insert) and report
@@ -318,7 +320,8 @@ _RUN_FROM_PROJECTION = """ON CONFLICT (id) DO UPDATE SET
         input = EXCLUDED.input,
         output = EXCLUDED.output,
         config = EXCLUDED.config,
-        flow_version = EXCLUDED.flow_version,"""
+        flow_version = EXCLUDED.flow_version,
+        updated_at = now(),"""
 """The run and stage inserts a projection makes, and what it sets on an existing run, in
 ``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``)."""
 
@@ -330,7 +333,8 @@ _STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
         output_data = EXCLUDED.output_data,
         metrics = EXCLUDED.metrics,
         error_message = EXCLUDED.error_message,
-        next_poll_at = EXCLUDED.next_poll_at,"""
+        next_poll_at = EXCLUDED.next_poll_at,
+        updated_at = now(),"""
 """What a projected stage sets on its row, in ``RECORD_FLOW`` and in the records an append carries."""
 
 
