@@ -130,46 +130,40 @@ TABLE workflow_runs
     COLUMN id uuid NOT NULL
     COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
     COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
-    COLUMN workflow_id text NOT NULL
-    COLUMN workflow_name text NOT NULL
-    COLUMN workflow_type text NOT NULL
-    COLUMN status text NOT NULL DEFAULT 'PENDING'::text
+    COLUMN workflow_id chem_record_long_name NOT NULL
+    COLUMN workflow_name chem_record_name NOT NULL
+    COLUMN workflow_type chem_record_name NOT NULL
+    COLUMN status chem_record_status NOT NULL DEFAULT 'PENDING'::text
     COLUMN started_at timestamp with time zone
     COLUMN completed_at timestamp with time zone
-    COLUMN duration bigint
+    COLUMN duration chem_record_bigcount
     COLUMN input jsonb NOT NULL
     COLUMN output jsonb
     COLUMN config jsonb NOT NULL DEFAULT '{}'::jsonb
-    COLUMN total_cost double precision NOT NULL DEFAULT 0
-    COLUMN total_tokens bigint NOT NULL DEFAULT 0
+    COLUMN total_cost chem_record_amount NOT NULL DEFAULT 0
+    COLUMN total_tokens chem_record_bigcount NOT NULL DEFAULT 0
     COLUMN priority integer NOT NULL DEFAULT 5
     COLUMN flow_version integer
-    CONSTRAINT workflow_runs_duration_check CHECK (((duration IS NULL) OR (duration >= 0)))
     CONSTRAINT workflow_runs_pkey PRIMARY KEY (id)
-    CONSTRAINT workflow_runs_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))
-    CONSTRAINT workflow_runs_totals_check CHECK (((total_cost >= (0)::double precision) AND (total_tokens >= 0)))
-    CONSTRAINT workflow_runs_workflow_id_check CHECK (((workflow_id <> ''::text) AND (length(workflow_id) <= 500)))
-    CONSTRAINT workflow_runs_workflow_name_check CHECK (((workflow_name <> ''::text) AND (length(workflow_name) <= 200)))
-    CONSTRAINT workflow_runs_workflow_type_check CHECK (((workflow_type <> ''::text) AND (length(workflow_type) <= 200)))
     INDEX workflow_runs_created_at_idx: CREATE INDEX workflow_runs_created_at_idx ON public.workflow_runs USING btree (created_at)
     INDEX workflow_runs_pkey: CREATE UNIQUE INDEX workflow_runs_pkey ON public.workflow_runs USING btree (id)
     INDEX workflow_runs_status_idx: CREATE INDEX workflow_runs_status_idx ON public.workflow_runs USING btree (status, created_at, id)
     INDEX workflow_runs_workflow_type_idx: CREATE INDEX workflow_runs_workflow_type_idx ON public.workflow_runs USING btree (workflow_type, created_at)
-    TRIGGER workflow_runs_updated_at: CREATE TRIGGER workflow_runs_updated_at BEFORE UPDATE ON public.workflow_runs FOR EACH ROW EXECUTE FUNCTION chem_touch_updated_at()
+    TRIGGER workflow_runs_updated_at: CREATE TRIGGER workflow_runs_updated_at BEFORE UPDATE ON public.workflow_runs FOR EACH ROW WHEN ((new.updated_at IS DISTINCT FROM now())) EXECUTE FUNCTION chem_touch_updated_at()
 
 TABLE workflow_stages
     COLUMN id uuid NOT NULL
     COLUMN created_at timestamp with time zone NOT NULL DEFAULT now()
     COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
     COLUMN workflow_run_id uuid NOT NULL
-    COLUMN stage_id text NOT NULL
-    COLUMN stage_name text NOT NULL
-    COLUMN stage_number integer NOT NULL
-    COLUMN execution_group integer NOT NULL
-    COLUMN status text NOT NULL DEFAULT 'PENDING'::text
+    COLUMN stage_id chem_record_name NOT NULL
+    COLUMN stage_name chem_record_name NOT NULL
+    COLUMN stage_number chem_record_count NOT NULL
+    COLUMN execution_group chem_record_count NOT NULL
+    COLUMN status chem_record_status NOT NULL DEFAULT 'PENDING'::text
     COLUMN started_at timestamp with time zone
     COLUMN completed_at timestamp with time zone
-    COLUMN duration bigint
+    COLUMN duration chem_record_bigcount
     COLUMN input_data jsonb
     COLUMN output_data jsonb
     COLUMN config jsonb
@@ -181,19 +175,14 @@ TABLE workflow_stages
     COLUMN metrics jsonb
     COLUMN embedding_info jsonb
     COLUMN error_message text
-    CONSTRAINT workflow_stages_duration_check CHECK (((duration IS NULL) OR (duration >= 0)))
-    CONSTRAINT workflow_stages_numbers_check CHECK (((stage_number >= 0) AND (execution_group >= 0)))
     CONSTRAINT workflow_stages_pkey PRIMARY KEY (id)
     CONSTRAINT workflow_stages_run_stage_key UNIQUE (workflow_run_id, stage_id)
-    CONSTRAINT workflow_stages_stage_id_check CHECK (((stage_id <> ''::text) AND (length(stage_id) <= 200)))
-    CONSTRAINT workflow_stages_stage_name_check CHECK (((stage_name <> ''::text) AND (length(stage_name) <= 200)))
-    CONSTRAINT workflow_stages_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))
     CONSTRAINT workflow_stages_workflow_run_id_fkey FOREIGN KEY (workflow_run_id) REFERENCES workflow_runs(id) ON DELETE CASCADE
     INDEX workflow_stages_next_poll_at_idx: CREATE INDEX workflow_stages_next_poll_at_idx ON public.workflow_stages USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)
     INDEX workflow_stages_pkey: CREATE UNIQUE INDEX workflow_stages_pkey ON public.workflow_stages USING btree (id)
     INDEX workflow_stages_run_stage_key: CREATE UNIQUE INDEX workflow_stages_run_stage_key ON public.workflow_stages USING btree (workflow_run_id, stage_id)
     INDEX workflow_stages_status_idx: CREATE INDEX workflow_stages_status_idx ON public.workflow_stages USING btree (status)
-    TRIGGER workflow_stages_updated_at: CREATE TRIGGER workflow_stages_updated_at BEFORE UPDATE ON public.workflow_stages FOR EACH ROW EXECUTE FUNCTION chem_touch_updated_at()
+    TRIGGER workflow_stages_updated_at: CREATE TRIGGER workflow_stages_updated_at BEFORE UPDATE ON public.workflow_stages FOR EACH ROW WHEN ((new.updated_at IS DISTINCT FROM now())) EXECUTE FUNCTION chem_touch_updated_at()
 
 TABLE workflow_logs
     COLUMN id uuid NOT NULL
@@ -268,3 +257,21 @@ TABLE ai_call_batches
     CONSTRAINT ai_call_batches_batch_id_check CHECK (((batch_id <> ''::text) AND (length(batch_id) <= 500)))
     CONSTRAINT ai_call_batches_pkey PRIMARY KEY (batch_id)
     INDEX ai_call_batches_pkey: CREATE UNIQUE INDEX ai_call_batches_pkey ON public.ai_call_batches USING btree (batch_id)
+
+DOMAIN chem_record_amount double precision
+    CONSTRAINT chem_record_amount_check CHECK ((VALUE >= (0)::double precision))
+
+DOMAIN chem_record_bigcount bigint
+    CONSTRAINT chem_record_bigcount_check CHECK ((VALUE >= 0))
+
+DOMAIN chem_record_count integer
+    CONSTRAINT chem_record_count_check CHECK ((VALUE >= 0))
+
+DOMAIN chem_record_long_name text
+    CONSTRAINT chem_record_long_name_check CHECK (((VALUE <> ''::text) AND (length(VALUE) <= 500)))
+
+DOMAIN chem_record_name text
+    CONSTRAINT chem_record_name_check CHECK (((VALUE <> ''::text) AND (length(VALUE) <= 200)))
+
+DOMAIN chem_record_status text
+    CONSTRAINT chem_record_status_check CHECK ((VALUE = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))

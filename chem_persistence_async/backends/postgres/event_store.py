@@ -527,7 +527,7 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
     if batch.records is not None:
-        values |= _records_values([(1, batch.records)])
+        values |= _flow_record_values(batch.records)
     return values
 
 
@@ -587,7 +587,7 @@ def _judge_values(batch: AppendBatch) -> dict[str, Any]:
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
     if batch.records is not None:
-        values |= _records_values([(1, batch.records)])
+        values |= _flow_record_values(batch.records)
     return values
 
 
@@ -596,6 +596,27 @@ def _records_values(recorded: Sequence[tuple[int, FlowProjection]]) -> dict[str,
     messages escaped as JSON strings, JSON values already canonical bytes). Times the projection
     took from the append (``APPEND_TIME``) go as flags: the statement puts in the events' ``ts``."""
     return {"records": b"[" + b",".join([_run_json(item, p) for item, p in recorded]) + b"]"}
+
+
+def _flow_record_values(p: FlowProjection) -> dict[str, Any]:
+    """``appended_flow_records_ctes``'s parameters: the run's fields one by one, its stages as ONE
+    JSON array (as ``_records_values`` writes them)."""
+    r = p.run
+    return {
+        "rec_w": r.workflow_id,
+        "rec_n": r.workflow_name,
+        "rec_y": r.workflow_type,
+        "rec_s": r.status.value,
+        "rec_in": r.input.data,
+        "rec_o": None if r.output is None else r.output.data,
+        "rec_c": r.config.data,
+        "rec_v": r.flow_version,
+        "rec_p": r.previous_version,
+        "rec_cn": _at_append(r.created_at),
+        "rec_sn": _at_append(r.started_at),
+        "rec_dn": _at_append(r.completed_at),
+        "rec_g": b"[" + b",".join([_stage_json(s) for s in p.stages]) + b"]",
+    }
 
 
 def _run_json(item: int, p: FlowProjection) -> bytes:
@@ -669,13 +690,17 @@ def _stage_json(s: StageProjection) -> bytes:
     )
 
 
-def _flag(time: datetime | None) -> bytes:
+def _at_append(time: datetime | None) -> bool:
     """Whether a time of a projection made before its append is the append's (else it is none)."""
     if time is None:
-        return b"false"
+        return False
     if time == APPEND_TIME:
-        return b"true"
+        return True
     raise ValueError(f"a projection made before its append holds a time of its own: {time!r}")
+
+
+def _flag(time: datetime | None) -> bytes:
+    return b"true" if _at_append(time) else b"false"
 
 
 def _group_values(batches: Sequence[AppendBatch]) -> dict[str, Any]:

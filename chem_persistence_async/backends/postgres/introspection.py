@@ -58,6 +58,19 @@ WHERE c.relname = ANY($1::text[]) AND NOT t.tgisinternal
 ORDER BY c.relname, t.tgname
 """
 
+_DOMAINS = """
+SELECT t.typname, format_type(t.typbasetype, t.typtypmod), k.conname, pg_get_constraintdef(k.oid)
+FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace AND n.nspname = current_schema()
+LEFT JOIN pg_constraint k ON k.contypid = t.oid AND k.contype <> 'n'
+WHERE t.typtype = 'd' AND t.oid IN (
+    SELECT a.atttypid FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    WHERE c.relname = ANY($1::text[]) AND c.relnamespace = n.oid AND NOT a.attisdropped
+)
+ORDER BY t.typname, k.conname
+"""
+"""The domains the owned tables' columns use, with their checks."""
+
 
 _HEADER = (
     "-- Schema built by migrations/ (generated; checked by tests/backends/postgres/test_migrations.py; "
@@ -72,6 +85,7 @@ async def describe_schema(conn: asyncpg.Connection) -> str:
     constraints = await conn.fetch(_CONSTRAINTS, tables)
     indexes = await conn.fetch(_INDEXES, tables)
     triggers = await conn.fetch(_TRIGGERS, tables)
+    domains = await conn.fetch(_DOMAINS, tables)
     for table in tables:
         lines.append(f"TABLE {table}")
         for _, name, type_, notnull, default in (r for r in columns if r[0] == table):
@@ -83,5 +97,10 @@ async def describe_schema(conn: asyncpg.Connection) -> str:
             lines.append(f"    INDEX {name}: {definition}")
         for _, name, definition in (r for r in triggers if r[0] == table):
             lines.append(f"    TRIGGER {name}: {definition}")
+        lines.append("")
+    for name in dict.fromkeys(r[0] for r in domains):
+        rows = [r for r in domains if r[0] == name]
+        lines.append(f"DOMAIN {name} {rows[0][1]}")
+        lines.extend(f"    CONSTRAINT {r[2]} {r[3]}" for r in rows if r[2] is not None)
         lines.append("")
     return "\n".join(lines)

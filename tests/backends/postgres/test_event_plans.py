@@ -35,7 +35,25 @@ RECORDS = (
     b'"cn":false,"sn":true,"dn":false,"g":[{"id":"' + str(uuid.uuid4()).encode() + b'","k":"a","n":"A",'
     b'"x":0,"s":"RUNNING","e":null,"np":null,"sn":true,"dn":false,"c":{},"o":null,"m":{},"t":true}]}]'
 )
-"""One recorded flow (``appended_records_ctes``'s ``:records``)."""
+"""One recorded flow (``appended_records_ctes``'s ``:records``, the group's)."""
+FLOW_RECORDS = {
+    "rec_w": "f@h",
+    "rec_n": "f",
+    "rec_y": "f",
+    "rec_s": "RUNNING",
+    "rec_in": b"{}",
+    "rec_o": None,
+    "rec_c": b"{}",
+    "rec_v": 4,
+    "rec_p": 3,
+    "rec_cn": False,
+    "rec_sn": True,
+    "rec_dn": False,
+    "rec_g": b'[{"id":"' + str(uuid.uuid4()).encode() + b'","k":"a","n":"A","x":0,"s":"RUNNING","e":null,'
+    b'"np":null,"sn":true,"dn":false,"c":{},"o":null,"m":{},"t":false}]',
+}
+"""The same flow's records as a lean or judged append carries them (``appended_flow_records_ctes``);
+its stage is not touched, so the plan must also look up the stored run's version."""
 JOBS = (
     b'[{"i":1,"k":"complete","id":7,"t":"' + str(uuid.uuid4()).encode() + b'","u":null},'
     b'{"i":2,"k":"enqueue","q":"default","n":"flow","y":"k","p":null,"r":0,"b":null,"m":null,'
@@ -77,12 +95,12 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
     (
         "lean one with records",
         sql.lean_append(many=False, artifacts=False, errors=False, in_tx=False, records=True),
-        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE, "records": RECORDS},
+        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE} | FLOW_RECORDS,
     ),
     (
         "judge with records, in a unit of work",
         sql.judge_append(artifacts=False, errors=False, in_tx=True, records=True),
-        {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS, "records": RECORDS},
+        {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS} | FLOW_RECORDS,
     ),
     ("group with records", sql.group_append(records=True), GROUP | {"records": RECORDS}),
     (
@@ -93,9 +111,9 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
             "base": 3,
             "event_ids": IDS,
             "payloads": PAYLOADS,
-            "records": RECORDS,
             "jobs": JOBS,
-        },
+        }
+        | FLOW_RECORDS,
     ),
     (
         "group with records and jobs",

@@ -81,6 +81,55 @@ async def test_updated_at_is_kept_by_the_database(db: Database, conn: asyncpg.Co
     assert (again.created_at, again.updated_at > artifact.updated_at) == (artifact.created_at, True)
 
 
+async def test_the_engine_records_carry_the_time_of_the_append_that_wrote_them(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """The projection sets ``updated_at`` itself (the triggers skip rows already at ``now()``): a
+    run holds its last append's time, a stage the time of the append that last changed it."""
+    engine = FlowEngine(
+        db.event_store(), FlowRepository(), flaky_definition(failures=0), records=WorkflowRecords(db)
+    )
+    fid = await engine.run_to_end()
+    last_ts = await conn.fetchval("SELECT max(ts) FROM event_log WHERE flow_id = $1", fid)
+    assert await conn.fetchval("SELECT updated_at FROM workflow_runs WHERE id = $1", fid) == last_ts
+    stages = await conn.fetch(
+        """SELECT s.updated_at, (SELECT max(l.ts) FROM event_log l WHERE l.flow_id = s.workflow_run_id
+                                 AND l.payload ->> 'step_id' = s.stage_id) AS changed
+           FROM workflow_stages s WHERE s.workflow_run_id = $1""",
+        fid,
+    )
+    assert len(stages) == 3
+    assert all(row["updated_at"] == row["changed"] for row in stages)
+
+
+async def test_sql_writes_are_held_to_the_record_rules(db: Database, conn: asyncpg.Connection) -> None:
+    """The rules the records' domains keep (migration 0009) hold for SQL written by hand."""
+    records = WorkflowRecords(db)
+    run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})
+    stage = await records.create_stage(
+        workflow_run_id=run.id, stage_id="s", stage_name="S", stage_number=0, execution_group=0
+    )
+    refused = [
+        ("workflow_runs", "status = 'DONE'"),
+        ("workflow_runs", "workflow_name = ''"),
+        ("workflow_runs", "workflow_id = repeat('w', 501)"),
+        ("workflow_runs", "total_tokens = -1"),
+        ("workflow_runs", "total_cost = -0.5"),
+        ("workflow_runs", "duration = -1"),
+        ("workflow_stages", "status = 'done'"),
+        ("workflow_stages", "stage_name = repeat('s', 201)"),
+        ("workflow_stages", "stage_number = -1"),
+        ("workflow_stages", "execution_group = -1"),
+    ]
+    for table, change in refused:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(f"UPDATE {table} SET {change}")
+    await conn.execute(
+        "UPDATE workflow_stages SET status = 'SKIPPED', duration = NULL WHERE id = $1", stage.id
+    )
+    assert (await records.get_stage_by_id(stage.id)).status is Status.SKIPPED
+
+
 async def test_deleting_rows_in_sql_cascades(db: Database, conn: asyncpg.Connection) -> None:
     records = WorkflowRecords(db)
     run = await records.create_run(workflow_id="w", workflow_name="n", workflow_type="t", input={})

@@ -11,8 +11,9 @@ their ``StepFinished`` list, and one ``step_execution_errors`` row per ``StepFai
   "m": metadata}`` (``o`` is the 1-based position of the ``StepFinished`` listing it);
 * ``errs``: the error rows, read from the inserted ``StepFailed`` payloads themselves, so a row
   copies its event by construction and costs no parameter;
-* with ``records``, the flow's workflow run and stages (``records.appended_records_ctes``), merged
-  only for a flow whose events ``ins`` inserted, at their ``ts``: the engine's records cost no
+* with ``records``, the flow's workflow run and stages (``records.appended_flow_records_ctes`` for
+  one flow, ``records.appended_records_ctes`` for a group), merged only for a flow whose events
+  ``ins`` inserted, at their ``ts``: the engine's records cost no
   statement and no transaction of their own, and commit or roll back with the events.
 
 Three statements are built from them:
@@ -48,7 +49,10 @@ from functools import cache
 
 from chem_persistence_async.backends.postgres.sql.query import Query, query
 from chem_persistence_async.backends.postgres.sql.queue import JOB_WRITES_AFTER, JOB_WRITES_BEFORE
-from chem_persistence_async.backends.postgres.sql.records import appended_records_ctes
+from chem_persistence_async.backends.postgres.sql.records import (
+    appended_flow_records_ctes,
+    appended_records_ctes,
+)
 
 # --- pieces ---------------------------------------------------------------------------------------
 
@@ -128,8 +132,8 @@ _ERRORS_CTE = """errs AS (
 # --- the three statements -------------------------------------------------------------------------
 
 
-_WRITTEN_ONE = "rec_w AS (SELECT 1 AS item, ins.flow_id, ins.ts AS t FROM ins LIMIT 1)"
-"""The one flow of a lean or judged append, if its events went in (``appended_records_ctes``)."""
+_WRITTEN_ONE = "rec_w AS (SELECT ins.flow_id, ins.ts AS t FROM ins LIMIT 1)"
+"""The one flow of a lean or judged append, if its events went in (``appended_flow_records_ctes``)."""
 
 
 @cache
@@ -143,8 +147,8 @@ def lean_append(
     jobs: bool = False,
 ) -> Query:
     """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's,
-    ``:artifacts`` when ``artifacts``, with ``records`` those of ``appended_records_ctes`` (the
-    flow's runs and stages, merged if the events go in), and with ``jobs`` (never in a unit of
+    ``:artifacts`` when ``artifacts``, with ``records`` those of ``appended_flow_records_ctes``
+    (the flow's runs and stages, merged if the events go in), and with ``jobs`` (never in a unit of
     work) ``:jobs`` as ``queue.JOB_WRITES_BEFORE`` reads it, for item 1: the job changed only if
     the events go in, the events only while a claimed job is held. Rows back: ``(event_id, seq,
     ts)`` for one event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per
@@ -172,7 +176,7 @@ def lean_append(
     if errors:
         ctes.append(_ERRORS_CTE)
     if records:
-        ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
+        ctes += [_WRITTEN_ONE, *appended_flow_records_ctes("rec_w")]
     if not jobs:
         return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
     ctes += ["ok AS (SELECT 1 AS item FROM ins LIMIT 1)", *JOB_WRITES_AFTER]
@@ -190,7 +194,7 @@ SELECT NULL, NULL, NULL, CASE WHEN u.cancelled THEN 'cancelled' ELSE 'lost' END 
 def judge_append(*, artifacts: bool, errors: bool, in_tx: bool, records: bool = False) -> Query:
     """Append a batch at the end unless its events are stored already or the flow is not at
     ``:expected`` (NULL: anywhere). Parameters: ``:flow_id``, ``:expected``, ``:event_ids``,
-    ``:payloads`` (and ``:artifacts``; with ``records``, ``appended_records_ctes``'s: nothing is
+    ``:payloads`` (and ``:artifacts``; with ``records``, ``appended_flow_records_ctes``'s: nothing is
     recorded unless the events go in now). Rows back: ``(event_id, seq, flow_version, ts, flow_id,
     stored)`` per event inserted (``stored`` false) or already stored (true), else one row
     ``(NULL, NULL, actual version, NULL, NULL, false)``."""
@@ -223,7 +227,7 @@ def judge_append(*, artifacts: bool, errors: bool, in_tx: bool, records: bool = 
     if errors:
         ctes.append(_ERRORS_CTE)
     if records:
-        ctes += [_WRITTEN_ONE, *appended_records_ctes("rec_w")]
+        ctes += [_WRITTEN_ONE, *appended_flow_records_ctes("rec_w")]
     return query(
         "WITH "
         + ",\n".join(ctes)

@@ -1,4 +1,6 @@
-"""The workflow records' SQL (SPEC 9.1). ``updated_at`` is kept by triggers, never written here.
+"""The workflow records' SQL (SPEC 9.1). ``updated_at`` is kept by the database: the projection of an
+engine flow sets it to ``now()`` in its own updates, and the ``BEFORE UPDATE`` triggers set it for
+every other update (they run only for a row that would not hold ``now()``: migration 0009).
 
 Statements that can meet a missing parent (a stage of a run, a log of a stage) check for it in the
 same statement (locking it ``FOR KEY SHARE`` so it cannot vanish before the insert) and report
@@ -318,7 +320,8 @@ _RUN_FROM_PROJECTION = """ON CONFLICT (id) DO UPDATE SET
         input = EXCLUDED.input,
         output = EXCLUDED.output,
         config = EXCLUDED.config,
-        flow_version = EXCLUDED.flow_version,"""
+        flow_version = EXCLUDED.flow_version,
+        updated_at = now(),"""
 """The run and stage inserts a projection makes, and what it sets on an existing run, in
 ``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``)."""
 
@@ -330,7 +333,8 @@ _STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
         output_data = EXCLUDED.output_data,
         metrics = EXCLUDED.metrics,
         error_message = EXCLUDED.error_message,
-        next_poll_at = EXCLUDED.next_poll_at,"""
+        next_poll_at = EXCLUDED.next_poll_at,
+        updated_at = now(),"""
 """What a projected stage sets on its row, in ``RECORD_FLOW`` and in the records an append carries."""
 
 
@@ -457,6 +461,62 @@ def appended_records_ctes(written: str) -> list[str]:
     )
     WHERE g.t OR n.old_version IS DISTINCT FROM n.p
     ORDER BY run.id, g.x
+    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        {_STAGE_FROM_PROJECTION}
+        started_at = {started.format(old="s")},
+        completed_at = {completed.format(old="s")},
+        duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
+    WHERE EXCLUDED.started_at IS NOT NULL
+       OR EXCLUDED.completed_at IS NOT NULL
+       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
+          IS DISTINCT FROM
+          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
+           EXCLUDED.next_poll_at)
+)""",
+    ]
+
+
+def appended_flow_records_ctes(written: str) -> list[str]:
+    """``appended_records_ctes`` for a statement that appends to ONE flow (``lean_append``,
+    ``judge_append``): its ``written`` CTE has at most one row ``(item, flow_id, t)``. The run
+    comes as scalar parameters and the stages as one JSON array, so the statement has no join,
+    sort or set-returning function for the run (each costs the server a plan node to set up at
+    every execution): ``:rec_w`` workflow id, ``:rec_n`` name, ``:rec_y`` type, ``:rec_s``
+    status, ``:rec_in``/``:rec_o``/``:rec_c`` input, output, config (JSON), ``:rec_v`` flow
+    version, ``:rec_p`` previous version, ``:rec_cn``/``:rec_sn``/``:rec_dn`` created/started/
+    completed at the append's time, ``:rec_g`` the stages (as ``appended_records_ctes``'s ``g``).
+    No order is needed among the rows: appends to one flow are serialized by the event log (a
+    second writer of the same version waits for the first and writes nothing)."""
+    started, completed = _MERGED_STARTED, _MERGED_COMPLETED
+    return [
+        f"""rec_run AS (
+    {_INSERT_RUN}
+    SELECT w_.flow_id, :rec_w::text, :rec_n::text, :rec_y::text, :rec_s::text, :rec_in::jsonb,
+           :rec_o::jsonb, :rec_c::jsonb, CASE WHEN :rec_cn::bool THEN w_.t ELSE now() END,
+           CASE WHEN :rec_sn::bool THEN w_.t END, CASE WHEN :rec_dn::bool THEN w_.t END,
+           chem_duration_ms(CASE WHEN :rec_sn THEN w_.t END, CASE WHEN :rec_dn THEN w_.t END), :rec_v::int
+    FROM {written} w_
+    {_RUN_FROM_PROJECTION}
+        created_at = CASE WHEN :rec_cn THEN EXCLUDED.created_at ELSE r.created_at END,
+        started_at = {started.format(old="r")},
+        completed_at = {completed.format(old="r")},
+        duration = chem_duration_ms({started.format(old="r")}, {completed.format(old="r")})
+    WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
+    RETURNING r.id, r.created_at
+)""",
+        f"""rec_stages AS (
+    {_INSERT_STAGE}
+    SELECT g.id, run.created_at, run.id, g.k, g.n, g.x, g.x, g.s,
+           CASE WHEN g.sn THEN w_.t END, CASE WHEN g.dn THEN w_.t END,
+           chem_duration_ms(CASE WHEN g.sn THEN w_.t END, CASE WHEN g.dn THEN w_.t END),
+           g.c, NULLIF(g.o, 'null'::jsonb), g.m, g.e, g.np
+    FROM rec_run run
+    CROSS JOIN {written} w_
+    CROSS JOIN jsonb_to_recordset(:rec_g::jsonb) AS g(
+        id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
+        c jsonb, o jsonb, m jsonb, t bool
+    )
+    WHERE g.t OR (SELECT x.flow_version FROM workflow_runs x WHERE x.id = run.id) IS DISTINCT FROM :rec_p::int
     ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
         {_STAGE_FROM_PROJECTION}
         started_at = {started.format(old="s")},
