@@ -15,6 +15,9 @@ from chem_persistence_async.backends.postgres.sql.query import Query, query
 _JOB_COLUMNS = """id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, lease_token,
     lease_expires_at, created_at, definition, not_before, worker_id"""
 
+JOB_COLUMN_NAMES = tuple(c.strip() for c in _JOB_COLUMNS.split(","))
+"""The columns of a claimed job's row, in order (a claim's answer)."""
+
 _HISTORY_COLUMNS = """id, queue, kind, key, payload, priority, attempt, max_attempts, flow_id, definition,
         state, lease_token, worker_id, last_error, created_at"""
 
