@@ -16,7 +16,7 @@ import asyncpg
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.sql import queue as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
-from chem_persistence_async.codec.fast import column_builder
+from chem_persistence_async.codec.fast import COLUMNS_FROM, column_builder
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.jobs import (
     CheckedJob,
@@ -441,12 +441,16 @@ statement's (measured); by columns, positionally under ``COLUMNS_FROM``."""
 
 def _jobs(rows: Sequence[Any]) -> builtins.list[Job]:
     """Claimed jobs from rows of ``sql._JOB_COLUMNS`` (the payload decoded from its JSON)."""
-    if not rows:
-        return []
+    count = len(rows)
+    if count < COLUMNS_FROM:  # (as the builder would: by __init__, without two zips)
+        return [_new_job(*row[:4], _decode_json(row[4].decode()), *row[5:]) for row in rows]
     columns: builtins.list[Sequence[Any]] = list(zip(*rows, strict=True))
     columns[4] = [_decode_json(payload.decode()) for payload in columns[4]]
-    return _build_jobs(len(rows), *columns)
+    return _build_jobs(count, *columns)
 
+
+_new_job: Callable[..., Job] = Job
+"""``Job`` from a claim's columns in order (checked against its fields above)."""
 
 _decode_json = json.JSONDecoder().decode
 """``json.loads`` of a str without its checks (a payload comes as UTF-8 bytes: decoded first,

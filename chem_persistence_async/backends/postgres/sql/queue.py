@@ -223,12 +223,13 @@ WITH gone AS (
     RETURNING state
 )
 SELECT (SELECT state FROM moved),
-       (SELECT state FROM work_queue_history WHERE id = :id AND lease_token = :token)
+       (SELECT state FROM work_queue_history
+        WHERE id = :id AND lease_token = :token AND NOT EXISTS (SELECT 1 FROM moved))
 """
 )
 """Finish a claimed job as ``:state`` (``cancelled`` if its cancellation was requested). Row back:
-``(state it was finished as now, state an earlier run of this finish left)``; both NULL: the
-lease was lost."""
+``(state it was finished as now, state an earlier run of this finish left)`` (the history is read
+only when the job was not moved now); both NULL: the lease was lost."""
 
 _FINISH_MANY_CTES = f"""target AS (
     SELECT h.id, h.token FROM unnest(:ids::bigint[], :tokens::uuid[]) AS h(id, token)
