@@ -407,6 +407,25 @@ _MERGED_COMPLETED = (
 )
 
 
+_STAGE_JSON_COLUMNS = """id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
+        c jsonb, o jsonb, m jsonb, t bool"""
+"""A projected stage's fields as its JSON carries them (``jsonb_to_recordset``)."""
+
+_STAGE_MERGED = f"""ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        {_STAGE_FROM_PROJECTION}
+        started_at = {_MERGED_STARTED.format(old="s")},
+        completed_at = {_MERGED_COMPLETED.format(old="s")},
+        duration = chem_duration_ms({_MERGED_STARTED.format(old="s")}, {_MERGED_COMPLETED.format(old="s")})
+    WHERE EXCLUDED.started_at IS NOT NULL
+       OR EXCLUDED.completed_at IS NOT NULL
+       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
+          IS DISTINCT FROM
+          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
+           EXCLUDED.next_poll_at)"""
+"""How a stage an append projects merges into its row (only if something an operator reads
+changed), in the group's and the one-flow forms alike."""
+
+
 def appended_records_ctes(written: str) -> list[str]:
     """``RECORD_FLOW``'s merge (``:replace`` false) as CTEs to compose into an append statement, for
     the flows its ``written`` CTE lists: ``(item, flow_id, t)``, one row per flow whose events the
@@ -456,22 +475,11 @@ def appended_records_ctes(written: str) -> list[str]:
     FROM rec n
     JOIN rec_run run ON run.id = n.run_id
     CROSS JOIN LATERAL jsonb_to_recordset(n.g) AS g(
-        id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
-        c jsonb, o jsonb, m jsonb, t bool
+        {_STAGE_JSON_COLUMNS}
     )
     WHERE g.t OR n.old_version IS DISTINCT FROM n.p
     ORDER BY run.id, g.x
-    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
-        {_STAGE_FROM_PROJECTION}
-        started_at = {started.format(old="s")},
-        completed_at = {completed.format(old="s")},
-        duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
-    WHERE EXCLUDED.started_at IS NOT NULL
-       OR EXCLUDED.completed_at IS NOT NULL
-       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
-          IS DISTINCT FROM
-          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
-           EXCLUDED.next_poll_at)
+    {_STAGE_MERGED}
 )""",
     ]
 
@@ -513,20 +521,9 @@ def appended_flow_records_ctes(written: str) -> list[str]:
     FROM rec_run run
     CROSS JOIN {written} w_
     CROSS JOIN jsonb_to_recordset(:rec_g::jsonb) AS g(
-        id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
-        c jsonb, o jsonb, m jsonb, t bool
+        {_STAGE_JSON_COLUMNS}
     )
     WHERE g.t OR (SELECT x.flow_version FROM workflow_runs x WHERE x.id = run.id) IS DISTINCT FROM :rec_p::int
-    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
-        {_STAGE_FROM_PROJECTION}
-        started_at = {started.format(old="s")},
-        completed_at = {completed.format(old="s")},
-        duration = chem_duration_ms({started.format(old="s")}, {completed.format(old="s")})
-    WHERE EXCLUDED.started_at IS NOT NULL
-       OR EXCLUDED.completed_at IS NOT NULL
-       OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
-          IS DISTINCT FROM
-          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
-           EXCLUDED.next_poll_at)
+    {_STAGE_MERGED}
 )""",
     ]
