@@ -304,6 +304,17 @@ def check_heartbeat(renewed: list[Job], cancelled: list[int], lost: list[int]) -
     return renewed
 
 
+def lease_lost(job_id: int) -> LeaseLostError:
+    """The error for one job whose lease another claim took over (or that is gone), on every
+    backend and path alike."""
+    return LeaseLostError(f"job {job_id}: its lease was taken over by another claim", job_id=job_id)
+
+
+def job_cancelled(job_id: int) -> JobCancelledError:
+    """The error for one job whose cancellation was requested while it was held."""
+    return JobCancelledError(f"job {job_id} was cancelled", job_id=job_id)
+
+
 def _refuse_cancelled_or_lost(cancelled: list[int], lost: list[int], **carried: Any) -> None:
     """``JobCancelledError`` if any job was cancelled, else ``LeaseLostError`` if any lease was
     lost; ``carried``: what the error carries besides (the jobs renewed, or claimed)."""

@@ -802,12 +802,7 @@ class FlowEngine:
         carrier = self._carrier
         if carrier is not None and recorder is not None:
             # The records go in the append itself, projected now; written only if the events are.
-            # When this engine's own recorded append left the flow at this version, the stored
-            # records are there too (any other append since would make this one conflict): only
-            # the stages these events name need writing.
-            fid = instance.flow_id
-            known = self._recorded.get(fid) == instance.version
-            after, projection = projected_append(instance, kinds, definition, named_only=known)
+            after, projection = self._projected(instance, kinds)
             appended = await carrier.append_recorded(
                 instance.flow_id,
                 kinds,
@@ -818,10 +813,8 @@ class FlowEngine:
                 event_ids=event_ids,
                 tx=tx,
             )
-            self._note_recorded(fid, after.version, tx)
-            if any(isinstance(kind, StepFailed) for kind in kinds):
-                return apply_events(instance, appended, definition)  # its error row has the real ts
-            return after  # (nothing else in a flow's state comes from the database)
+            self._note_recorded(instance.flow_id, after.version, tx)
+            return _after_append(instance, after, kinds, appended, definition)
         if recorder is None:
             appended = await store.append_many(
                 instance.flow_id,
@@ -871,11 +864,7 @@ class FlowEngine:
 
             return await (unit(tx) if tx is not None else self._store.run_in_transaction(unit))
         definition, recorder, fid = self._definition, self._records, instance.flow_id
-        projection = None
-        if recorder is not None:
-            _, projection = projected_append(
-                instance, kinds, definition, named_only=self._recorded.get(fid) == instance.version
-            )
+        after, projection = self._projected(instance, kinds) if recorder is not None else (None, None)
         appended = await carrier.append_with_job(
             fid,
             kinds,
@@ -886,9 +875,20 @@ class FlowEngine:
             recorder=recorder,
             artifacts=artifacts,
         )
-        if recorder is not None:
-            self._note_recorded(fid, instance.version + len(kinds), None)
-        return apply_events(instance, appended, definition)
+        if after is None:
+            return apply_events(instance, appended, definition)
+        self._note_recorded(fid, after.version, None)
+        return _after_append(instance, after, kinds, appended, definition)
+
+    def _projected(
+        self, instance: FlowInstance, kinds: Sequence[FlowEventKind]
+    ) -> tuple[FlowInstance, FlowProjection]:
+        """``projected_append`` for an append that carries its records. When this engine's own
+        recorded append left the flow at this version, the stored records are there too (any
+        other append since would make this one conflict): only the stages ``kinds`` name need
+        writing."""
+        known = self._recorded.get(instance.flow_id) == instance.version
+        return projected_append(instance, kinds, self._definition, named_only=known)
 
     def _note_recorded(self, flow_id: UUID, version: int, tx: Transaction | None) -> None:
         """Remember that the flow's records are at ``version`` (once ``tx`` commits)."""
@@ -989,6 +989,21 @@ class FlowEngine:
                 + ", ".join(h[:16] + "…" for h in absent)
             )
         return tuple(artifact for artifact in found.values() if artifact is not None)
+
+
+def _after_append(
+    instance: FlowInstance,
+    after: FlowInstance,
+    kinds: Sequence[FlowEventKind],
+    appended: Sequence[FlowEvent],
+    definition: FlowDefinition,
+) -> FlowInstance:
+    """The flow after an append whose state ``after`` was projected before it: that one, unless a
+    ``StepFailed`` went in (its error row in the state has the stored time and seq; nothing else
+    in a flow's state comes from the database)."""
+    if any(isinstance(kind, StepFailed) for kind in kinds):
+        return apply_events(instance, appended, definition)
+    return after
 
 
 async def _write_job(queue: WorkQueuePort, job: JobWrite, tx: Transaction) -> None:

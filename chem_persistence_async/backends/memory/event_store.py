@@ -88,8 +88,8 @@ class InMemoryEventStore(EventStoreBase):
         statement is); nothing recorded when the events were stored already."""
         journal = memory_tx(tx)
         events, written = self._append(batch, journal)
-        if written and batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
-            recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)
+        if written:
+            _merge_records(batch, recorder, events, journal)
         return events
 
     def carries_queue(self, queue: WorkQueuePort) -> bool:
@@ -112,8 +112,7 @@ class InMemoryEventStore(EventStoreBase):
                 queue.require_held(write.job)
             events, written = self._append(batch, journal)
             if written:
-                if batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
-                    recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)
+                _merge_records(batch, recorder, events, journal)
                 queue.apply_write(write, journal)
             return events
 
@@ -259,3 +258,14 @@ class InMemoryEventStore(EventStoreBase):
 
     def __repr__(self) -> str:
         return f"<InMemoryEventStore flows={len(self._flows)} events={self._seq}>"
+
+
+def _merge_records(
+    batch: AppendBatch,
+    recorder: FlowRecorder | None,
+    events: list[FlowEvent],
+    journal: MemoryTransaction | None,
+) -> None:
+    """Merge the records ``batch`` carries into ``recorder``, at the time its events were written."""
+    if batch.records is not None and isinstance(recorder, InMemoryWorkflowRecords):
+        recorder.merge_projection(at_append_time(batch.records, events[0].ts), journal)

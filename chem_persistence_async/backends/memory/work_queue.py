@@ -41,6 +41,8 @@ from chem_persistence_async.domain.jobs import (
     check_names,
     claim_order,
     default_backoff,
+    job_cancelled,
+    lease_lost,
 )
 from chem_persistence_async.errors import InvalidInputError, JobCancelledError, LeaseLostError
 from chem_persistence_async.ports.unit_of_work import Transaction
@@ -368,13 +370,13 @@ class InMemoryWorkQueue:
         cancelled; nothing changes (``InMemoryEventStore.append_with_job`` asks before it writes)."""
         row = self._held(job)
         if row is None:
-            raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+            raise lease_lost(job.id)
         if row.cancel_requested:
-            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+            raise job_cancelled(job.id)
 
     def apply_write(self, write: JobWrite, journal: MemoryTransaction) -> None:
         """Make ``write`` in the unit of work ``journal`` (with no await: atomic with the append
-        that carries it), as PostgreSQL's ``sql.job_write_ctes`` make it."""
+        that carries it), as PostgreSQL's ``sql.queue.JOB_WRITES_AFTER`` make it."""
         if write.spec is not None:
             if self._insert(write.spec, journal)[1]:
                 self._committed(journal, {write.spec.queue})
@@ -395,12 +397,12 @@ class InMemoryWorkQueue:
                 if done.state is state:
                     return
                 if done.state is JobState.CANCELLED:
-                    raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
-            raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+                    raise job_cancelled(job.id)
+            raise lease_lost(job.id)
         self._touch(journal, job.id)
         if row.cancel_requested:
             self._finish_row(row, JobState.CANCELLED, error or row.last_error)
-            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+            raise job_cancelled(job.id)
         self._finish_row(row, state, error or row.last_error)
 
     def _requeue(
@@ -413,11 +415,11 @@ class InMemoryWorkQueue:
     ) -> None:
         row = self._held(job)
         if row is None:
-            raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+            raise lease_lost(job.id)
         self._touch(journal, job.id)
         if row.cancel_requested:
             self._finish_row(row, JobState.CANCELLED, row.last_error)
-            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
+            raise job_cancelled(job.id)
         row.state = JobState.READY
         row.not_before = not_before or self._clock()
         row.attempt = max(row.attempt + delta, 0)

@@ -38,13 +38,11 @@ from chem_persistence_async.domain.ids import (
     check_step_id,
     to_flow_id,
 )
-from chem_persistence_async.domain.jobs import JobWrite
+from chem_persistence_async.domain.jobs import JobWrite, job_cancelled, lease_lost
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
-    JobCancelledError,
-    LeaseLostError,
 )
 from chem_persistence_async.ports.event_store import FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
@@ -123,16 +121,14 @@ class PgEventStore(EventStoreBase):
 
     async def _append_job_in(self, conn: asyncpg.Connection, batch: AppendBatch) -> list[FlowEvent]:
         """One attempt of ``_write_with_job``: the lean statement with the job write composed in
-        (``sql.lean_append(job=...)``). When it writes nothing, the judge, told never to insert,
+        (``sql.lean_append(jobs=True)``). When it writes nothing, the judge, told never to insert,
         says why: the events are stored already (an earlier attempt of this call committed, job
         write included), or the flow moved on (``ConcurrencyConflict``), or, when the statement
         said so, the job is no longer this worker's."""
         job, base = batch.job, batch.expected_version
         assert job is not None
         assert base is not None
-        if batch.unpassed_outputs:
-            missing = await conn.fetch(sql.MISSING_ARTIFACTS.text, list(batch.unpassed_outputs))
-            batch.refuse_missing([row[0] for row in missing])
+        await _refuse_missing_outputs(conn, batch)
         many = len(batch.events) > 1
         statement = sql.lean_append(
             many=many,
@@ -149,21 +145,16 @@ class PgEventStore(EventStoreBase):
             rows = []
         if rows and rows[0][3] is None and len(rows) == len(batch.events):
             self._remember(batch.flow_id, base + len(rows))
-            if many:
-                return batch.events_at(base, rows)
-            event = batch.events[0]
-            return [FlowEvent(rows[0][1], batch.flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
+            return _lean_events(batch, base, rows)
         why = rows[0][3] if rows else None
         try:
             return await self._judge(conn, replace(batch, records=None, job=None), None, write=False)
         except ConcurrencyConflict:
             held = job.job
             if held is not None and why == "cancelled":
-                raise JobCancelledError(f"job {held.id} was cancelled", job_id=held.id) from None
+                raise job_cancelled(held.id) from None
             if held is not None and why == "lost":
-                raise LeaseLostError(
-                    f"job {held.id}: its lease was taken over by another claim", job_id=held.id
-                ) from None
+                raise lease_lost(held.id) from None
             raise
 
     @property
@@ -225,9 +216,7 @@ class PgEventStore(EventStoreBase):
     ) -> list[FlowEvent]:
         """One attempt: the lean statement in the obvious case, else the judge, which alone decides
         conflicts and finds events a lost acknowledgement left stored."""
-        if batch.unpassed_outputs:
-            missing = await conn.fetch(sql.MISSING_ARTIFACTS.text, list(batch.unpassed_outputs))
-            batch.refuse_missing([row[0] for row in missing])
+        await _refuse_missing_outputs(conn, batch)
         flow_id = batch.flow_id
         base = batch.expected_version
         if base is None:
@@ -248,10 +237,7 @@ class PgEventStore(EventStoreBase):
             if rows:
                 if len(rows) == len(batch.events):
                     self._remember_after(tx, flow_id, base + len(rows))
-                    if many:
-                        return batch.events_at(base, rows)
-                    event = batch.events[0]
-                    return [FlowEvent(rows[0][1], flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
+                    return _lean_events(batch, base, rows)
                 _half_written(tx, batch, len(rows))
         return await self._judge(conn, batch, tx)
 
@@ -356,11 +342,7 @@ class PgEventStore(EventStoreBase):
         # One pause for the whole read (decode_events then skips its per-chunk collections): the
         # events of a load are replayed and dropped, and die young if no collection promotes them.
         with collector_paused():
-            events = decode_events(fid, rows)
-            errors = [] if errors_row is None else decode_error_json(fid, errors_row[4])
-        if events:
-            self._remember_after(ptx, fid, events[-1].flow_version)
-        return FlowRecord(events, errors)
+            return self._flow_record(ptx, fid, rows, None if errors_row is None else errors_row[4])
 
     async def read_flows(
         self, flow_ids: Iterable[UUID | str], *, tx: Transaction | None = None
@@ -378,17 +360,24 @@ class PgEventStore(EventStoreBase):
                 error_rows[row[5]] = row[4]
             else:
                 by_flow[row[5]].append(row)
-        records = {}
-        with collector_paused():
-            for fid, flow_rows in by_flow.items():
+        with collector_paused():  # (as read_flow)
+            for flow_rows in by_flow.values():
                 flow_rows.sort(key=_version_of)  # (grouped per flow; never trusted blindly)
-                events = decode_events(fid, flow_rows)
-                errors_json = error_rows.get(fid)
-                errors = [] if errors_json is None else decode_error_json(fid, errors_json)
-                if events:
-                    self._remember_after(ptx, fid, events[-1].flow_version)
-                records[fid] = FlowRecord(events, errors)
-        return records
+            return {
+                fid: self._flow_record(ptx, fid, flow_rows, error_rows.get(fid))
+                for fid, flow_rows in by_flow.items()
+            }
+
+    def _flow_record(
+        self, ptx: PgTransaction | None, fid: UUID, rows: builtins.list[Any], errors_json: Any
+    ) -> FlowRecord:
+        """A flow's record from its event rows and its error rows as one JSON array (``None``:
+        none), as ``LOAD_FLOW`` and ``LOAD_FLOWS`` return them."""
+        events = decode_events(fid, rows)
+        errors = [] if errors_json is None else decode_error_json(fid, errors_json)
+        if events:
+            self._remember_after(ptx, fid, events[-1].flow_version)
+        return FlowRecord(events, errors)
 
     async def _fetch(
         self, tx: PgTransaction | None, q: Query, operation: str, **values: Any
@@ -529,6 +518,22 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
     if batch.records is not None:
         values |= _flow_record_values(batch.records)
     return values
+
+
+async def _refuse_missing_outputs(conn: asyncpg.Connection, batch: AppendBatch) -> None:
+    """``MissingArtifactError`` if an output listed with no artifact passed is not stored either."""
+    if batch.unpassed_outputs:
+        missing = await conn.fetch(sql.MISSING_ARTIFACTS.text, list(batch.unpassed_outputs))
+        batch.refuse_missing([row[0] for row in missing])
+
+
+def _lean_events(batch: AppendBatch, base: int, rows: Sequence[Any]) -> list[FlowEvent]:
+    """The batch's events from a lean append's full answer: ``(event_id, seq, ts)`` for one event,
+    ``(flow_version, seq, ts)`` per event for several."""
+    if len(batch.events) > 1:
+        return batch.events_at(base, rows)
+    event = batch.events[0]
+    return [FlowEvent(rows[0][1], batch.flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
 
 
 def _jobs_values(jobs: Sequence[tuple[int, JobWrite]]) -> dict[str, Any]:

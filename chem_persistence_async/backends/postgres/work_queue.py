@@ -35,8 +35,10 @@ from chem_persistence_async.domain.jobs import (
     check_names,
     claim_order,
     default_backoff,
+    job_cancelled,
+    lease_lost,
 )
-from chem_persistence_async.errors import InvalidInputError, JobCancelledError, LeaseLostError
+from chem_persistence_async.errors import InvalidInputError
 from chem_persistence_async.ports.unit_of_work import Transaction
 
 T = TypeVar("T")
@@ -268,8 +270,8 @@ class WorkQueue:
         if now == state.value or (now is None and before == state.value):
             return  # (``before``: an earlier run of this finish committed; its answer was lost)
         if now == JobState.CANCELLED.value or before == JobState.CANCELLED.value:
-            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
-        raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+            raise job_cancelled(job.id)
+        raise lease_lost(job.id)
 
     async def _requeue(
         self, job: Job, not_before: datetime | None, delta: int, error: str | None, tx: Transaction | None
@@ -286,8 +288,8 @@ class WorkQueue:
             self._committed(tx, {job.queue})
             return
         if cancelled:
-            raise JobCancelledError(f"job {job.id} was cancelled", job_id=job.id)
-        raise LeaseLostError(f"job {job.id}: its lease was taken over by another claim", job_id=job.id)
+            raise job_cancelled(job.id)
+        raise lease_lost(job.id)
 
     async def _db_now(self, tx: Transaction | None) -> datetime:
         rows = await self._run(tx, _NOW, {}, "now")

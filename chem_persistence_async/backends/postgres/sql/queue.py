@@ -313,7 +313,7 @@ enqueued (as ``ENQUEUE``: a taken key is left as it is), a claimed job completed
 history) or suspended until ``u`` (as ``REQUEUE`` with ``attempt_delta`` -1)."""
 
 
-_JOB_COLUMN_COUNT = len(_JOB_COLUMNS.split(","))
+_JOB_COLUMN_COUNT = len(JOB_COLUMN_NAMES)
 
 PLANNED_LIMIT = 100
 """Claims of one queue of at most this many jobs get a statement of their own per size."""
