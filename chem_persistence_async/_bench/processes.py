@@ -93,6 +93,11 @@ def worker_argv(
     return argv
 
 
+MAX_POOL = 10
+"""The most connections a benchmark's worker process opens: flows in flight share them (a group
+commit takes one for many), and the DBOS peer's workers have as many (``sys_db_pool_size``)."""
+
+
 async def start_workers(
     conn: asyncpg.Connection,
     url: str,
@@ -106,12 +111,14 @@ async def start_workers(
     timeout: float = 120.0,
 ) -> Processes:
     """``count`` worker processes, returned once every one of them listens. Each one's pool holds
-    ``concurrency + 2`` connections (``DATABASE_MAX_CONNECTIONS``): four processes with the default
-    16 each, next to the suite's own pools, came close to a shared server's ``max_connections``."""
+    ``concurrency + 2`` connections (``DATABASE_MAX_CONNECTIONS``), at most ``MAX_POOL``: four
+    processes with the default 16 each, next to the suite's own pools, came close to a shared
+    server's ``max_connections``."""
     argv = worker_argv(
         url, target, queue=queue, concurrency=concurrency, poll_interval=poll_interval, records=records
     )
-    workers = await spawn([argv] * count, env={"DATABASE_MAX_CONNECTIONS": str(concurrency + 2)})
+    pool = min(concurrency + 2, MAX_POOL)
+    workers = await spawn([argv] * count, env={"DATABASE_MAX_CONNECTIONS": str(pool)})
     try:
         await wait_listening(conn, count, workers, timeout)
     except BaseException:

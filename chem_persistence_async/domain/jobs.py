@@ -73,16 +73,25 @@ class JobSpec:
         return cls(**spec)
 
     def checked(self) -> CheckedJob:
-        """Validate every field; the payload becomes canonical JSON bytes."""
-        kind = check_name(self.kind, "kind")
-        queue = check_name(self.queue, "queue")
+        """Validate every field; the payload becomes canonical JSON bytes.
+
+        Kinds and queues are few and repeat from job to job: a name checked once is remembered
+        (``_known_name``), and in-range ints of the exact type skip the general check, so a batch
+        of one kind costs its payloads' encoding and little else."""
+        kind, queue = self.kind, self.queue
+        if type(kind) is not str or kind not in _KNOWN_NAMES:
+            kind = _known_name(check_name(kind, "kind"))
+        if type(queue) is not str or queue not in _KNOWN_NAMES:
+            queue = _known_name(check_name(queue, "queue"))
         key = None if self.key is None else text_argument(self.key, "key", max_length=MAX_KEY_LENGTH)
         if self.key is not None and not key:
             raise InvalidInputError("key must not be empty (use None for no key)")
-        priority = check_int(self.priority, "priority", minimum=0)
-        max_attempts = (
-            None if self.max_attempts is None else check_int(self.max_attempts, "max_attempts", minimum=1)
-        )
+        priority = self.priority
+        if type(priority) is not int or not 0 <= priority <= INT_MAX:
+            priority = check_int(priority, "priority", minimum=0)
+        max_attempts = self.max_attempts
+        if max_attempts is not None and (type(max_attempts) is not int or not 1 <= max_attempts <= INT_MAX):
+            max_attempts = check_int(max_attempts, "max_attempts", minimum=1)
         not_before = None if self.not_before is None else check_aware(self.not_before, "not_before")
         flow_id = None if self.flow_id is None else to_flow_id(self.flow_id)
         definition = (
@@ -99,6 +108,19 @@ class JobSpec:
             flow_id,
             definition,
         )
+
+
+_KNOWN_NAMES: dict[str, None] = {}
+_KNOWN_NAMES_MAX = 1024
+
+
+def _known_name(name: str) -> str:
+    """Remember ``name`` as a valid kind or queue name (``check_name`` passed it); the memory is
+    bounded: when full it starts again."""
+    if len(_KNOWN_NAMES) >= _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES.clear()
+    _KNOWN_NAMES[name] = None
+    return name
 
 
 class CheckedJob(NamedTuple):

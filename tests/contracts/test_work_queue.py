@@ -148,6 +148,36 @@ async def test_enqueue_many_without_keys_keeps_the_order_and_every_field(queue: 
     assert await queue.depth() == QueueDepth(ready=3, scheduled=1)
 
 
+async def test_enqueue_many_with_every_field_shared_writes_each_job_whole(queue: WorkQueuePort) -> None:
+    # (PostgreSQL sends a field every job shares once, not as an array: the jobs must not notice.)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    flow = uuid.uuid4()
+    shared = {
+        "queue": "other",
+        "priority": 2,
+        "not_before": later,
+        "max_attempts": None,
+        "flow_id": flow,
+        "definition": "demo@" + "2" * 64,
+    }
+    for keys in ([None, None, None], ["x", "y", None]):
+        specs = [JobSpec("k", {"i": i}, key=key, **shared) for i, key in enumerate(keys)]
+        ids = await queue.enqueue_many(specs)
+        info = {j.id: j for j in await queue.list_jobs()}
+        got = [info[i] for i in ids]
+        assert [j.payload for j in got] == [{"i": 0}, {"i": 1}, {"i": 2}]
+        assert [j.key for j in got] == keys
+        for job in got:
+            assert (job.kind, job.queue, job.priority, job.not_before, job.max_attempts) == (
+                "k",
+                "other",
+                2,
+                later,
+                None,
+            )
+            assert (job.flow_id, job.definition) == (flow, "demo@" + "2" * 64)
+
+
 async def test_an_expired_lease_is_claimed_again_and_the_first_worker_changes_nothing(queue: Any) -> None:
     await queue.enqueue("k")
     (first,) = await queue.claim("w1", lease=SHORT)

@@ -98,7 +98,12 @@ class WorkQueue:
         job = JobSpec(
             kind, payload, queue, key, priority, not_before, max_attempts, flow_id, definition
         ).checked()
-        values = {**_job_values(job), "sooner": bool(sooner)}
+        values = _job_values(job)
+        if job.key is None:
+            ((job_id,),) = await self._run(tx, sql.ENQUEUE_UNKEYED, values, "enqueue")
+            self._committed(tx, {job.queue})
+            return int(job_id)
+        values["sooner"] = bool(sooner)
         for _ in range(_MAX_ENQUEUE_ROUNDS):
             rows = await self._run(tx, sql.ENQUEUE, values, "enqueue")
             if rows:
@@ -401,17 +406,23 @@ def _job_values(job: CheckedJob) -> dict[str, Any]:
 
 
 def _many_values(jobs: Sequence[CheckedJob]) -> dict[str, Any]:
-    return {
-        "queues": [j.queue for j in jobs],
-        "kinds": [j.kind for j in jobs],
+    """``enqueue_many``'s parameters: a column every job shares as its one value, any other as an
+    array (``sql.queue.SPEC_COLUMNS``)."""
+    values: dict[str, Any] = {
         "keys": [j.key for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "not_befores": [j.not_before for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "flow_ids": [j.flow_id for j in jobs],
-        "definitions": [j.definition for j in jobs],
         "payloads": b"[" + b",".join([j.payload for j in jobs]) + b"]",
     }
+    for column, array in _SPEC_ARRAYS:
+        each = [getattr(j, column) for j in jobs]
+        shared = each[0]
+        if each.count(shared) == len(each):
+            values[column], values[array] = shared, None
+        else:
+            values[column], values[array] = None, each
+    return values
+
+
+_SPEC_ARRAYS = [(column, array) for column, array, _ in sql.SPEC_COLUMNS]
 
 
 def _unfinished(

@@ -60,16 +60,49 @@ with the key brought forward to ``:not_before``; none when its key's holder comm
 statement's snapshot (or finished meanwhile): run it again."""
 
 
+ENQUEUE_UNKEYED = query(
+    """
+INSERT INTO work_queue (queue, kind, payload, priority, not_before, max_attempts, flow_id, definition)
+VALUES (:queue, :kind, :payload::jsonb, :priority, COALESCE(:not_before::timestamptz, now()),
+        :max_attempts, :flow_id::uuid, :definition)
+RETURNING id
+"""
+)
+"""``ENQUEUE`` of a job without a key: a plain ``INSERT`` (no holder to find, nothing to bring
+forward). Server time per job, measured: 66 µs less than ``ENQUEUE``'s CTEs (430 -> 365 µs wall)."""
+
+
+SPEC_COLUMNS = (
+    ("queue", "queues", "text"),
+    ("kind", "kinds", "text"),
+    ("priority", "priorities", "int"),
+    ("not_before", "not_befores", "timestamptz"),
+    ("max_attempts", "max_attempts_each", "int"),
+    ("flow_id", "flow_ids", "uuid"),
+    ("definition", "definitions", "text"),
+)
+"""The columns of ``enqueue_many``'s jobs other than key and payload: (column, array parameter,
+type). Each comes either as an array, one value per job, or (the array NULL) as the one scalar
+parameter named after the column that every job shares: a batch of one kind and queue sends two
+strings, not two arrays of a thousand (measured, 1,000 jobs: 20.0 -> 15.7 µs per job of wall time,
+3.9 -> 1.2 of client CPU). ``ROWS FROM`` pads an ``unnest`` of NULL with NULLs."""
+
+
 def _specs(keys: bool) -> str:
     """The jobs of ``enqueue_many`` as rows ``s`` in the order given (``ord``); ``keys``: with
     their ``key`` column."""
-    key, key_array = ("key, ", ":keys::text[], ") if keys else ("", "")
-    return f"""ROWS FROM (
-        unnest(:queues::text[], :kinds::text[], {key_array}:priorities::int[],
-               :not_befores::timestamptz[], :max_attempts::int[], :flow_ids::uuid[], :definitions::text[]),
-        jsonb_array_elements(:payloads::jsonb)
-    ) WITH ORDINALITY
-    AS s(queue, kind, {key}priority, not_before, max_attempts, flow_id, definition, payload, ord)"""
+    names = [column for column, _, _ in SPEC_COLUMNS]
+    unnests = [f"unnest(:{array}::{kind}[])" for _, array, kind in SPEC_COLUMNS]
+    values = [f"COALESCE(r.{column}, :{column}::{kind}) AS {column}" for column, _, kind in SPEC_COLUMNS]
+    if keys:
+        names.append("key")
+        unnests.append("unnest(:keys::text[])")
+        values.append("r.key")
+    return f"""(
+        SELECT {", ".join(values)}, r.payload, r.ord
+        FROM ROWS FROM ({", ".join(unnests)}, jsonb_array_elements(:payloads::jsonb))
+            WITH ORDINALITY AS r({", ".join(names)}, payload, ord)
+    ) AS s"""
 
 
 _INSERT_SPECS = """INSERT INTO work_queue (
