@@ -125,6 +125,7 @@ def _enqueue(ctx: QueueContext) -> Case:
         baselines=[
             _variant("insert", "raw autocommit INSERT … RETURNING id", lib_prepare, raw_run, cleanup=cleanup)
         ],
+        goal=0.80,
     )
 
 
@@ -171,6 +172,7 @@ def _enqueue_many(ctx: QueueContext) -> Case:
                 cleanup=cleanup,
             )
         ],
+        goal=0.80,
     )
 
 
