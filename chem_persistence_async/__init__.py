@@ -134,7 +134,7 @@ from chem_persistence_async.errors import (
 )
 from chem_persistence_async.ports.ai_calls import AICallLoggerPort
 from chem_persistence_async.ports.backend import Backend
-from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowMark, FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder, WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
@@ -193,6 +193,7 @@ __all__ = [
     "FlowFinishedError",
     "FlowInitialized",
     "FlowInstance",
+    "FlowMark",
     "FlowNotFoundError",
     "FlowProjection",
     "FlowRecord",

@@ -49,6 +49,7 @@ from chem_persistence_async.domain.jobs import Job, JobSpec, JobWrite, check_nam
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, project_flow
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache
+from chem_persistence_async.engine.flow_cache import DEFAULT_FLOW_CACHE_SIZE, FlowCache, frozen
 from chem_persistence_async.engine.planner import (
     Action,
     CloseLost,
@@ -60,7 +61,7 @@ from chem_persistence_async.engine.planner import (
     plan,
     previous_fingerprint,
 )
-from chem_persistence_async.engine.repository import FlowLoader
+from chem_persistence_async.engine.repository import FlowExtender, FlowLoader, Replayed
 from chem_persistence_async.engine.retry_policy import RetryPolicy
 from chem_persistence_async.engine.step import (
     StepContext,
@@ -81,7 +82,7 @@ from chem_persistence_async.errors import (
     StepInProgressError,
     UnstorableValueError,
 )
-from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowMark, FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder, RecordingEventStore
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import QueueCarryingEventStore, WorkQueuePort
@@ -171,6 +172,7 @@ class FlowEngine:
         artifact_cache_bytes: int = 16 * 1024 * 1024,
         queue: WorkQueuePort | None = None,
         records: FlowRecorder | None = None,
+        flow_cache_size: int = DEFAULT_FLOW_CACHE_SIZE,
     ) -> None:
         if not isinstance(definition, FlowDefinition):
             raise DefinitionError(f"expected a FlowDefinition, got {type(definition).__name__}")
@@ -183,6 +185,9 @@ class FlowEngine:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempt_lease = attempt_lease
         self._artifacts = ArtifactCache(artifact_cache_bytes)
+        self._flows = FlowCache(flow_cache_size)
+        """The flows this engine loaded or wrote, replayed, as of a mark the next load reads after."""
+        self._extender = repository if self._flows.size and isinstance(repository, FlowExtender) else None
         self._queue = queue
         self._records = records
         self._recorded: dict[UUID, int] = {}
@@ -392,11 +397,40 @@ class FlowEngine:
         self, flow_id: UUID | str, *, tx: Transaction | None = None, record: FlowRecord | None = None
     ) -> FlowInstance:
         """The flow's state, replayed (from ``record`` when it was read already, as
-        ``store.read_flows`` reads a batch); ``FlowNotFoundError`` if it has no events."""
-        instance = await self._repository.load(self._store, flow_id, self._definition, tx=tx, record=record)
+        ``store.read_flows`` reads a batch); ``FlowNotFoundError`` if it has no events.
+
+        With the engine's cache of flows (``flow_cache_size``), a flow loaded or written through
+        this engine before is extended by the events after it alone; its JSON values are then
+        read-only (``domain.frozen``: the state is handed to every caller that loads it)."""
+        fid = to_flow_id(flow_id)
+        extender = self._extender
+        if extender is None:
+            instance = await self._repository.load(self._store, fid, self._definition, tx=tx, record=record)
+        else:
+            instance = await self._load_kept(extender, fid, tx, record)
         if instance.version == 0:
             raise FlowNotFoundError(f"flow {flow_id} does not exist (it has no events)")
         return instance
+
+    async def _load_kept(
+        self, extender: FlowExtender, fid: UUID, tx: Transaction | None, record: FlowRecord | None
+    ) -> FlowInstance:
+        """``load`` through the cache: the flow kept, extended; kept again (once ``tx`` commits:
+        what a unit of work read may still roll back)."""
+        flows = self._flows
+        held = flows.get(fid)
+        replayed = await extender.load_after(self._store, fid, self._definition, held, tx=tx, record=record)
+        if replayed.mark is None:
+            flows.forget(fid)
+            return replayed.instance
+        if replayed is held:
+            return replayed.instance
+        kept = Replayed(frozen(replayed.instance, None if held is None else held.instance), replayed.mark)
+        if tx is None:
+            flows.put(fid, kept)
+        else:
+            tx.on_commit(lambda: flows.put(fid, kept))
+        return kept.instance
 
     async def run_next(self, flow_id: UUID | str) -> FlowInstance:
         """One attempt of the next step (or the ``FlowCompleted``); returns the flow afterwards.
@@ -814,7 +848,9 @@ class FlowEngine:
                 tx=tx,
             )
             self._note_recorded(instance.flow_id, after.version, tx)
-            return _after_append(instance, after, kinds, appended, definition)
+            return self._advance(
+                instance, _after_append(instance, after, kinds, appended, definition), appended, tx
+            )
         if recorder is None:
             appended = await store.append_many(
                 instance.flow_id,
@@ -824,7 +860,7 @@ class FlowEngine:
                 event_ids=event_ids,
                 tx=tx,
             )
-            return apply_events(instance, appended, definition)
+            return self._advance(instance, apply_events(instance, appended, definition), appended, tx)
 
         async def unit(unit_tx: Transaction) -> FlowInstance:
             appended = await store.append_many(
@@ -837,7 +873,7 @@ class FlowEngine:
             )
             after = apply_events(instance, appended, definition)
             await recorder.record_flow(after, definition, appended, tx=unit_tx)
-            return after
+            return self._advance(instance, after, appended, unit_tx)
 
         if tx is not None:
             return await unit(tx)
@@ -876,9 +912,42 @@ class FlowEngine:
             artifacts=artifacts,
         )
         if after is None:
-            return apply_events(instance, appended, definition)
+            return self._advance(instance, apply_events(instance, appended, definition), appended, None)
         self._note_recorded(fid, after.version, None)
-        return _after_append(instance, after, kinds, appended, definition)
+        return self._advance(
+            instance, _after_append(instance, after, kinds, appended, definition), appended, None
+        )
+
+    def _advance(
+        self,
+        instance: FlowInstance,
+        after: FlowInstance,
+        appended: Sequence[FlowEvent],
+        tx: Transaction | None,
+    ) -> FlowInstance:
+        """The flow after this engine appended ``appended`` to ``instance``; kept in the cache when
+        ``instance`` is the state kept there (read from the store, proved by its mark: the append,
+        made at its version, then holds exactly what the store holds), once ``tx`` commits."""
+        flows = self._flows
+        entry = flows.get(instance.flow_id) if flows.holds(instance) else None
+        if entry is None or entry.mark is None or not appended:
+            return after
+        if appended[0].flow_version != instance.version + 1 or appended[-1].flow_version != after.version:
+            return after
+        failures = sum(1 for event in appended if isinstance(event.kind, StepFailed))
+        mark = FlowMark.of(appended, entry.mark.errors + failures, entry.mark.first_seq)
+        kept = Replayed(frozen(after, instance), mark)
+        fid = instance.flow_id
+
+        def keep() -> None:
+            if flows.holds(instance):
+                flows.put(fid, kept)
+
+        if tx is None:
+            keep()
+        else:
+            tx.on_commit(keep)
+        return kept.instance
 
     def _projected(
         self, instance: FlowInstance, kinds: Sequence[FlowEventKind]

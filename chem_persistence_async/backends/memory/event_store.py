@@ -46,7 +46,7 @@ from chem_persistence_async.domain.ids import (
 )
 from chem_persistence_async.domain.projection import at_append_time
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
-from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.event_store import FlowMark, FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
@@ -194,9 +194,24 @@ class InMemoryEventStore(EventStoreBase):
         fid = to_flow_id(flow_id)
         return decode_events(fid, list(self._flows.get(fid, ())))
 
-    async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord:
+    async def read_flow(
+        self, flow_id: UUID | str, *, after: FlowMark | None = None, tx: Transaction | None = None
+    ) -> FlowRecord:
         memory_tx(tx)
-        return self._record(to_flow_id(flow_id))
+        fid = to_flow_id(flow_id)
+        rows = self._flows.get(fid, [])
+        if after is None or not _has_mark(rows, after) or self._errors_upto(fid, after.seq) != after.errors:
+            return self._record(fid)
+        return FlowRecord(
+            decode_events(fid, rows[after.version :]),
+            [e for e in self._errors if e.flow_id == fid and (e.event_seq or 0) > after.seq],
+            after.version,
+        )
+
+    def _errors_upto(self, fid: UUID, seq: int) -> int:
+        return sum(
+            1 for e in self._errors if e.flow_id == fid and (e.event_seq is None or e.event_seq <= seq)
+        )
 
     def _record(self, fid: UUID) -> FlowRecord:
         return FlowRecord(
@@ -258,6 +273,14 @@ class InMemoryEventStore(EventStoreBase):
 
     def __repr__(self) -> str:
         return f"<InMemoryEventStore flows={len(self._flows)} events={self._seq}>"
+
+
+def _has_mark(rows: list[EventRow], mark: FlowMark) -> bool:
+    """Whether a flow's rows still hold the mark's last and first events (by version, id, seq)."""
+    if not 1 <= mark.version <= len(rows) or rows[0][0] != mark.first_seq:
+        return False
+    seq, event_id, version = rows[mark.version - 1][:3]
+    return version == mark.version and event_id == mark.event_id and seq == mark.seq
 
 
 def _merge_records(

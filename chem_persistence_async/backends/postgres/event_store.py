@@ -44,7 +44,7 @@ from chem_persistence_async.errors import (
     ConcurrencyConflict,
     InvalidInputError,
 )
-from chem_persistence_async.ports.event_store import FlowRecord
+from chem_persistence_async.ports.event_store import FlowMark, FlowRecord
 from chem_persistence_async.ports.records import FlowRecorder
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
@@ -330,19 +330,43 @@ class PgEventStore(EventStoreBase):
             self._remember_after(ptx, fid, events[-1].flow_version)
         return events
 
-    async def read_flow(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> FlowRecord:
-        """The flow's events and error rows from ONE statement (one snapshot)."""
+    async def read_flow(
+        self, flow_id: UUID | str, *, after: FlowMark | None = None, tx: Transaction | None = None
+    ) -> FlowRecord:
+        """The flow's events and error rows from ONE statement (one snapshot); with ``after``, the
+        part after it when the flow still has it (``LOAD_FLOW_AFTER``), else the whole flow by a
+        second statement."""
         fid = to_flow_id(flow_id)
         ptx = pg_tx(tx, id(self._db))
-        rows = await self._fetch(ptx, sql.LOAD_FLOW, "read_flow", flow_id=fid)
+        rows: builtins.list[Any] = []
+        if after is not None:
+            rows = await self._fetch(
+                ptx,
+                sql.LOAD_FLOW_AFTER,
+                "read_flow",
+                flow_id=fid,
+                after=after.version,
+                after_id=after.event_id,
+                after_seq=after.seq,
+                first_seq=after.first_seq,
+                errors=after.errors,
+            )
+        if not rows or not _is_mark(rows[0], after):
+            after = None
+            rows = await self._fetch(ptx, sql.LOAD_FLOW, "read_flow", flow_id=fid)
         errors_row = rows.pop() if rows and rows[-1][0] is None else None
         if errors_row is None:  # (ORDER BY puts it last; never trusted blindly)
             found = [i for i, row in enumerate(rows) if row[0] is None]
             errors_row = rows.pop(found[0]) if found else None
+        since = 0
+        if after is not None:
+            since = after.version
+            del rows[0]  # the reader's own last event, returned as proof
         # One pause for the whole read (decode_events then skips its per-chunk collections): the
         # events of a load are replayed and dropped, and die young if no collection promotes them.
         with collector_paused():
-            return self._flow_record(ptx, fid, rows, None if errors_row is None else errors_row[4])
+            record = self._flow_record(ptx, fid, rows, None if errors_row is None else errors_row[4])
+        return record if not since else FlowRecord(record.events, record.errors, since)
 
     async def read_flows(
         self, flow_ids: Iterable[UUID | str], *, tx: Transaction | None = None
@@ -488,6 +512,14 @@ class PgEventStore(EventStoreBase):
 
     def __repr__(self) -> str:
         return f"<PgEventStore {self._db!r}>"
+
+
+def _is_mark(row: Any, mark: FlowMark | None) -> bool:
+    """Whether an event row is the mark's last event (the same version, id and ``seq``; at version 1
+    its first as well)."""
+    if mark is None or (mark.version == 1 and mark.first_seq != mark.seq):
+        return False
+    return bool(row[2] == mark.version and row[1] == mark.event_id and row[0] == mark.seq)
 
 
 # --- arguments, by the names the statements use -------------------------------------------------

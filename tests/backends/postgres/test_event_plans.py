@@ -127,6 +127,11 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
     ("list", sql.LIST_EVENTS, {"flow_id": FLOW}),
     ("page", sql.LIST_EVENTS_AFTER, {"flow_id": FLOW, "after": 10, "limit": 1000}),
     ("read flow", sql.LOAD_FLOW, {"flow_id": FLOW}),
+    (
+        "read flow after",
+        sql.LOAD_FLOW_AFTER,
+        {"flow_id": FLOW, "after": 5, "after_id": uuid.uuid4(), "after_seq": 50, "first_seq": 1, "errors": 0},
+    ),
     ("errors", sql.LIST_ERRORS, {"flow_id": FLOW, "step_id": None}),
 ]
 
