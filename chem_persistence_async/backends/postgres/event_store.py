@@ -136,6 +136,7 @@ class PgEventStore(EventStoreBase):
             errors=batch.has_errors,
             in_tx=False,
             records=batch.records is not None,
+            stored=_stored(batch),
             jobs=True,
         )
         try:
@@ -229,6 +230,7 @@ class PgEventStore(EventStoreBase):
                 errors=batch.has_errors,
                 in_tx=tx is not None,
                 records=batch.records is not None,
+                stored=_stored(batch),
             )
             try:
                 rows = await conn.fetch(statement.text, *statement.args(_lean_values(batch, base)))
@@ -548,8 +550,15 @@ def _lean_values(batch: AppendBatch, base: int) -> dict[str, Any]:
     if batch.artifacts:
         values["artifacts"] = _artifacts_json(batch.artifacts)
     if batch.records is not None:
-        values |= _flow_record_values(batch.records)
+        values |= (
+            _stored_record_values(batch.records) if _stored(batch) else _flow_record_values(batch.records)
+        )
     return values
+
+
+def _stored(batch: AppendBatch) -> bool:
+    """Whether a lean append's records go as ``sql.stored_flow_records_ctes`` updates."""
+    return batch.records is not None and batch.records.run.stored
 
 
 async def _refuse_missing_outputs(conn: asyncpg.Connection, batch: AppendBatch) -> None:
@@ -656,6 +665,19 @@ def _flow_record_values(p: FlowProjection) -> dict[str, Any]:
     }
 
 
+def _stored_record_values(p: FlowProjection) -> dict[str, Any]:
+    """``stored_flow_records_ctes``'s parameters: what an append can change of a stored run."""
+    r = p.run
+    return {
+        "rec_s": r.status.value,
+        "rec_o": None if r.output is None else r.output.data,
+        "rec_v": r.flow_version,
+        "rec_sn": _at_append(r.started_at),
+        "rec_dn": _at_append(r.completed_at),
+        "rec_g": b"[" + b",".join([_stored_stage_json(s) for s in p.stages]) + b"]",
+    }
+
+
 def _run_json(item: int, p: FlowProjection) -> bytes:
     r = p.run
     return b"".join(
@@ -698,12 +720,30 @@ def _stage_json(s: StageProjection) -> bytes:
         [
             b'{"id":"',
             str(s.id).encode(),
-            b'","k":',
-            _json_string(s.stage_id).encode(),
-            b',"n":',
+            b'","n":',
             _json_string(s.stage_name).encode(),
             b',"x":',
             str(s.stage_number).encode(),
+            b',"c":',
+            s.config.data,
+            b',"t":',
+            b"true" if s.touched else b"false",
+            b",",
+            _stage_changes_json(s),
+        ]
+    )
+
+
+def _stored_stage_json(s: StageProjection) -> bytes:
+    return b"{" + _stage_changes_json(s)
+
+
+def _stage_changes_json(s: StageProjection) -> bytes:
+    """A stage's key and what an append can change of it, then the closing brace."""
+    return b"".join(
+        [
+            b'"k":',
+            _json_string(s.stage_id).encode(),
             b',"s":"',
             s.status.value.encode(),
             b'","e":',
@@ -714,14 +754,10 @@ def _stage_json(s: StageProjection) -> bytes:
             _flag(s.started_at),
             b',"dn":',
             _flag(s.completed_at),
-            b',"c":',
-            s.config.data,
             b',"o":',
             b"null" if s.output_data is None else s.output_data.data,
             b',"m":',
             s.metrics.data,
-            b',"t":',
-            b"true" if s.touched else b"false",
             b"}",
         ]
     )

@@ -54,6 +54,16 @@ FLOW_RECORDS = {
 }
 """The same flow's records as a lean or judged append carries them (``appended_flow_records_ctes``);
 its stage is not touched, so the plan must also look up the stored run's version."""
+STORED_RECORDS = {
+    "rec_s": "RUNNING",
+    "rec_o": None,
+    "rec_v": 4,
+    "rec_sn": False,
+    "rec_dn": True,
+    "rec_g": b'[{"k":"a","s":"COMPLETED","e":null,"np":null,"sn":false,"dn":true,"o":null,"m":{}}]',
+}
+"""The same flow's records as an append of a writer that knows them stored carries them
+(``stored_flow_records_ctes``): updates of the run and stage rows by their keys."""
 JOBS = (
     b'[{"i":1,"k":"complete","id":7,"t":"' + str(uuid.uuid4()).encode() + b'","u":null},'
     b'{"i":2,"k":"enqueue","q":"default","n":"flow","y":"k","p":null,"r":0,"b":null,"m":null,'
@@ -101,6 +111,18 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
         "judge with records, in a unit of work",
         sql.judge_append(artifacts=False, errors=False, in_tx=True, records=True),
         {"flow_id": FLOW, "expected": 3, "event_ids": IDS, "payloads": PAYLOADS} | FLOW_RECORDS,
+    ),
+    (
+        "lean many with stored records",
+        sql.lean_append(many=True, artifacts=False, errors=True, in_tx=False, records=True, stored=True),
+        {"flow_id": FLOW, "base": 3, "event_ids": IDS, "payloads": PAYLOADS} | STORED_RECORDS,
+    ),
+    (
+        "lean one with stored records and a job",
+        sql.lean_append(
+            many=False, artifacts=False, errors=False, in_tx=False, records=True, stored=True, jobs=True
+        ),
+        {"flow_id": FLOW, "base": 3, "event_id": IDS[0], "payload": ONE, "jobs": JOBS} | STORED_RECORDS,
     ),
     ("group with records", sql.group_append(records=True), GROUP | {"records": RECORDS}),
     (

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from chem_persistence_async import (
+    ConcurrencyConflict,
     Database,
     FlowEngine,
     FlowRepository,
@@ -18,8 +19,12 @@ from chem_persistence_async import (
     Status,
     WorkflowRecords,
     rebuild_records,
+    replay,
 )
+from chem_persistence_async.backends.postgres.sql import events as event_sql
 from chem_persistence_async.backends.postgres.sql import records as sql
+from chem_persistence_async.domain.events import StepStarted
+from chem_persistence_async.engine.engine import projected_append
 from chem_persistence_async.errors import PayloadTooLargeError, UnknownStatusError, ValueOutOfRangeError
 from tests.engine.flows import flaky_definition
 from tests.support.faults import LostAckProxy
@@ -266,3 +271,70 @@ async def test_a_lost_acknowledgement_of_a_recorded_append_records_once(db_url: 
             run = await records.get_run(fid)
             assert (run.status, run.flow_version) == (Status.COMPLETED, len(events))
         await _equal_to_rebuild(store, records, [definition], flows)
+
+
+async def test_a_group_records_only_the_members_whose_events_go_in(db_url: str) -> None:
+    """Many recorded appends committed as one group, one member at a stale version: the group's
+    statement writes the others' runs and stages, and neither the events nor the records of the
+    stale one; every flow equals its rebuild."""
+    definition = flaky_definition(failures=0)
+    async with Database.connect(db_url, max_connections=4, group_commit_writers=1) as db:
+        store, records = db.event_store(), db.workflow_records()
+        engine = FlowEngine(store, FlowRepository(), definition, records=records)
+        flows = [await engine.start() for _ in range(12)]
+        kinds = [StepStarted(step_index=0, step_id="first", attempt=1, lease_until=engine.now())]
+        at = {fid: replay(fid, await store.list(fid), definition) for fid in flows}
+
+        async def append(fid: Any, version: int) -> Any:
+            projection = projected_append(at[fid], kinds, definition)[1]
+            return await store.append_recorded(
+                fid, kinds, projection, recorder=records, expected_version=version
+            )
+
+        results = await asyncio.gather(
+            *(append(fid, 0 if n == 6 else 1) for n, fid in enumerate(flows)), return_exceptions=True
+        )
+        stats = store.group_commit_stats
+        assert stats is not None
+        assert stats["grouped"] >= 2
+        assert stats["failed_groups"] == 0
+        assert isinstance(results[6], ConcurrencyConflict)
+        for n, fid in enumerate(flows):
+            run = await records.get_run(fid)
+            stage = await records.get_stage(fid, "first")
+            if n == 6:
+                assert (run.status, run.flow_version, stage.status) == (Status.PENDING, 1, Status.PENDING)
+            else:
+                assert (run.status, run.flow_version, stage.status) == (Status.RUNNING, 2, Status.RUNNING)
+                assert stage.started_at == run.started_at == results[n][0].ts
+        await _equal_to_rebuild(store, records, [definition], flows)
+
+
+async def test_an_engine_updates_the_records_it_knows_are_stored(
+    db: Database, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its own recorded append, an engine's next appends of the flow update the stored run
+    and stages (``stored_flow_records_ctes``: no upsert, nothing the flow's start fixed sent
+    again), and the rows still equal their rebuild, a failed and retried step's included."""
+    stored: list[bool] = []
+    lean = event_sql.lean_append
+
+    def spy(**flags: Any) -> Any:
+        stored.append(flags.get("stored", False))
+        return lean(**flags)
+
+    monkeypatch.setattr(event_sql, "lean_append", spy)
+    definition = flaky_definition(failures=1)
+    store, records = db.event_store(), db.workflow_records()
+    engine = FlowEngine(
+        store, FlowRepository(), definition, records=records, retry_policy=RetryPolicy(initial_delay=0.0)
+    )
+    fid = await engine.run_to_end()
+    assert stored[0] is False  # the flow's start: nothing stored yet
+    assert len(stored) > 1
+    assert all(stored[1:])
+    assert (await records.get_run(fid)).status is Status.COMPLETED
+    flaky = await records.get_stage(fid, "flaky")  # failed once, retried, finished
+    assert (flaky.status, flaky.error_message) == (Status.COMPLETED, "attempt 1 failed on purpose")
+    assert flaky.metrics == {"attempts": 2, "retry_count": 1}
+    await _equal_to_rebuild(store, records, [definition], [fid])

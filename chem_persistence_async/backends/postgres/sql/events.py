@@ -52,6 +52,7 @@ from chem_persistence_async.backends.postgres.sql.queue import JOB_WRITES_AFTER,
 from chem_persistence_async.backends.postgres.sql.records import (
     appended_flow_records_ctes,
     appended_records_ctes,
+    stored_flow_records_ctes,
 )
 
 # --- pieces ---------------------------------------------------------------------------------------
@@ -144,13 +145,15 @@ def lean_append(
     errors: bool,
     in_tx: bool,
     records: bool = False,
+    stored: bool = False,
     jobs: bool = False,
 ) -> Query:
     """Append after a known ``:base``. Parameters: ``:flow_id``, ``:base``, the event source's,
     ``:artifacts`` when ``artifacts``, with ``records`` those of ``appended_flow_records_ctes``
-    (the flow's runs and stages, merged if the events go in), and with ``jobs`` (never in a unit of
-    work) ``:jobs`` as ``queue.JOB_WRITES_BEFORE`` reads it, for item 1: the job changed only if
-    the events go in, the events only while a claimed job is held. Rows back: ``(event_id, seq,
+    (the flow's runs and stages, merged if the events go in; ``stored_flow_records_ctes``'s with
+    ``stored``), and with ``jobs`` (never in a unit of work) ``:jobs`` as
+    ``queue.JOB_WRITES_BEFORE`` reads it, for item 1: the job changed only if the events go in,
+    the events only while a claimed job is held. Rows back: ``(event_id, seq,
     ts)`` for one event (its id names it in the server's answer), ``(flow_version, seq, ts)`` per
     event for several; none or fewer when the base was stale or an event id is stored. With
     ``jobs``, each row has a fourth column, NULL, and when the job to change is not held one row
@@ -176,7 +179,8 @@ def lean_append(
     if errors:
         ctes.append(_ERRORS_CTE)
     if records:
-        ctes += [_WRITTEN_ONE, *appended_flow_records_ctes("rec_w")]
+        recorded = stored_flow_records_ctes if stored else appended_flow_records_ctes
+        ctes += [_WRITTEN_ONE, *recorded("rec_w")]
     if not jobs:
         return query("WITH " + ",\n".join(ctes) + f"\nSELECT {out} FROM ins")
     ctes += ["ok AS (SELECT 1 AS item FROM ins LIMIT 1)", *JOB_WRITES_AFTER]

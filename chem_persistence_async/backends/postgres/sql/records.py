@@ -400,28 +400,45 @@ written when the run already reflects a later version of the flow. One row back:
 
 # --- the projection of an engine flow, inside its append --------------------------------------
 
-_MERGED_STARTED = "COALESCE({old}.started_at, EXCLUDED.started_at)"
+_MERGED_STARTED = "COALESCE({old}.started_at, {new}.started_at)"
 _MERGED_COMPLETED = (
-    f"CASE WHEN EXCLUDED.status NOT IN {_TERMINAL} THEN NULL "
-    "ELSE COALESCE(EXCLUDED.completed_at, {old}.completed_at) END"
+    f"CASE WHEN {{new}}.status NOT IN {_TERMINAL} THEN NULL "
+    "ELSE COALESCE({new}.completed_at, {old}.completed_at) END"
 )
 
+
+def _merged_times(old: str, new: str = "EXCLUDED") -> str:
+    """The SET of a merged row's times: ``old`` the stored row, ``new`` the projected one."""
+    started = _MERGED_STARTED.format(old=old, new=new)
+    completed = _MERGED_COMPLETED.format(old=old, new=new)
+    return f"""started_at = {started},
+        completed_at = {completed},
+        duration = chem_duration_ms({started}, {completed})"""
+
+
+_STORED_VERSION = "(SELECT x.flow_version FROM workflow_runs x WHERE x.id = {run})"
+"""The stored run's version (before the statement): looked up only for a stage the events do not
+name, which needs writing only when the stored records are not at the version before them."""
 
 _STAGE_JSON_COLUMNS = """id uuid, k text, n text, x int, s text, e text, np timestamptz, sn bool, dn bool,
         c jsonb, o jsonb, m jsonb, t bool"""
 """A projected stage's fields as its JSON carries them (``jsonb_to_recordset``)."""
 
-_STAGE_MERGED = f"""ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
-        {_STAGE_FROM_PROJECTION}
-        started_at = {_MERGED_STARTED.format(old="s")},
-        completed_at = {_MERGED_COMPLETED.format(old="s")},
-        duration = chem_duration_ms({_MERGED_STARTED.format(old="s")}, {_MERGED_COMPLETED.format(old="s")})
-    WHERE EXCLUDED.started_at IS NOT NULL
-       OR EXCLUDED.completed_at IS NOT NULL
+
+def _stage_changed(new: str) -> str:
+    """Whether a projected stage ``new`` changes its stored row ``s`` in something an operator reads."""
+    return f"""{new}.started_at IS NOT NULL
+       OR {new}.completed_at IS NOT NULL
        OR (s.status, s.output_data, s.metrics, s.error_message, s.next_poll_at)
           IS DISTINCT FROM
-          (EXCLUDED.status, EXCLUDED.output_data, EXCLUDED.metrics, EXCLUDED.error_message,
-           EXCLUDED.next_poll_at)"""
+          ({new}.status, {new}.output_data, {new}.metrics, {new}.error_message,
+           {new}.next_poll_at)"""
+
+
+_STAGE_MERGED = f"""ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        {_STAGE_FROM_PROJECTION}
+        {_merged_times("s")}
+    WHERE {_stage_changed("EXCLUDED")}"""
 """How a stage an append projects merges into its row (only if something an operator reads
 changed), in the group's and the one-flow forms alike."""
 
@@ -438,12 +455,15 @@ def appended_records_ctes(written: str) -> list[str]:
     version, "cn"/"sn"/"dn": created/started/completed at the append's time, "g": stages}``, each
     stage ``{"id", "k": stage_id, "n": name, "x": number, "s": status, "e": error message, "np":
     next poll, "sn"/"dn", "c": config, "o": output, "m": metrics, "t": touched}``.
+
+    As lean as ``appended_flow_records_ctes`` per member: no sort (the members are distinct flows,
+    whose rows no other statement writes at once: see there), the stored run's version looked up
+    only for an untouched stage, and the runs created now found once per statement (an init plan),
+    not by a subquery per updated run.
     """
-    started, completed = _MERGED_STARTED, _MERGED_COMPLETED
     return [
         f"""rec AS (
-    SELECT n.*, w_.flow_id AS run_id, w_.t,
-           (SELECT x.flow_version FROM workflow_runs x WHERE x.id = w_.flow_id) AS old_version
+    SELECT n.*, w_.flow_id AS run_id, w_.t
     FROM jsonb_to_recordset(:records::jsonb) AS n(
         i int, w text, n text, y text, s text, "in" jsonb, o jsonb, c jsonb, v int, p int,
         cn bool, sn bool, dn bool, g jsonb
@@ -456,13 +476,10 @@ def appended_records_ctes(written: str) -> list[str]:
            CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
            chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
     FROM rec n
-    ORDER BY n.run_id
     {_RUN_FROM_PROJECTION}
-        created_at = CASE WHEN (SELECT c.cn FROM rec c WHERE c.run_id = r.id)
+        created_at = CASE WHEN r.id = ANY (ARRAY(SELECT c.run_id FROM rec c WHERE c.cn))
                           THEN EXCLUDED.created_at ELSE r.created_at END,
-        started_at = {started.format(old="r")},
-        completed_at = {completed.format(old="r")},
-        duration = chem_duration_ms({started.format(old="r")}, {completed.format(old="r")})
+        {_merged_times("r")}
     WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
     RETURNING r.id, r.created_at
 )""",
@@ -477,8 +494,7 @@ def appended_records_ctes(written: str) -> list[str]:
     CROSS JOIN LATERAL jsonb_to_recordset(n.g) AS g(
         {_STAGE_JSON_COLUMNS}
     )
-    WHERE g.t OR n.old_version IS DISTINCT FROM n.p
-    ORDER BY run.id, g.x
+    WHERE g.t OR {_STORED_VERSION.format(run="run.id")} IS DISTINCT FROM n.p
     {_STAGE_MERGED}
 )""",
     ]
@@ -495,7 +511,6 @@ def appended_flow_records_ctes(written: str) -> list[str]:
     completed at the append's time, ``:rec_g`` the stages (as ``appended_records_ctes``'s ``g``).
     No order is needed among the rows: appends to one flow are serialized by the event log (a
     second writer of the same version waits for the first and writes nothing)."""
-    started, completed = _MERGED_STARTED, _MERGED_COMPLETED
     return [
         f"""rec_run AS (
     {_INSERT_RUN}
@@ -506,9 +521,7 @@ def appended_flow_records_ctes(written: str) -> list[str]:
     FROM {written} w_
     {_RUN_FROM_PROJECTION}
         created_at = CASE WHEN :rec_cn THEN EXCLUDED.created_at ELSE r.created_at END,
-        started_at = {started.format(old="r")},
-        completed_at = {completed.format(old="r")},
-        duration = chem_duration_ms({started.format(old="r")}, {completed.format(old="r")})
+        {_merged_times("r")}
     WHERE COALESCE(r.flow_version, 0) <= EXCLUDED.flow_version
     RETURNING r.id, r.created_at
 )""",
@@ -523,7 +536,54 @@ def appended_flow_records_ctes(written: str) -> list[str]:
     CROSS JOIN jsonb_to_recordset(:rec_g::jsonb) AS g(
         {_STAGE_JSON_COLUMNS}
     )
-    WHERE g.t OR (SELECT x.flow_version FROM workflow_runs x WHERE x.id = run.id) IS DISTINCT FROM :rec_p::int
+    WHERE g.t OR {_STORED_VERSION.format(run="run.id")} IS DISTINCT FROM :rec_p::int
     {_STAGE_MERGED}
+)""",
+    ]
+
+
+_STORED_STAGE_JSON_COLUMNS = "k text, s text, e text, np timestamptz, sn bool, dn bool, o jsonb, m jsonb"
+"""What a stored stage's JSON carries (``stored_flow_records_ctes``): what an append can change."""
+
+
+def stored_flow_records_ctes(written: str) -> list[str]:
+    """``appended_flow_records_ctes`` for a flow whose writer knows the stored records are at the
+    version before this append (``RunProjection.stored``: its own last append left them there), so
+    the run and every stage row exist: plain updates of what an append can change, by the keys
+    of ``:flow_id`` (the statement's own), with no insert to try first (an upsert looks its key
+    up once more and locks the row before it updates), and none of what the flow's start fixed
+    sent again (names, input, config: the flow's input could be large). Parameters: ``:rec_s``,
+    ``:rec_o``, ``:rec_v``, ``:rec_sn``, ``:rec_dn`` as there, ``:rec_g`` the stages' JSON with
+    ``_STORED_STAGE_JSON_COLUMNS`` only. A row deleted since is not written again (as a stage the
+    events do not name is not: ``records rebuild`` restores both)."""
+    return [
+        f"""rec_run AS (
+    UPDATE workflow_runs r SET
+        status = n.status, output = n.output, flow_version = n.flow_version, updated_at = now(),
+        {_merged_times("r", "n")}
+    FROM (
+        SELECT :rec_s::text AS status, :rec_o::jsonb AS output, :rec_v::int AS flow_version,
+               CASE WHEN :rec_sn::bool THEN w_.t END AS started_at,
+               CASE WHEN :rec_dn::bool THEN w_.t END AS completed_at
+        FROM {written} w_
+    ) AS n
+    WHERE r.id = :flow_id::uuid AND COALESCE(r.flow_version, 0) <= n.flow_version
+    RETURNING r.id
+)""",
+        f"""rec_stages AS (
+    UPDATE workflow_stages s SET
+        status = n.status, output_data = n.output_data, metrics = n.metrics,
+        error_message = n.error_message, next_poll_at = n.next_poll_at, updated_at = now(),
+        {_merged_times("s", "n")}
+    FROM (
+        SELECT g.k, g.s AS status, NULLIF(g.o, 'null'::jsonb) AS output_data, g.m AS metrics,
+               g.e AS error_message, g.np AS next_poll_at,
+               CASE WHEN g.sn THEN w_.t END AS started_at, CASE WHEN g.dn THEN w_.t END AS completed_at
+        FROM rec_run
+        CROSS JOIN {written} w_
+        CROSS JOIN jsonb_to_recordset(:rec_g::jsonb) AS g({_STORED_STAGE_JSON_COLUMNS})
+    ) AS n
+    WHERE s.workflow_run_id = :flow_id::uuid AND s.stage_id = n.k
+      AND ({_stage_changed("n")})
 )""",
     ]
