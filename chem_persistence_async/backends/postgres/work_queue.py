@@ -456,9 +456,9 @@ def _jobs(rows: Sequence[Any]) -> builtins.list[Job]:
     """Claimed jobs from rows of ``sql._JOB_COLUMNS`` (the payload decoded from its JSON)."""
     count = len(rows)
     if count < COLUMNS_FROM:  # (as the builder would: by __init__, without two zips)
-        return [_new_job(*row[:4], _decode_json(row[4].decode()), *row[5:]) for row in rows]
+        return [_new_job(*row[:4], _decode_json(row[4]), *row[5:]) for row in rows]
     columns: builtins.list[Sequence[Any]] = list(zip(*rows, strict=True))
-    columns[4] = [_decode_json(payload.decode()) for payload in columns[4]]
+    columns[4] = list(map(_decode_json, columns[4]))
     return _build_jobs(count, *columns)
 
 
@@ -466,8 +466,7 @@ _new_job: Callable[..., Job] = Job
 """``Job`` from a claim's columns in order (checked against its fields above)."""
 
 _decode_json = json.JSONDecoder().decode
-"""``json.loads`` of a str without its checks (a payload comes as UTF-8 bytes: decoded first,
-``json.loads`` of bytes guesses their encoding, 2.4 against 1.3 µs for a small payload)."""
+"""``json.loads`` of a str without its checks (the claim sends the payload as text)."""
 
 
 def _renewed(job: Job, expiry: datetime) -> Job:
