@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from chem_persistence_async._bench import SuiteConfig, report, run_suite
 from chem_persistence_async._bench.config import SHAPE_APPEND_KINDS, SHAPES_OPERATIONS
 
@@ -31,6 +33,7 @@ def test_only_shapes_names_every_shape_and_writes_shapes_files() -> None:
     assert expected_shapes(SuiteConfig.full()) == set(SHAPES_OPERATIONS)
 
 
+@pytest.mark.slow  # about 25 s; .ci/run runs the slow tests too
 async def test_quick_shapes_run_and_write_their_files(db_url: str, tmp_path: Path) -> None:
     config = SuiteConfig.quick_run().with_options(only=("shapes",))
     result = await run_suite(db_url, config=config, output=tmp_path, dedicated_database=False)

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -642,24 +643,34 @@ class Lockstep(RuleBasedStateMachine):
 
 
 LOCKSTEP_SETTINGS = settings(
-    # 300 runs of up to 10 rules take ~20 s here; CHEM_LOCKSTEP_EXAMPLES=5000 hunts for longer.
-    max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "300")),
+    # 150 runs of up to 10 rules take ~20 s here (the slow run below takes 600);
+    # CHEM_LOCKSTEP_EXAMPLES=5000 hunts for longer.
+    max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "150")),
     stateful_step_count=10,
     deadline=None,  # a rule is several round trips to PostgreSQL: its time says nothing
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 
 
-def test_stores_in_lockstep(db_url: str) -> None:
-    """A plain (not async) test: the machine runs every call to completion on its own event loop,
-    with one ``Database`` built on that loop for the whole run."""
+def _run_lockstep(db_url: str, run_settings: settings) -> None:
+    """The machine runs every call to completion on its own event loop, with one ``Database``
+    built on that loop for the whole run (so the tests are plain, not async)."""
     loop = asyncio.new_event_loop()
     try:
         db = loop.run_until_complete(Database.open(db_url, min_connections=1, max_connections=4))
         try:
             machine = type("LockstepRun", (Lockstep,), {"loop": loop, "db": db})
-            run_state_machine_as_test(machine, settings=LOCKSTEP_SETTINGS)
+            run_state_machine_as_test(machine, settings=run_settings)
         finally:
             loop.run_until_complete(db.close())
     finally:
         loop.close()
+
+
+def test_stores_in_lockstep(db_url: str) -> None:
+    _run_lockstep(db_url, LOCKSTEP_SETTINGS)
+
+
+@pytest.mark.slow
+def test_stores_in_lockstep_for_longer(db_url: str) -> None:
+    _run_lockstep(db_url, settings(LOCKSTEP_SETTINGS, max_examples=600))

@@ -165,6 +165,7 @@ async def test_error_rows_follow_their_events(db: Database, conn: asyncpg.Connec
     ]
 
 
+@pytest.mark.slow  # 12-17 s each on this machine: a soak run (.ci/run runs the slow tests too)
 @pytest.mark.parametrize("with_artifacts", [False, True], ids=["events", "events+artifacts"])
 async def test_stress_10000_events(db_url: str, with_artifacts: bool) -> None:
     """10,000 appends from 16 concurrent tasks over 50 flows: every one stored once, versions gap-free."""
