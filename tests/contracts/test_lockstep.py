@@ -643,7 +643,7 @@ class Lockstep(RuleBasedStateMachine):
 
 
 LOCKSTEP_SETTINGS = settings(
-    # 150 runs of up to 10 rules take ~20 s here (the slow run below takes 600);
+    # 150 runs of up to 10 rules take ~20 s here (the slow run below takes 300);
     # CHEM_LOCKSTEP_EXAMPLES=5000 hunts for longer.
     max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "150")),
     stateful_step_count=10,
@@ -673,4 +673,4 @@ def test_stores_in_lockstep(db_url: str) -> None:
 
 @pytest.mark.slow
 def test_stores_in_lockstep_for_longer(db_url: str) -> None:
-    _run_lockstep(db_url, settings(LOCKSTEP_SETTINGS, max_examples=600))
+    _run_lockstep(db_url, settings(LOCKSTEP_SETTINGS, max_examples=300))
