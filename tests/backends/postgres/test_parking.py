@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import psycopg
+import pytest
 
 from chem_persistence_async import Database
+from chem_persistence_async.backends.postgres.sql.query import query
 
 
 async def test_waiters_are_served_while_connections_are_parked(db_url: str) -> None:
@@ -51,3 +54,44 @@ async def test_parked_connections_are_reused_and_closed_with_the_database(db_url
     finally:
         await check.close()
     assert alive == 0
+
+
+async def test_a_fetch_cancelled_on_a_parked_connection_gives_it_back(db_url: str) -> None:
+    """``Database.fetch`` runs on a parked connection without ``run``'s frames: a caller cancelled
+    mid-statement still hands the connection back (the only one here, so a leak would starve the
+    next call), and the statement it ran is cancelled on the server."""
+    async with Database.connect(db_url, min_connections=0, max_connections=1, acquire_timeout=5) as db:
+        pid = (await db.fetch(query("SELECT pg_backend_pid()"), {}))[0][0]  # parked now
+        sleeping = asyncio.create_task(db.fetch(query("SELECT pg_sleep(30)"), {}))
+        check = await asyncpg.connect(db_url)
+        try:
+            for _ in range(1000):  # a deadline of 10 s for the statement to show as running
+                running = await check.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+                    " AND query LIKE '%pg_sleep(30)%'",
+                    pid,
+                )
+                if running:
+                    break
+                await asyncio.sleep(0.01)
+            assert running == 1
+            sleeping.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sleeping
+            assert (await db.fetch(query("SELECT 7"), {}))[0][0] == 7
+        finally:
+            await check.close()
+
+
+async def test_a_fetch_whose_parked_connection_was_killed_is_retried(db_url: str) -> None:
+    """The same path's failure: the parked connection's backend is terminated behind the event
+    loop's back (a blocking client, so the driver cannot notice first), the statement fails on it
+    and goes on through ``run``'s retries on a fresh connection."""
+    async with Database.connect(db_url, min_connections=0, max_connections=2) as db:
+        pid = (await db.fetch(query("SELECT pg_backend_pid()"), {}))[0][0]
+        with psycopg.connect(db_url, autocommit=True) as blocking:
+            assert blocking.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
+        assert (await db.fetch(query("SELECT 8"), {}))[0][0] == 8
+        metrics = db.metrics.snapshot()
+        assert metrics["calls"] == 2
+        assert metrics["retries_total"] == 1
