@@ -48,9 +48,11 @@ async def _all_done(engine: FlowEngine, flows: list[uuid.UUID]) -> bool:
 
 
 async def _reference_fingerprint(definition: FlowDefinition, inputs: dict[str, Any]) -> str | None:
-    engine = FlowEngine(
-        InMemoryEventStore(), FlowRepository(), definition, retry_policy=RetryPolicy(max_retries=50)
-    )
+    """The fingerprint of the same flow run to its end in memory. Its retries wait a millisecond:
+    with the default backoff, a flaky step's unlucky run waited out seconds of it (a reference
+    run once took 30 s of a test)."""
+    policy = RetryPolicy(max_retries=50, initial_delay=0.001, max_delay=0.001)
+    engine = FlowEngine(InMemoryEventStore(), FlowRepository(), definition, retry_policy=policy)
     return await engine.flow_fingerprint(await engine.run_to_end(inputs=inputs))
 
 
@@ -126,13 +128,14 @@ async def test_transient_failures_are_retried_through_the_queue(backend: Any) ->
     async with Worker(backend, definition, concurrency=5, poll_interval=0.02, retry_policy=policy):
         await until(lambda: _all_done(engine, flows), 90, "flows")
     store = backend.event_store()
+    reference = await _reference_fingerprint(definition, {"start": 0})
     for flow in flows:
         instance = await engine.load(flow)
         assert instance.completed
         codes = await engine.event_codes(flow)
         assert codes.count("S") == codes.count("F") + codes.count("X")  # each attempt one outcome
         assert len(await store.list_errors(flow)) == codes.count("X")
-        assert instance.fingerprint == await _reference_fingerprint(definition, {"start": 0})
+        assert instance.fingerprint == reference
 
 
 async def test_a_worker_claims_only_the_definitions_it_knows(backend: Any) -> None:
