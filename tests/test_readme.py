@@ -19,7 +19,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 def _expected_lines(block: str) -> list[str]:
     """``print(...)  # <value>``: each printed line, in order, should read ``<value>``."""
-    return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*\)\s*#\s*(.+)$", block, re.M)]
+    return [m.group(1).strip() for m in re.finditer(r"^[ \t]*print\(.*\)[ \t]*#[ \t]*(.+)$", block, re.M)]
 
 
 def _run(block: str, db_url: str) -> subprocess.CompletedProcess[str]:
