@@ -79,6 +79,10 @@ async def test_a_fetch_cancelled_on_a_parked_connection_gives_it_back(db_url: st
             with pytest.raises(asyncio.CancelledError):
                 await sleeping
             assert (await db.fetch(query("SELECT 7"), {}))[0][0] == 7
+            assert not await check.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND state = 'active'"
+                " AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
         finally:
             await check.close()
 
