@@ -466,7 +466,8 @@ class Database:
         tx: Transaction | None = None,
         operation: str = "query",
     ) -> list[asyncpg.Record]:
-        """The rows of the named statement ``q`` bound to ``values``, through ``run_in``."""
+        """The rows of the named statement ``q`` bound to ``values``, as ``run_in`` would give them
+        (outside a unit of work, on a parked connection, with ``run``'s first attempt inlined)."""
         args = q.args(values)
         text = q.text
 
