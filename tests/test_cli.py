@@ -437,3 +437,23 @@ async def test_worker_runs_submitted_flows_keeps_records_unless_told_and_stops_o
         assert all(run is not None and run.status is Status.COMPLETED for run in runs), runs
     else:
         assert runs == [None, None, None]
+
+
+def test_the_command_line_loads_the_benchmark_suite_only_for_bench() -> None:
+    """Every command reads ``bench --only``'s choices from ``_bench.config``; importing the suite
+    with it (its cases, and the peers when installed) once cost every command about 0.7 s."""
+    probe = (
+        "import sys; import chem_persistence_async.cli.main as m; "
+        "print(sorted(n for n in sys.modules if n.startswith('chem_persistence_async._bench')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip() == "['chem_persistence_async._bench', 'chem_persistence_async._bench.config']"
+    )
+    from chem_persistence_async._bench import SuiteConfig, run_suite  # (loaded on first use)
+
+    assert callable(run_suite)
+    assert SuiteConfig.__name__ == "SuiteConfig"
+    with pytest.raises(ImportError):
+        from chem_persistence_async._bench import no_such_name  # type: ignore[attr-defined]  # noqa: F401
