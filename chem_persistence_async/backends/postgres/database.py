@@ -423,15 +423,20 @@ class Database:
             # driver's transient "released" error, as they did.)
             result = await fn(conn if conn._con is None else conn._con)
         except Exception as exc:
-            self._discard_if_lost(conn, exc)
-            await self._give_back(pool, conn, False)
-            await self._failed(exc)
+            await self._failed_on(pool, conn, exc)
             raise
         except BaseException:  # cancelled: the pool takes it back (and cancels what it runs)
             await pool.release(conn)
             raise
         await self._give_back(pool, conn, True)
         return result
+
+    async def _failed_on(self, pool: asyncpg.Pool, conn: asyncpg.Connection, exc: Exception) -> None:
+        """After an attempt failed on ``conn``: never hand it out again if it was lost, give it back
+        to the pool, then see to the rest of the pool (``_failed``)."""
+        self._discard_if_lost(conn, exc)
+        await self._give_back(pool, conn, False)
+        await self._failed(exc)
 
     async def _failed(self, exc: Exception) -> None:
         """After a failed attempt: a server that went away takes every pooled connection with it."""
@@ -481,17 +486,14 @@ class Database:
         # most of what the stores send, and ``run``'s closure and frames cost each about 7 µs of a
         # SELECT's 150 on this machine (measured, interleaved). A failure goes on along ``run``'s path.
         conn = self._parked.pop()[0]
-        con = conn._con
-        if con is None or con.is_closed():
+        if not _open(conn):
             await pool.release(conn)  # (as ``_take`` does; asyncpg's no-op for one it took back)
             return await self.run(fetch, operation=operation)
         self.metrics.record_call()
         try:
-            rows = await con.fetch(text, *args)
+            rows = await conn._con.fetch(text, *args)
         except Exception as exc:
-            self._discard_if_lost(conn, exc)
-            await self._give_back(pool, conn, False)
-            await self._failed(exc)
+            await self._failed_on(pool, conn, exc)
             return await self._retry(fetch, exc, operation)
         except BaseException:
             await pool.release(conn)

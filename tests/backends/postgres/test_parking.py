@@ -11,6 +11,7 @@ import pytest
 
 from chem_persistence_async import Database
 from chem_persistence_async.backends.postgres.sql.query import query
+from tests.support.waiting import until
 
 
 async def test_waiters_are_served_while_connections_are_parked(db_url: str) -> None:
@@ -65,16 +66,17 @@ async def test_a_fetch_cancelled_on_a_parked_connection_gives_it_back(db_url: st
         sleeping = asyncio.create_task(db.fetch(query("SELECT pg_sleep(30)"), {}))
         check = await asyncpg.connect(db_url)
         try:
-            for _ in range(1000):  # a deadline of 10 s for the statement to show as running
-                running = await check.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
-                    " AND query LIKE '%pg_sleep(30)%'",
-                    pid,
+
+            async def running() -> bool:
+                return bool(
+                    await check.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+                        " AND query LIKE '%pg_sleep(30)%'",
+                        pid,
+                    )
                 )
-                if running:
-                    break
-                await asyncio.sleep(0.01)
-            assert running == 1
+
+            await until(running, 10, "the statement to show as running")
             sleeping.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await sleeping
