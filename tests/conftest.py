@@ -1,7 +1,9 @@
-"""Database fixtures: one server per session, one migrated template, a fresh clone per test.
+"""Database fixtures: one server per session, one migrated template, a database per test that is
+a clone of it or indistinguishable from one.
 
 Cloning a template (``CREATE DATABASE ... TEMPLATE``) is far faster than migrating each time, and
-every test gets a database nobody else writes to.
+every test gets a database nobody else writes to; a database a test left with nothing but rows
+changed is emptied and handed to the next test instead of dropped (``tests.support.databases``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.ports.records import WorkflowRecordsPort
 from chem_persistence_async.ports.work_queue import WorkQueuePort
+from tests.support.databases import DatabaseSupply, create_database, drop_database
 from tests.support.harness import HARNESSES, Harness
 from tests.support.servers import (
     TestServer,
@@ -68,31 +70,19 @@ async def template_url(pg_server: TestServer) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def create_database(server: TestServer, template: str | None) -> str:
-    name = f"chem_t_{uuid.uuid4().hex[:12]}"
-    admin = await _admin(server)
-    try:
-        clause = f' TEMPLATE "{template}"' if template else ""
-        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_database(server: TestServer, name: str) -> None:
-    admin = await _admin(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+@pytest.fixture(scope="session")
+async def database_supply(pg_server: TestServer, template_url: str) -> AsyncIterator[DatabaseSupply]:
+    supply = DatabaseSupply(pg_server, TEMPLATE)
+    yield supply
+    await supply.close()
 
 
 @pytest.fixture
-async def db_url(pg_server: TestServer, template_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database of this test's own."""
-    name = await create_database(pg_server, TEMPLATE)
+async def db_url(pg_server: TestServer, database_supply: DatabaseSupply) -> AsyncIterator[str]:
+    """A migrated database of this test's own, as fresh as a clone of the template."""
+    name = await database_supply.take()
     yield url_with_database(pg_server.url, name)
-    await drop_database(pg_server, name)
+    await database_supply.give_back(name)
 
 
 @pytest.fixture
