@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import io
+import uuid
 
-from chem_persistence_async._bench.records import RecordsBenchConfig, render, run_records_bench
+import asyncpg
+
+from chem_persistence_async import Database
+from chem_persistence_async._bench.records import (
+    RecordsBenchConfig,
+    flow_definition,
+    render,
+    run_records_bench,
+)
+from chem_persistence_async._bench.records_raw import run_raw_flow
 from chem_persistence_async._bench.runner import Progress
+from chem_persistence_async.backends.postgres.records import WorkflowRecords
+from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.repository import FlowRepository
 
 
 async def test_the_records_benchmark_reports_every_figure(db_url: str) -> None:
@@ -23,3 +36,40 @@ async def test_the_records_benchmark_reports_every_figure(db_url: str) -> None:
     table = render(result)
     assert "log_call / raw one by one" in table
     assert "time added with WorkflowRecords" in table
+    assert "the floor" in table
+    assert records["floor_sequential"] > -1
+    assert set(records["added_ms_sequential"]) == {"library", "raw"}
+
+
+async def test_the_raw_floor_writes_the_records_the_engine_writes(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """The raw pair does the library's work: the same events and the same run and stage rows (but
+    for the ids and times each side makes)."""
+    engine = FlowEngine(db.event_store(), FlowRepository(), flow_definition(), records=WorkflowRecords(db))
+    ours = await engine.run_to_end()
+    raw = await run_raw_flow(conn, records=True)
+    bare = await run_raw_flow(conn, records=False)
+
+    async def written(fid: uuid.UUID) -> tuple[object, ...]:
+        events = await conn.fetch(
+            "SELECT flow_version, event_type FROM event_log WHERE flow_id = $1 ORDER BY flow_version", fid
+        )
+        run = await conn.fetchrow(
+            "SELECT status, flow_version, started_at IS NOT NULL, completed_at IS NOT NULL, duration IS NOT NULL, "
+            "output ? 'artifacts' FROM workflow_runs WHERE id = $1",
+            fid,
+        )
+        stages = await conn.fetch(
+            "SELECT stage_id, stage_number, status, started_at IS NOT NULL, completed_at IS NOT NULL, "
+            "duration IS NOT NULL, output_data ? 'artifacts', metrics FROM workflow_stages "
+            "WHERE workflow_run_id = $1 ORDER BY stage_number",
+            fid,
+        )
+        return [tuple(e) for e in events], None if run is None else tuple(run), [tuple(s) for s in stages]
+
+    assert await written(raw) == await written(ours)
+    events, run, stages = await written(bare)
+    assert events == (await written(ours))[0]
+    assert run is None
+    assert stages == []

@@ -9,7 +9,9 @@
   transaction as the events), and with a recorder that writes nothing (a recorder the store does
   not carry: the engine opens a unit of work per append for it, which is what that costs), one
   flow after the other and from 16 tasks; and a ``Worker`` draining submitted flows with and
-  without records (its default keeps them).
+  without records (its default keeps them). One flow after the other, raw asyncpg writes the same
+  flow's events with and without the least SQL that keeps its records current in the same
+  statements (``records_raw``): what that pair adds is the floor under the library's figure.
 
 Variants run round-robin, one sample each per round; figures are medians over the rounds.
 """
@@ -31,6 +33,7 @@ from uuid import uuid4
 
 import asyncpg
 
+from chem_persistence_async._bench.records_raw import run_raw_flow
 from chem_persistence_async._bench.runner import Progress
 from chem_persistence_async._bench.suite import resolve_url, url_with_database
 from chem_persistence_async.backends.postgres.ai_calls import AICallLogger
@@ -180,15 +183,17 @@ async def _raw_executemany(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
     return time.perf_counter() - start
 
 
-async def _paired_sequential(engines: dict[str, FlowEngine], flows: int) -> dict[str, float]:
+async def _paired_sequential(
+    runners: dict[str, Callable[[], Awaitable[object]]], flows: int
+) -> dict[str, float]:
     """Seconds per variant for ``flows`` flows each, run one flow of each variant in turn (the
     order rotating), so every variant meets the same moments of a busy machine."""
-    spent = dict.fromkeys(engines, 0.0)
-    keys = list(engines)
+    spent = dict.fromkeys(runners, 0.0)
+    keys = list(runners)
     for i in range(flows):
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
             start = time.perf_counter()
-            await engines[key].run_to_end()
+            await runners[key]()
             spent[key] += time.perf_counter() - start
     return spent
 
@@ -278,7 +283,14 @@ async def _measure(
             store, FlowRepository(), definition, records=NoRecords()
         ),
     }
+    runners: dict[str, Callable[[], Awaitable[object]]] = {key: e.run_to_end for key, e in engines.items()}
+    runners[_RAW] = lambda: run_raw_flow(raw_conn, records=False)
+    runners[_RAW_RECORDED] = lambda: run_raw_flow(raw_conn, records=True)
     sequential = {key: Figure(f"run_to_end, one flow after another, {key}", "ms/flow") for key in engines}
+    sequential[_RAW] = Figure("raw asyncpg, the same flow's appends, one flow after another", "ms/flow")
+    sequential[_RAW_RECORDED] = Figure(
+        "raw asyncpg, the same appends keeping the run and stages current", "ms/flow"
+    )
     concurrent = {key: Figure(f"run_to_end from {cfg.tasks} tasks, {key}", "flows/s") for key in engines}
 
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -298,7 +310,7 @@ async def _measure(
         many_rate.samples.append(len(fresh) / await _raw_executemany(raw_conn, fresh))
 
     async def seq() -> None:
-        for key, seconds in (await _paired_sequential(engines, cfg.flows)).items():
+        for key, seconds in (await _paired_sequential(runners, cfg.flows)).items():
             sequential[key].samples.append(seconds / cfg.flows * 1000)
 
     async def conc() -> None:
@@ -333,9 +345,11 @@ async def _measure(
             await step()
             progress.step(f"round {round_no + 1}: {label}")
 
-    def added(figures: dict[str, Figure], key: str, *, rate: bool) -> float:
-        """The median over rounds of each round's paired ratio to "without records"."""
-        base = figures["without records"].samples
+    def added(
+        figures: dict[str, Figure], key: str, *, rate: bool, base_key: str = "without records"
+    ) -> float:
+        """The median over rounds of each round's paired ratio to ``base_key``."""
+        base = figures[base_key].samples
         ratios = [(b / v if rate else v / b) - 1 for v, b in zip(figures[key].samples, base, strict=True)]
         return statistics.median(ratios)
 
@@ -352,7 +366,22 @@ async def _measure(
             "sequential": {key: figure.summary() for key, figure in sequential.items()},
             "concurrent": {key: figure.summary() for key, figure in concurrent.items()},
             "overhead_sequential": {
-                key: added(sequential, key, rate=False) for key in sequential if key != "without records"
+                key: added(sequential, key, rate=False) for key in engines if key != "without records"
+            },
+            "floor_sequential": added(sequential, _RAW_RECORDED, rate=False, base_key=_RAW),
+            "added_ms_sequential": {
+                "library": statistics.median(
+                    a - b
+                    for a, b in zip(
+                        sequential["with WorkflowRecords"].samples,
+                        sequential["without records"].samples,
+                        strict=True,
+                    )
+                ),
+                "raw": statistics.median(
+                    a - b
+                    for a, b in zip(sequential[_RAW_RECORDED].samples, sequential[_RAW].samples, strict=True)
+                ),
             },
             "overhead_concurrent": {
                 key: added(concurrent, key, rate=True) for key in concurrent if key != "without records"
@@ -362,6 +391,10 @@ async def _measure(
             "goal": "records add under 20% to a flow's run time",
         },
     }
+
+
+_RAW = "raw asyncpg"
+_RAW_RECORDED = "raw asyncpg with records"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -392,6 +425,16 @@ def render(result: dict[str, Any]) -> str:
             row(figure)
         for key, overhead in records[f"overhead_{part}"].items():
             lines.append(f"| **{part}: time added {key}** | **{overhead:+.1%}** | goal < +20% |")
+        if part == "sequential" and "floor_sequential" in records:
+            ms = records["added_ms_sequential"]
+            lines.append(
+                f"| **the floor: time raw asyncpg's record writes add to its flow** | "
+                f"**{records['floor_sequential']:+.1%}** | |"
+            )
+            lines.append(
+                f"| time added per flow: WorkflowRecords / raw record writes | "
+                f"{ms['library']:.2f} / {ms['raw']:.2f} ms | |"
+            )
     return "\n".join(lines)
 
 
