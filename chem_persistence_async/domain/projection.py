@@ -10,7 +10,8 @@ a clock, so the two give the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ from chem_persistence_async.domain.events import (
     StepSuspended,
 )
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot, StepStatus
+from chem_persistence_async.domain.frozen import FrozenDict
 from chem_persistence_async.domain.records import Json, Status
 from chem_persistence_async.errors import DefinitionError
 
@@ -228,7 +230,7 @@ def project_flow(
         workflow_name=definition.name,
         workflow_type=definition.name,
         status=status,
-        input=_json(dict(instance.inputs)),
+        input=_input_json(instance.inputs),
         output=output,
         config=_run_config(definition),
         flow_version=instance.version,
@@ -273,6 +275,29 @@ def _output(slot: StepSlot) -> Json | None:
 def _finished_output(outputs: tuple[str, ...], fingerprint: str | None) -> Json:
     """A finished stage's output (cached: it is projected again with every later append)."""
     return _json({"artifacts": list(outputs), "fingerprint": fingerprint})
+
+
+_INPUTS_KEPT = 64
+_inputs_json: OrderedDict[int, tuple[FrozenDict, Json]] = OrderedDict()
+
+
+def _input_json(inputs: Mapping[str, Any]) -> Json:
+    """A run's input as JSON, made once per flow rather than at every append (a 120 KB input cost
+    2.6 ms per append, measured). Only a ``FrozenDict`` is remembered: deeply read-only, it is the
+    engine's kept flows' own, carried from one state of a flow to the next by identity. Entries
+    are found by ``id`` and hold their inputs, so an id cannot be reused while remembered; the
+    oldest of ``_INPUTS_KEPT`` is forgotten first."""
+    if type(inputs) is not FrozenDict:
+        return _json(dict(inputs))
+    key = id(inputs)
+    kept = _inputs_json.get(key)
+    if kept is not None and kept[0] is inputs:
+        return kept[1]
+    made = _json(dict(inputs))
+    _inputs_json[key] = (inputs, made)
+    while len(_inputs_json) > _INPUTS_KEPT:
+        _inputs_json.popitem(last=False)
+    return made
 
 
 def _json(value: Any) -> Json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from chem_persistence_async import (
 )
 from chem_persistence_async.domain.ai_calls import check_call, check_cost
 from chem_persistence_async.domain.definitions import DefinitionRecord
+from chem_persistence_async.domain.frozen import freeze
 from chem_persistence_async.domain.projection import definition_from_record
 from chem_persistence_async.domain.records import (
     UNSET,
@@ -139,3 +141,25 @@ def test_costs_are_the_decimals_written() -> None:
     assert (checked.cost, checked.metadata, checked.batch_id) == (Decimal("0.25"), b'{"k":[1]}', None)
     assert check_call(call).id != checked.id  # each logged call has an id of its own
     assert isinstance(checked.id, uuid.UUID)
+
+
+async def test_a_kept_flows_input_is_made_json_once_and_a_plain_one_every_time() -> None:
+    """The run's input JSON of an engine's kept flow (frozen inputs, carried by identity) is made
+    once; equal inputs in another object, or a plain dict, are made again and equal it."""
+    store = InMemoryEventStore()
+    definition = flaky_definition(failures=0)
+    engine = FlowEngine(store, FlowRepository(), definition)
+    inputs = {"doc": [{"id": i, "text": "x" * 40} for i in range(50)]}
+    fid = await engine.start(inputs=inputs)
+    events = await store.list(fid)
+    replayed = replay(fid, events, definition)
+    frozen_instance = replace(replayed, inputs=freeze(dict(replayed.inputs)))
+    first = project_flow(frozen_instance, definition, events[-1:])
+    again = project_flow(replace(frozen_instance, version=frozen_instance.version), definition, events[-1:])
+    assert again.run.input is first.run.input  # the same object: not made again
+    other = project_flow(replace(frozen_instance, inputs=freeze(dict(inputs))), definition, events[-1:])
+    plain = project_flow(replay(fid, events, definition), definition, events[-1:])
+    assert other.run.input is not first.run.input
+    assert plain.run.input is not first.run.input
+    assert other.run.input == plain.run.input == first.run.input
+    assert first.run.input.value == inputs
