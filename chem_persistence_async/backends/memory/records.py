@@ -700,7 +700,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
             started_at=started,
             completed_at=completed,
             duration=duration,
-            input=p.input.value,
+            input=p.input.value if old is None or replace_all else old.input,
             output=_json(p.output),
             config=p.config.value,
             total_cost=0.0 if old is None else old.total_cost,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -26,8 +27,11 @@ from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.domain.events import StepStarted
 from chem_persistence_async.engine.engine import projected_append
 from chem_persistence_async.errors import PayloadTooLargeError, UnknownStatusError, ValueOutOfRangeError
+from chem_persistence_async.worker.worker import Worker
 from tests.engine.flows import flaky_definition
 from tests.support.faults import LostAckProxy
+from tests.support.waiting import until
+from tests.worker.flows import three_steps
 
 RUNS = 100_000
 
@@ -338,3 +342,49 @@ async def test_an_engine_updates_the_records_it_knows_are_stored(
     assert (flaky.status, flaky.error_message) == (Status.COMPLETED, "attempt 1 failed on purpose")
     assert flaky.metrics == {"attempts": 2, "retry_count": 1}
     await _equal_to_rebuild(store, records, [definition], [fid])
+
+
+async def _runs_toast_bytes(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'workflow_runs'::regclass"
+        )
+    )
+
+
+async def test_recorded_appends_never_write_the_runs_input_again(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """A flow's input is written to its run once, when the run is made: no later recorded append
+    (a second engine's first, which upserts the run; a Worker's, in group commits) writes it again.
+    Each time it did, a large input went to the table (and the WAL) whole once more. A rebuild
+    writes it from the log."""
+    definition = three_steps()
+    inputs = {"doc": [os.urandom(32).hex() for _ in range(1_000)]}  # ~66 KB, stored out of line
+    first = FlowEngine(
+        db.event_store(), FlowRepository(), definition, queue=db.work_queue(), records=db.workflow_records()
+    )
+    fids = [await first.submit(inputs=inputs) for _ in range(4)]
+    written = await _runs_toast_bytes(conn)
+    assert written > 4 * 32_000  # each run's input, once, out of line
+    edited = fids[0]
+    await conn.execute("UPDATE workflow_runs SET input = '{\"edited\": true}' WHERE id = $1", edited)
+
+    other = FlowEngine(db.event_store(), FlowRepository(), definition, records=db.workflow_records())
+    await other.run_next(fids[1])  # an engine that never wrote this flow's records upserts its run
+    async with Worker(db, definition, concurrency=4, poll_interval=0.05, records=True) as worker:
+
+        async def done() -> bool:
+            return worker.stats.completed == len(fids)
+
+        await until(done, 60, "the worker ran every flow")
+
+    runs = await db.workflow_records().get_runs_by_status(Status.COMPLETED)
+    assert {run.id for run in runs} == set(fids)
+    assert {run.id: run.input for run in runs} == {
+        fid: {"edited": True} if fid == edited else inputs for fid in fids
+    }
+    assert await _runs_toast_bytes(conn) == written  # no chunk written again
+
+    await rebuild_records(db.event_store(), db.workflow_records(), definitions=[definition])
+    assert (await db.workflow_records().get_run(edited)).input == inputs

@@ -317,13 +317,14 @@ _RUN_FROM_PROJECTION = """ON CONFLICT (id) DO UPDATE SET
         workflow_name = EXCLUDED.workflow_name,
         workflow_type = EXCLUDED.workflow_type,
         status = EXCLUDED.status,
-        input = EXCLUDED.input,
         output = EXCLUDED.output,
         config = EXCLUDED.config,
         flow_version = EXCLUDED.flow_version,
         updated_at = now(),"""
 """The run and stage inserts a projection makes, and what it sets on an existing run, in
-``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``)."""
+``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``). Not the input: a
+flow's inputs never change after its first event, and setting it again wrote the whole input to
+the table and the WAL at every recorded append (a rebuild, ``RECORD_FLOW``'s ``:replace``, sets it)."""
 
 _STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
         stage_number = EXCLUDED.stage_number,
@@ -350,6 +351,7 @@ WITH old AS (
         :completed_at::timestamptz, chem_duration_ms(:started_at, :completed_at), :flow_version
     )
     {_RUN_FROM_PROJECTION}
+        input = CASE WHEN :replace THEN EXCLUDED.input ELSE r.input END,
         created_at = COALESCE(:created_at::timestamptz, r.created_at),
         started_at = {_started("r", "EXCLUDED")},
         completed_at = {_completed("r", "EXCLUDED")},
