@@ -467,3 +467,25 @@ async def test_a_long_flow_recorded_step_by_step_equals_its_rebuild(parts: tuple
     assert len(stages) == 40
     assert all(s.status is Status.COMPLETED for s in stages)
     await _rebuilt_equal(store, records, definition, fid)
+
+
+async def test_a_run_deleted_by_hand_is_made_again_by_a_rebuild_not_by_the_engine(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    """After the engine's own recorded append, a run deleted by hand stays deleted through the
+    flow's later appends, on every backend; a rebuild writes it from the log."""
+    store, records, _ = parts
+    definition = three_steps()
+    engine = _engine(parts, definition)
+    fid = await engine.start(inputs={"n": 1})
+    await engine.run_next(fid)
+    assert await records.delete_run(fid)
+
+    await engine.run_to_end(fid)
+
+    assert await records.get_run(fid) is None
+    assert await records.get_stages_by_run(fid) == []
+    await rebuild_records(store, records, definitions=[definition])
+    run = await records.get_run(fid)
+    assert (run.status, run.input) == (Status.COMPLETED, {"n": 1})
+    assert [s.status for s in await records.get_stages_by_run(fid)] == [Status.COMPLETED] * 3

@@ -678,6 +678,8 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         old = self._runs.get(p.run_id)
         if old is not None and (old.flow_version or 0) > p.flow_version:
             return False
+        if old is None and p.stored and not replace_all:
+            return False  # deleted by hand since the writer's own append: ``records rebuild`` writes it
         changes = _Changes(journal)
         now = self._clock()
         created = p.created_at or (now if old is None else old.created_at)

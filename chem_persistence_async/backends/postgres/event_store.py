@@ -693,7 +693,7 @@ def _run_json(item: int, p: FlowProjection) -> bytes:
             b',"s":"',
             r.status.value.encode(),
             b'","in":',
-            r.input.data,
+            b"null" if r.stored else r.input.data,
             b',"o":',
             b"null" if r.output is None else r.output.data,
             b',"c":',

@@ -16,6 +16,7 @@ from chem_persistence_async import (
     Database,
     FlowEngine,
     FlowRepository,
+    PgEventStore,
     RetryPolicy,
     Status,
     WorkflowRecords,
@@ -388,3 +389,40 @@ async def test_recorded_appends_never_write_the_runs_input_again(
 
     await rebuild_records(db.event_store(), db.workflow_records(), definitions=[definition])
     assert (await db.workflow_records().get_run(edited)).input == inputs
+
+
+async def test_grouped_appends_of_stored_flows_keep_their_runs_and_never_remake_a_deleted_one(
+    db_url: str,
+) -> None:
+    """In a group commit, a member whose engine knows its records are stored sends no input: its run
+    is updated and keeps its input; a run deleted by hand meanwhile is not made again (as a lone
+    append leaves it), until a rebuild."""
+    database = await Database.open(db_url, min_connections=1, max_connections=8, group_commit_writers=1)
+    try:
+        store = PgEventStore(database)
+        records = WorkflowRecords(database)
+        definition = three_steps()
+        engine = FlowEngine(store, FlowRepository(), definition, records=records)
+        fids = [await engine.start(inputs={"n": n}) for n in range(10)]
+        deleted = set(fids[::2])
+        for fid in deleted:
+            assert await records.delete_run(fid)
+
+        await asyncio.gather(*(engine.run_next(fid) for fid in fids))  # bursts: one alone, then a group
+
+        assert store.group_commit_stats["grouped"] >= 9
+        for n, fid in enumerate(fids):
+            run = await records.get_run(fid)
+            if fid in deleted:
+                assert run is None
+                assert await records.get_stages_by_run(fid) == []
+            else:
+                assert run is not None
+                assert (run.status, run.input, run.flow_version) == (Status.RUNNING, {"n": n}, 3)
+        await rebuild_records(store, records, definitions=[definition])
+        for n, fid in enumerate(fids):
+            rebuilt = await records.get_run(fid)
+            assert rebuilt is not None
+            assert (rebuilt.input, rebuilt.flow_version) == ({"n": n}, 3)
+    finally:
+        await database.close()

@@ -458,6 +458,13 @@ def appended_records_ctes(written: str) -> list[str]:
     stage ``{"id", "k": stage_id, "n": name, "x": number, "s": status, "e": error message, "np":
     next poll, "sn"/"dn", "c": config, "o": output, "m": metrics, "t": touched}``.
 
+    A member whose writer knows its run is stored (``RunProjection.stored``) sends no input
+    (``"in": null``): the run exists, so the insert meets it and updates it, which leaves the input
+    as it is; a run deleted by hand meanwhile is not made again (as ``stored_flow_records_ctes``
+    leaves it). Parsing a large input again at every grouped append cost the server in proportion
+    to its size. (A deletion committed between this statement's snapshot and its insert would let
+    the insert make the run with ``{}`` for input; ``records rebuild`` writes it from the log.)
+
     As lean as ``appended_flow_records_ctes`` per member: no sort (the members are distinct flows,
     whose rows no other statement writes at once: see there), the stored run's version looked up
     only for an untouched stage, and the runs created now found once per statement (an init plan),
@@ -474,10 +481,11 @@ def appended_records_ctes(written: str) -> list[str]:
 )""",
         f"""rec_run AS (
     {_INSERT_RUN}
-    SELECT n.run_id, n.w, n.n, n.y, n.s, n."in", NULLIF(n.o, 'null'::jsonb), n.c,
+    SELECT n.run_id, n.w, n.n, n.y, n.s, COALESCE(n."in", '{{}}'::jsonb), NULLIF(n.o, 'null'::jsonb), n.c,
            CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
            chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
     FROM rec n
+    WHERE n."in" IS NOT NULL OR EXISTS (SELECT 1 FROM workflow_runs x WHERE x.id = n.run_id)
     {_RUN_FROM_PROJECTION}
         created_at = CASE WHEN r.id = ANY (ARRAY(SELECT c.run_id FROM rec c WHERE c.cn))
                           THEN EXCLUDED.created_at ELSE r.created_at END,
