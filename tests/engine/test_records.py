@@ -489,3 +489,31 @@ async def test_a_run_deleted_by_hand_is_made_again_by_a_rebuild_not_by_the_engin
     run = await records.get_run(fid)
     assert (run.status, run.input) == (Status.COMPLETED, {"n": 1})
     assert [s.status for s in await records.get_stages_by_run(fid)] == [Status.COMPLETED] * 3
+
+
+async def test_a_stage_deleted_by_hand_is_made_again_by_a_rebuild_not_by_the_engine(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    """After the engine's own recorded append, a stage row deleted by hand stays deleted while the
+    flow goes on (its other stages and its run are kept current), on every backend; a rebuild
+    writes it from the log."""
+    store, records, _ = parts
+    definition = three_steps()
+    engine = _engine(parts, definition)
+    fid = await engine.start()
+    await engine.run_next(fid)
+    stage = await records.get_stage(fid, "b")
+    assert stage is not None
+    assert await records.delete_stage(stage.id)
+
+    await engine.run_to_end(fid)
+
+    assert [s.stage_id for s in await records.get_stages_by_run(fid)] == ["a", "c"]
+    assert (await records.get_run(fid)).status is Status.COMPLETED
+    assert (await records.get_stage(fid, "c")).status is Status.COMPLETED
+    await rebuild_records(store, records, definitions=[definition])
+    assert [(s.stage_id, s.status) for s in await records.get_stages_by_run(fid)] == [
+        ("a", Status.COMPLETED),
+        ("b", Status.COMPLETED),
+        ("c", Status.COMPLETED),
+    ]

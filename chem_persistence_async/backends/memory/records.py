@@ -713,6 +713,8 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         changes.set(self._runs, run.id, run)
         behind = old is None or old.flow_version != p.previous_version
         for stage in projection.stages:
+            if p.stored and not replace_all and (run.id, stage.stage_id) not in self._stage_keys:
+                continue  # deleted by hand since the writer's own append: ``records rebuild`` writes it
             if stage.touched or replace_all or behind:
                 self._write_stage(run, stage, replace_all, now, changes)
         changes.done()

@@ -395,8 +395,8 @@ async def test_grouped_appends_of_stored_flows_keep_their_runs_and_never_remake_
     db_url: str,
 ) -> None:
     """In a group commit, a member whose engine knows its records are stored sends no input: its run
-    is updated and keeps its input; a run deleted by hand meanwhile is not made again (as a lone
-    append leaves it), until a rebuild."""
+    is updated and keeps its input; a run or stage deleted by hand meanwhile is not made again (as a
+    lone append leaves it), until a rebuild."""
     database = await Database.open(db_url, min_connections=1, max_connections=8, group_commit_writers=1)
     try:
         store = PgEventStore(database)
@@ -407,6 +407,10 @@ async def test_grouped_appends_of_stored_flows_keep_their_runs_and_never_remake_
         deleted = set(fids[::2])
         for fid in deleted:
             assert await records.delete_run(fid)
+        without_a = fids[1]
+        stage_a = await records.get_stage(without_a, "a")
+        assert stage_a is not None
+        assert await records.delete_stage(stage_a.id)
 
         await asyncio.gather(*(engine.run_next(fid) for fid in fids))  # bursts: one alone, then a group
 
@@ -419,10 +423,16 @@ async def test_grouped_appends_of_stored_flows_keep_their_runs_and_never_remake_
             else:
                 assert run is not None
                 assert (run.status, run.input, run.flow_version) == (Status.RUNNING, {"n": n}, 3)
+                stages = {s.stage_id: s.status for s in await records.get_stages_by_run(fid)}
+                if fid == without_a:
+                    assert stages == {"b": Status.PENDING, "c": Status.PENDING}
+                else:
+                    assert stages == {"a": Status.COMPLETED, "b": Status.PENDING, "c": Status.PENDING}
         await rebuild_records(store, records, definitions=[definition])
         for n, fid in enumerate(fids):
             rebuilt = await records.get_run(fid)
             assert rebuilt is not None
             assert (rebuilt.input, rebuilt.flow_version) == ({"n": n}, 3)
+            assert len(await records.get_stages_by_run(fid)) == 3
     finally:
         await database.close()

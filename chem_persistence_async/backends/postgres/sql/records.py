@@ -459,11 +459,14 @@ def appended_records_ctes(written: str) -> list[str]:
     next poll, "sn"/"dn", "c": config, "o": output, "m": metrics, "t": touched}``.
 
     A member whose writer knows its run is stored (``RunProjection.stored``) sends no input
-    (``"in": null``): the run exists, so the insert meets it and updates it, which leaves the input
-    as it is; a run deleted by hand meanwhile is not made again (as ``stored_flow_records_ctes``
-    leaves it). Parsing a large input again at every grouped append cost the server in proportion
-    to its size. (A deletion committed between this statement's snapshot and its insert would let
-    the insert make the run with ``{}`` for input; ``records rebuild`` writes it from the log.)
+    (``"in": null``, which is how the statement tells such a member): the run exists, so the insert
+    meets it and updates it, which leaves the input as it is; a run or stage row deleted by hand
+    meanwhile is not made again (as ``stored_flow_records_ctes`` leaves it). Parsing a large input
+    again at every grouped append cost the server in proportion to its size. (A deletion committed
+    between this statement's snapshot and its insert would let the insert make the run with ``{}``
+    for input; ``records rebuild`` writes it from the log.) The rows are looked up by correlated
+    scalar subqueries on their unique keys, which the planner cannot turn into a hashed subplan
+    over a scan (an ``EXISTS`` in an ``OR`` it could).
 
     As lean as ``appended_flow_records_ctes`` per member: no sort (the members are distinct flows,
     whose rows no other statement writes at once: see there), the stored run's version looked up
@@ -485,7 +488,7 @@ def appended_records_ctes(written: str) -> list[str]:
            CASE WHEN n.cn THEN n.t ELSE now() END, CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END,
            chem_duration_ms(CASE WHEN n.sn THEN n.t END, CASE WHEN n.dn THEN n.t END), n.v
     FROM rec n
-    WHERE n."in" IS NOT NULL OR EXISTS (SELECT 1 FROM workflow_runs x WHERE x.id = n.run_id)
+    WHERE n."in" IS NOT NULL OR (SELECT true FROM workflow_runs x WHERE x.id = n.run_id)
     {_RUN_FROM_PROJECTION}
         created_at = CASE WHEN r.id = ANY (ARRAY(SELECT c.run_id FROM rec c WHERE c.cn))
                           THEN EXCLUDED.created_at ELSE r.created_at END,
@@ -504,7 +507,9 @@ def appended_records_ctes(written: str) -> list[str]:
     CROSS JOIN LATERAL jsonb_to_recordset(n.g) AS g(
         {_STAGE_JSON_COLUMNS}
     )
-    WHERE g.t OR {_STORED_VERSION.format(run="run.id")} IS DISTINCT FROM n.p
+    WHERE (g.t OR {_STORED_VERSION.format(run="run.id")} IS DISTINCT FROM n.p)
+      AND (n."in" IS NOT NULL
+           OR (SELECT true FROM workflow_stages x WHERE x.workflow_run_id = run.id AND x.stage_id = g.k))
     {_STAGE_MERGED}
 )""",
     ]
