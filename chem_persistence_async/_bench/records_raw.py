@@ -24,51 +24,47 @@ import asyncpg
 
 _STEPS = ("a", "b", "c")
 
-_FIRST = """
-INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-VALUES ($1, $2, 1, 'flowinitialized', $3::jsonb)
-"""
 
-_FIRST_RECORDED = """
-WITH ins AS (
-    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    VALUES ($1, $2, 1, 'flowinitialized', $3::jsonb)
-    RETURNING ts
-), run AS (
+def _one_event(version: int, event_type: str) -> str:
+    return f"""INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
+    VALUES ($1, $2, {version}, '{event_type}', $3::jsonb)"""
+
+
+def _with_one_event(insert: str) -> str:
+    """``insert`` as the statement's first CTE, ``ins``, giving back the event's time."""
+    return f"WITH ins AS (\n    {insert}\n    RETURNING ts\n)"
+
+
+_FIRST = _one_event(1, "flowinitialized")
+
+_FIRST_RECORDED = f"""
+{_with_one_event(_FIRST)}, run AS (
     INSERT INTO workflow_runs (id, workflow_id, workflow_name, workflow_type, status, input, config,
                                created_at, flow_version)
-    SELECT $2, 'bench-records@raw', 'bench-records', 'bench-records', 'PENDING', '{}', $4::jsonb, ins.ts, 1
+    SELECT $2, 'bench-records@raw', 'bench-records', 'bench-records', 'PENDING', '{{}}', $4::jsonb, ins.ts, 1
     FROM ins
     RETURNING created_at
 )
 INSERT INTO workflow_stages (id, created_at, workflow_run_id, stage_id, stage_name, stage_number,
                              execution_group, status, config, metrics)
-SELECT gen_random_uuid(), run.created_at, $2, s.k, 'Noop', s.n - 1, s.n - 1, 'PENDING', '{}',
-       '{"attempts": 0, "retry_count": 0}'
-FROM run, unnest('{a,b,c}'::text[]) WITH ORDINALITY AS s(k, n)
+SELECT gen_random_uuid(), run.created_at, $2, s.k, 'Noop', s.n - 1, s.n - 1, 'PENDING', '{{}}',
+       '{{"attempts": 0, "retry_count": 0}}'
+FROM run, unnest('{{a,b,c}}'::text[]) WITH ORDINALITY AS s(k, n)
 """
 
-_START = """
-INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-VALUES ($1, $2, 2, 'stepstarted', $3::jsonb)
-"""
+_START = _one_event(2, "stepstarted")
 
-_START_RECORDED = """
-WITH ins AS (
-    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    VALUES ($1, $2, 2, 'stepstarted', $3::jsonb)
-    RETURNING ts
-), run AS (
+_START_RECORDED = f"""
+{_with_one_event(_START)}, run AS (
     UPDATE workflow_runs r SET status = 'RUNNING', started_at = ins.ts, flow_version = 2, updated_at = now()
     FROM ins WHERE r.id = $2
 )
 UPDATE workflow_stages s SET status = 'RUNNING', started_at = ins.ts, updated_at = now(),
-    metrics = '{"attempts": 1, "retry_count": 0}'
+    metrics = '{{"attempts": 1, "retry_count": 0}}'
 FROM ins WHERE s.workflow_run_id = $2 AND s.stage_id = 'a'
 """
 
-_FINISH = """
-WITH ins AS (
+_FINISH_CTES = """ins AS (
     INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
     VALUES ($1, $3, $5, 'stepfinished', $6::jsonb), ($2, $3, $5 + 1, $4, $7::jsonb)
     RETURNING seq, flow_version, ts
@@ -76,20 +72,13 @@ WITH ins AS (
     INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, produced_in_seq)
     SELECT $8, 'value', $9::jsonb, ins.seq FROM ins WHERE ins.flow_version = $5
     ON CONFLICT (artifact_hash) DO NOTHING
-)
-SELECT count(*) FROM ins
-"""
+)"""
+"""A step's end: its ``StepFinished`` with its artifact, and the next ``StepStarted`` (``$4``)."""
 
-_FINISH_RECORDED = """
-WITH ins AS (
-    INSERT INTO event_log (event_id, flow_id, flow_version, event_type, payload)
-    VALUES ($1, $3, $5, 'stepfinished', $6::jsonb), ($2, $3, $5 + 1, $4, $7::jsonb)
-    RETURNING seq, flow_version, ts
-), arts AS (
-    INSERT INTO workflow_step_artifacts (artifact_hash, kind, payload, produced_in_seq)
-    SELECT $8, 'value', $9::jsonb, ins.seq FROM ins WHERE ins.flow_version = $5
-    ON CONFLICT (artifact_hash) DO NOTHING
-), t AS (
+_FINISH = f"WITH {_FINISH_CTES}\nSELECT count(*) FROM ins"
+
+_FINISH_RECORDED = f"""
+WITH {_FINISH_CTES}, t AS (
     SELECT max(ts) AS ts FROM ins
 ), run AS (
     UPDATE workflow_runs r SET
@@ -107,7 +96,7 @@ WITH ins AS (
     FROM t WHERE s.workflow_run_id = $3 AND s.stage_id = $12
 )
 UPDATE workflow_stages s SET status = 'RUNNING', started_at = t.ts, updated_at = now(),
-    metrics = '{"attempts": 1, "retry_count": 0}'
+    metrics = '{{"attempts": 1, "retry_count": 0}}'
 FROM t WHERE s.workflow_run_id = $3 AND s.stage_id = $13
 """
 """``$13`` NULL for the last step (its statement completes the flow: no stage starts)."""
