@@ -39,6 +39,11 @@ async def test_the_records_benchmark_reports_every_figure(db_url: str) -> None:
     assert "the floor" in table
     assert records["floor_sequential"] > -1
     assert set(records["added_ms_sequential"]) == {"library", "raw"}
+    cpu = records["cpu_sequential"]
+    assert all(figure["median"] > 0 for figure in cpu["client"].values())
+    assert set(cpu["added_ms"]) <= {"client", "server"}
+    assert "client" in cpu["added_ms"]
+    assert "client CPU added per flow" in table
 
 
 async def test_the_raw_floor_writes_the_records_the_engine_writes(

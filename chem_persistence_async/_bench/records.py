@@ -11,7 +11,9 @@
   flow after the other and from 16 tasks; and a ``Worker`` draining submitted flows with and
   without records (its default keeps them). One flow after the other, raw asyncpg writes the same
   flow's events with and without the least SQL that keeps its records current in the same
-  statements (``records_raw``): what that pair adds is the floor under the library's figure.
+  statements (``records_raw``): what that pair adds is the floor under the library's figure. One
+  flow after the other, each variant's CPU is counted too, this process's and the server's
+  (``cpu``: its backends' ``/proc`` where readable), which a busy machine moves less than time.
 
 Variants run round-robin, one sample each per round; figures are medians over the rounds.
 """
@@ -33,6 +35,7 @@ from uuid import uuid4
 
 import asyncpg
 
+from chem_persistence_async._bench.cpu import BackendCpu, client_seconds
 from chem_persistence_async._bench.records_raw import run_raw_flow
 from chem_persistence_async._bench.runner import Progress
 from chem_persistence_async._bench.suite import resolve_url, url_with_database
@@ -183,18 +186,37 @@ async def _raw_executemany(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
     return time.perf_counter() - start
 
 
+@dataclass
+class Spent:
+    """What one variant's flows took: wall seconds, this process's CPU seconds, and the server's
+    (``None`` when its processes cannot be read)."""
+
+    wall: float = 0.0
+    client: float = 0.0
+    server: float | None = None
+
+
 async def _paired_sequential(
-    runners: dict[str, Callable[[], Awaitable[object]]], flows: int
-) -> dict[str, float]:
-    """Seconds per variant for ``flows`` flows each, run one flow of each variant in turn (the
-    order rotating), so every variant meets the same moments of a busy machine."""
-    spent = dict.fromkeys(runners, 0.0)
+    runners: dict[str, Callable[[], Awaitable[object]]], flows: int, server: BackendCpu | None
+) -> dict[str, Spent]:
+    """What ``flows`` flows of each variant took, run one flow of each variant in turn (the order
+    rotating), so every variant meets the same moments of a busy machine."""
+    spent = {key: Spent(server=None if server is None else 0.0) for key in runners}
     keys = list(runners)
     for i in range(flows):
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+            before = None if server is None else server.seconds()
+            cpu = client_seconds()
             start = time.perf_counter()
             await runners[key]()
-            spent[key] += time.perf_counter() - start
+            wall = time.perf_counter() - start
+            cpu = client_seconds() - cpu
+            took = spent[key]
+            took.wall += wall
+            took.client += cpu
+            if server is not None and before is not None and took.server is not None:
+                after = server.seconds()
+                took.server += (after or before) - before
     return spent
 
 
@@ -309,9 +331,16 @@ async def _measure(
         fresh = [(uuid4(), *r[1:]) for r in raw_rows * 3]
         many_rate.samples.append(len(fresh) / await _raw_executemany(raw_conn, fresh))
 
+    client_cpu = {key: Figure(f"client CPU, one flow after another, {key}", "ms/flow") for key in sequential}
+    server_cpu = {key: Figure(f"server CPU, one flow after another, {key}", "ms/flow") for key in sequential}
+
     async def seq() -> None:
-        for key, seconds in (await _paired_sequential(runners, cfg.flows)).items():
-            sequential[key].samples.append(seconds / cfg.flows * 1000)
+        server = await BackendCpu.of(raw_conn)  # the pool's backends and the raw one, as they are now
+        for key, took in (await _paired_sequential(runners, cfg.flows, server)).items():
+            sequential[key].samples.append(took.wall / cfg.flows * 1000)
+            client_cpu[key].samples.append(took.client / cfg.flows * 1000)
+            if took.server is not None:
+                server_cpu[key].samples.append(took.server / cfg.flows * 1000)
 
     async def conc() -> None:
         done = max(1, cfg.concurrent_flows // cfg.tasks) * cfg.tasks
@@ -336,6 +365,7 @@ async def _measure(
     for _, step in steps:
         await step()
     everything = [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]
+    everything += [*client_cpu.values(), *server_cpu.values()]
     for figure in [*everything, *workers.values()]:
         figure.samples.clear()
     progress.total = cfg.rounds * len(steps)
@@ -364,24 +394,26 @@ async def _measure(
         },
         "records": {
             "sequential": {key: figure.summary() for key, figure in sequential.items()},
+            "cpu_sequential": {
+                "client": {key: figure.summary() for key, figure in client_cpu.items()},
+                "server": {key: figure.summary() for key, figure in server_cpu.items() if figure.samples},
+                "added_ms": {
+                    side: {
+                        "library": _median_added(figures, "with WorkflowRecords", "without records"),
+                        "raw": _median_added(figures, _RAW_RECORDED, _RAW),
+                    }
+                    for side, figures in (("client", client_cpu), ("server", server_cpu))
+                    if all(figure.samples for figure in figures.values())
+                },
+            },
             "concurrent": {key: figure.summary() for key, figure in concurrent.items()},
             "overhead_sequential": {
                 key: added(sequential, key, rate=False) for key in engines if key != "without records"
             },
             "floor_sequential": added(sequential, _RAW_RECORDED, rate=False, base_key=_RAW),
             "added_ms_sequential": {
-                "library": statistics.median(
-                    a - b
-                    for a, b in zip(
-                        sequential["with WorkflowRecords"].samples,
-                        sequential["without records"].samples,
-                        strict=True,
-                    )
-                ),
-                "raw": statistics.median(
-                    a - b
-                    for a, b in zip(sequential[_RAW_RECORDED].samples, sequential[_RAW].samples, strict=True)
-                ),
+                "library": _median_added(sequential, "with WorkflowRecords", "without records"),
+                "raw": _median_added(sequential, _RAW_RECORDED, _RAW),
             },
             "overhead_concurrent": {
                 key: added(concurrent, key, rate=True) for key in concurrent if key != "without records"
@@ -391,6 +423,11 @@ async def _measure(
             "goal": "records add under 20% to a flow's run time",
         },
     }
+
+
+def _median_added(figures: dict[str, Figure], key: str, base: str) -> float:
+    """The median over rounds of ``key``'s figure less ``base``'s in the same round."""
+    return statistics.median(a - b for a, b in zip(figures[key].samples, figures[base].samples, strict=True))
 
 
 _RAW = "raw asyncpg"
@@ -435,6 +472,11 @@ def render(result: dict[str, Any]) -> str:
                 f"| time added per flow: WorkflowRecords / raw record writes | "
                 f"{ms['library']:.2f} / {ms['raw']:.2f} ms | |"
             )
+            for side, added_ms in records.get("cpu_sequential", {}).get("added_ms", {}).items():
+                lines.append(
+                    f"| {side} CPU added per flow: WorkflowRecords / raw record writes | "
+                    f"{added_ms['library']:.2f} / {added_ms['raw']:.2f} ms | |"
+                )
     return "\n".join(lines)
 
 
