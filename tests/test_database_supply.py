@@ -13,7 +13,7 @@ import pytest
 
 from chem_persistence_async import Database
 from chem_persistence_async.domain.events import StepStarted
-from tests.support.databases import FINGERPRINT, REUSE_ROWS, DatabaseSupply
+from tests.support.databases import FINGERPRINT, MAX_REUSES, REUSE_ROWS, DatabaseSupply
 from tests.support.servers import url_with_database
 
 if TYPE_CHECKING:
@@ -81,7 +81,30 @@ async def test_a_used_database_comes_back_as_a_fresh_clone_under_a_new_name(
     assert not await _exists(pg_server, first)
     assert lingering.is_closed() or not await _usable(lingering)
     assert await _state(url_with_database(pg_server.url, second)) == fresh
+    conn = await asyncpg.connect(url_with_database(pg_server.url, second))
+    try:  # nothing left for autovacuum to pick up under the next test
+        assert (
+            await conn.fetchval(
+                "SELECT coalesce(sum(n_mod_since_analyze + n_dead_tup), 0) FROM pg_stat_user_tables"
+            )
+            == 0
+        )
+    finally:
+        await conn.close()
     await supply.give_back(second)
+
+
+async def test_a_database_serves_at_most_max_reuses_tests(
+    pg_server: TestServer, supply: DatabaseSupply
+) -> None:
+    names = []
+    for _ in range(MAX_REUSES):
+        name = await supply.take()
+        names.append(name)
+        await supply.give_back(name)
+    assert len(set(names)) == MAX_REUSES  # a new name each time
+    assert not supply.spare  # dropped after the last
+    assert not await _exists(pg_server, names[-1])
 
 
 async def _usable(conn: asyncpg.Connection) -> bool:

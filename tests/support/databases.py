@@ -15,8 +15,11 @@ a test, its database is checked and reset, and reused only if it is as a clone w
 * no other session is left in it (they are terminated first).
 
 Every row is then deleted (append-only triggers and foreign keys off for that one transaction),
-every sequence set back to its start, and the database renamed, so that no test ever sees a name
-an earlier one used (a process an earlier test left behind cannot reach the next test's data).
+every sequence set back to its start, the database's statistics counters reset (so autovacuum
+never picks up the deletions and analyzes or vacuums a table under the next test, as it could not
+in a fresh clone), and the database renamed, so that no test ever sees a name an earlier one used
+(a process an earlier test left behind cannot reach the next test's data). The dead rows the
+deletions leave stay until the database is dropped, after at most ``MAX_REUSES`` tests.
 Anything else, or any error on the way, and the database is dropped and the next test gets a
 fresh clone.
 """
@@ -31,6 +34,9 @@ from tests.support.servers import TestServer, url_with_database
 
 REUSE_ROWS = 5_000
 """A database whose tables held more rows than this in all is dropped rather than emptied."""
+
+MAX_REUSES = 25
+"""Tests a database serves before it is dropped (its dead rows add up)."""
 
 _MIGRATION_TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version")
 """yoyo's record of what is applied: part of the schema, never emptied (their row counts are in
@@ -127,6 +133,8 @@ class DatabaseSupply:
         self._reusable = True
         """False when the template holds rows of its own (a reset could not tell them from a test's)."""
         self._spare: list[str] = []
+        self._served: dict[str, int] = {}
+        """Per database, the tests it has served."""
 
     @property
     def template(self) -> str:
@@ -142,6 +150,7 @@ class DatabaseSupply:
         if self._spare:
             return self._spare.pop()
         name = await create_database(self._server, self._template)
+        self._served[name] = 0
         if self._fingerprint is None:  # the template cannot be read while clones are made of it
             connection = await asyncpg.connect(url_with_database(self._server.url, name))
             try:
@@ -155,9 +164,13 @@ class DatabaseSupply:
 
     async def give_back(self, name: str) -> None:
         """Reset ``name`` for the next test if it can be, else drop it."""
+        served = self._served.pop(name, MAX_REUSES) + 1
         try:
-            if self._reusable and await self._reset(name):
-                self._spare.append(await rename_database(self._server, name))
+            if self._reusable and served < MAX_REUSES and await self._reset(name):
+                renamed = await rename_database(self._server, name)
+                await _reset_statistics(self._server, renamed)
+                self._served[renamed] = served
+                self._spare.append(renamed)
                 return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass
@@ -166,6 +179,7 @@ class DatabaseSupply:
     async def close(self) -> None:
         while self._spare:
             await drop_database(self._server, self._spare.pop())
+        self._served.clear()
 
     async def _reset(self, name: str) -> bool:
         connection = await asyncpg.connect(url_with_database(self._server.url, name))
@@ -230,3 +244,14 @@ async def rename_database(server: TestServer, name: str) -> str:
     finally:
         await admin.close()
     return new
+
+
+async def _reset_statistics(server: TestServer, name: str) -> None:
+    """Zero ``name``'s statistics counters. Once it is renamed, the session that emptied it has
+    left (a rename waits for that) and its counts of the deletions are flushed, so none comes
+    after the reset."""
+    connection = await asyncpg.connect(url_with_database(server.url, name))
+    try:
+        await connection.execute("SELECT pg_stat_reset()")
+    finally:
+        await connection.close()
