@@ -218,32 +218,29 @@ def _new_name() -> str:
 
 async def create_database(server: TestServer, template: str | None) -> str:
     name = _new_name()
-    admin = await asyncpg.connect(server.url)
-    try:
-        clause = f' TEMPLATE "{template}"' if template else ""
-        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
-    finally:
-        await admin.close()
+    clause = f' TEMPLATE "{template}"' if template else ""
+    await _as_admin(server, f'CREATE DATABASE "{name}"{clause}')
     return name
 
 
 async def drop_database(server: TestServer, name: str) -> None:
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _as_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def rename_database(server: TestServer, name: str) -> str:
     """``name`` under a new name (refused while anyone is connected to it)."""
     new = _new_name()
+    await _as_admin(server, f'ALTER DATABASE "{name}" RENAME TO "{new}"')
+    return new
+
+
+async def _as_admin(server: TestServer, statement: str) -> None:
+    """Run ``statement`` on the server's own database (what acts on a database cannot run in it)."""
     admin = await asyncpg.connect(server.url)
     try:
-        await admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{new}"')
+        await admin.execute(statement)
     finally:
         await admin.close()
-    return new
 
 
 async def _reset_statistics(server: TestServer, name: str) -> None:
