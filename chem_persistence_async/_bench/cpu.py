@@ -32,17 +32,17 @@ class BackendCpu:
         """The backends connected to ``conn``'s database now; ``None`` when none can be read."""
         rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         probe = cls([row[0] for row in rows])
-        return probe if probe.seconds() is not None else None
+        return probe if any(probe._ticks(pid) is not None for pid in probe._pids) else None
 
-    def seconds(self) -> float | None:
+    def seconds(self) -> float:
         """Their user and system CPU seconds so far (a backend gone since counts no more)."""
-        total, read = 0, False
-        for pid in self._pids:
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
-            read = True
-        return total / _TICKS if read else None
+        return sum(ticks for pid in self._pids if (ticks := self._ticks(pid)) is not None) / _TICKS
+
+    @staticmethod
+    def _ticks(pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))

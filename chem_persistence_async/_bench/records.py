@@ -205,7 +205,7 @@ async def _paired_sequential(
     keys = list(runners)
     for i in range(flows):
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
-            before = None if server is None else server.seconds()
+            before = 0.0 if server is None else server.seconds()
             cpu = client_seconds()
             start = time.perf_counter()
             await runners[key]()
@@ -214,9 +214,8 @@ async def _paired_sequential(
             took = spent[key]
             took.wall += wall
             took.client += cpu
-            if server is not None and before is not None and took.server is not None:
-                after = server.seconds()
-                took.server += (after or before) - before
+            if server is not None and took.server is not None:
+                took.server += server.seconds() - before
     return spent
 
 
