@@ -4,6 +4,7 @@ and the engine, so a bad argument is refused the same way, before any query, on 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import check_text
@@ -99,4 +100,32 @@ def text_argument(value: object, what: str, *, max_length: int | None = None) ->
         check_text(value, what)
     if max_length is not None and len(value) > max_length:
         raise InvalidInputError(f"{what} is {len(value)} characters; at most {max_length}")
+    return value
+
+
+def check_int(value: object, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueOutOfRangeError(f"{what} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_aware(value: object, what: str) -> datetime:
+    """A timezone-aware ``datetime`` strictly between ``datetime.min`` and ``datetime.max`` as a UTC
+    instant. The driver sends a ``timestamptz`` as UTC: past those ends it cannot send it at all
+    (``datetime.max`` west of Greenwich), and at them it sends ``infinity``, which it gives back
+    as a naive ``datetime.max``; the in-memory backends refuse the same times."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got {value!r}")
+    try:
+        instant = value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        instant = datetime.max
+    if instant in (datetime.max, datetime.min):
+        raise ValueOutOfRangeError(
+            f"{what} must lie strictly between {datetime.min} and {datetime.max} in UTC, got {value!r}"
+        )
     return value

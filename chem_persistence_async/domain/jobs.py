@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.ids import text_argument, to_flow_id
+from chem_persistence_async.domain.ids import check_aware, check_int, text_argument, to_flow_id
 from chem_persistence_async.errors import (
     InvalidInputError,
     JobCancelledError,
@@ -260,22 +260,6 @@ def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -
     if not text:
         raise InvalidInputError(f"{what} must not be empty")
     return text
-
-
-def check_int(value: object, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise ValueOutOfRangeError(f"{what} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def check_aware(value: object, what: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got {value!r}")
-    return value
 
 
 def check_names(values: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> list[str]:

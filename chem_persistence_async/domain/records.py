@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import dumps_normalized, normalize_json
-from chem_persistence_async.domain.ids import text_argument
+from chem_persistence_async.domain.ids import check_aware, check_int, text_argument
 from chem_persistence_async.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -249,14 +249,6 @@ def check_name(value: object, what: str, max_length: int = MAX_NAME_LENGTH) -> s
     return text
 
 
-def check_int(value: object, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise ValueOutOfRangeError(f"{what} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
 def check_cost(value: object, what: str = "total_cost") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{what} must be a number, got {type(value).__name__}")
@@ -264,14 +256,6 @@ def check_cost(value: object, what: str = "total_cost") -> float:
     if not math.isfinite(number) or number < 0:
         raise ValueOutOfRangeError(f"{what} must be a finite number >= 0, got {value!r}")
     return number
-
-
-def check_time(value: object, what: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got {value!r}")
-    return value
 
 
 def check_uuid(value: object, what: str) -> UUID:
@@ -301,8 +285,8 @@ def _optional(check: Any) -> Any:
 
 _RUN_FIELDS: Final[dict[str, Any]] = {
     "status": lambda v, w, **_: check_status(v, w),
-    "started_at": lambda v, w, **_: _optional(check_time)(v, w),
-    "completed_at": lambda v, w, **_: _optional(check_time)(v, w),
+    "started_at": lambda v, w, **_: _optional(check_aware)(v, w),
+    "completed_at": lambda v, w, **_: _optional(check_aware)(v, w),
     "duration": lambda v, w, **_: _optional(check_int)(v, w, maximum=BIGINT_MAX),
     "output": lambda v, w, **o: check_optional_json(v, w, **o),
     "total_cost": lambda v, w, **_: check_cost(v, w),
@@ -312,16 +296,16 @@ RUN_UPDATE_FIELDS: Final = tuple(_RUN_FIELDS)
 
 _STAGE_FIELDS: Final[dict[str, Any]] = {
     "status": lambda v, w, **_: check_status(v, w),
-    "started_at": lambda v, w, **_: _optional(check_time)(v, w),
-    "completed_at": lambda v, w, **_: _optional(check_time)(v, w),
+    "started_at": lambda v, w, **_: _optional(check_aware)(v, w),
+    "completed_at": lambda v, w, **_: _optional(check_aware)(v, w),
     "duration": lambda v, w, **_: _optional(check_int)(v, w, maximum=BIGINT_MAX),
     "output_data": lambda v, w, **o: check_optional_json(v, w, **o),
     "config": lambda v, w, **o: check_optional_json(v, w, **o),
     "suspended_state": lambda v, w, **o: check_optional_json(v, w, **o),
     "resume_data": lambda v, w, **o: check_optional_json(v, w, **o),
-    "next_poll_at": lambda v, w, **_: _optional(check_time)(v, w),
+    "next_poll_at": lambda v, w, **_: _optional(check_aware)(v, w),
     "poll_interval": lambda v, w, **_: _optional(check_int)(v, w),
-    "max_wait_until": lambda v, w, **_: _optional(check_time)(v, w),
+    "max_wait_until": lambda v, w, **_: _optional(check_aware)(v, w),
     "metrics": lambda v, w, **o: check_optional_json(v, w, **o),
     "embedding_info": lambda v, w, **o: check_optional_json(v, w, **o),
     "error_message": lambda v, w, **o: _optional(check_message)(v, w, **o),
@@ -426,7 +410,7 @@ class NewStage:
             check_int(stage_number, "stage_number"),
             check_int(execution_group, "execution_group"),
             UNSET if status is UNSET else check_status(status),
-            UNSET if started_at is UNSET else _optional(check_time)(started_at, "started_at"),
+            UNSET if started_at is UNSET else _optional(check_aware)(started_at, "started_at"),
             UNSET if config is UNSET else check_optional_json(config, "config", max_bytes=max_bytes),
             UNSET
             if input_data is UNSET
@@ -524,8 +508,10 @@ def check_limit(value: object, what: str = "limit") -> int:
 
 
 def duration_ms(started: datetime | None, completed: datetime | None) -> int | None:
-    """Whole milliseconds from ``started`` to ``completed`` (floored), as the database computes it."""
-    if started is None or completed is None:
+    """Whole milliseconds from ``started`` to ``completed`` (floored), as the database computes it
+    (``chem_duration_ms``); None when either is missing or ``completed`` precedes ``started`` (a
+    time moved by hand: a flow's next append must not fail on a negative duration)."""
+    if started is None or completed is None or completed < started:
         return None
     return (completed - started) // timedelta(milliseconds=1)
 

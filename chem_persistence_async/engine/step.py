@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.failures import ErrorClass
 from chem_persistence_async.domain.flow import ReceivedSignal
+from chem_persistence_async.domain.ids import check_aware
 from chem_persistence_async.errors import InvalidInputError
 
 
@@ -45,10 +46,8 @@ class Suspend:
     def __post_init__(self) -> None:
         if self.until is None and self.signal is None:
             raise InvalidInputError("Suspend needs an until time, a signal name, or both")
-        if self.until is not None and (
-            not isinstance(self.until, datetime) or self.until.utcoffset() is None
-        ):
-            raise InvalidInputError(f"Suspend.until must be a timezone-aware datetime, got {self.until!r}")
+        if self.until is not None:
+            check_aware(self.until, "Suspend.until")
         if self.signal is not None and (
             not isinstance(self.signal, str) or not self.signal or "\x00" in self.signal
         ):

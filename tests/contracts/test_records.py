@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -132,6 +132,18 @@ async def test_bad_run_input_is_refused_and_writes_nothing(records: Any) -> None
         await records.update_run(run.id, output={"bad": math.nan}, status=Status.FAILED)
     with pytest.raises(InvalidInputError):
         await records.update_run(run.id, started_at=datetime(2030, 1, 1))  # naive
+    for edge in (  # (what the driver cannot send, or sends as infinity: see check_aware)
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-14))),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=14))),
+        datetime.max.replace(tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
+    ):
+        with pytest.raises(ValueOutOfRangeError):
+            await records.update_run(run.id, completed_at=edge, status=Status.FAILED)
+        with pytest.raises(ValueOutOfRangeError):
+            await records.get_suspended_stages(edge)
+    almost_never = (datetime.max - timedelta(microseconds=1)).replace(tzinfo=UTC)
+    assert await records.get_suspended_stages(almost_never) == []
     with pytest.raises(InvalidInputError):
         await records.update_run("not-a-uuid", status=Status.FAILED)
     with pytest.raises(UnstorableValueError):

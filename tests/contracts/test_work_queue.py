@@ -6,7 +6,7 @@ import asyncio
 import math
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -573,6 +573,11 @@ async def test_a_completion_in_a_rolled_back_unit_of_work_leaves_the_job_claimed
         ({"max_attempts": -3}, ValueOutOfRangeError),
         ({"not_before": datetime(2026, 1, 1)}, InvalidInputError),  # naive
         ({"not_before": "tomorrow"}, InvalidInputError),
+        # The driver sends a UTC instant: past the calendar's ends in UTC it cannot, at them it
+        # sends infinity (read back as a naive datetime.max): refused on every backend.
+        ({"not_before": datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))}, ValueOutOfRangeError),
+        ({"not_before": datetime.max.replace(tzinfo=UTC)}, ValueOutOfRangeError),
+        ({"not_before": datetime.min.replace(tzinfo=UTC)}, ValueOutOfRangeError),
         ({"queue": ""}, InvalidInputError),
         ({"queue": "a\x00b"}, InvalidInputError),
         ({"key": "k\x00"}, InvalidInputError),

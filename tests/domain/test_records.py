@@ -67,7 +67,8 @@ def test_unset_fields_are_left_out_and_none_is_kept() -> None:
 
 def test_durations_are_whole_milliseconds_floored() -> None:
     assert duration_ms(T0, T0 + timedelta(microseconds=1999)) == 1
-    assert duration_ms(T0, T0 - timedelta(microseconds=1)) == -1
+    assert duration_ms(T0, T0) == 0
+    assert duration_ms(T0, T0 - timedelta(microseconds=1)) is None  # an end before the start: none
     assert duration_ms(None, T0) is None
     assert duration_ms(T0, None) is None
 

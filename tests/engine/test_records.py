@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -517,3 +517,82 @@ async def test_a_stage_deleted_by_hand_is_made_again_by_a_rebuild_not_by_the_eng
         ("b", Status.COMPLETED),
         ("c", Status.COMPLETED),
     ]
+
+
+@pytest.mark.parametrize("writer", ["the same engine", "another engine", "concurrent flows"])
+async def test_what_a_flows_start_fixed_is_left_as_the_row_has_it(
+    parts: tuple[Any, Any, Any], writer: str
+) -> None:
+    """A run's workflow id, name, type, config and input, a stage's name, number, group and config
+    are written when the row is made and by a rebuild; an append leaves them as the row has them
+    (here: a run made by hand before its flow started, a stage's config edited by hand), whichever
+    form it takes on whichever backend: the engine's own next append (which knows its records are
+    stored), another engine's (which does not), appends of several flows at once (grouped on
+    PostgreSQL). A rebuild writes them from the log."""
+    store, records, _ = parts
+    definition = three_steps()
+    engine = _engine(parts, definition)
+    fids = [uuid.uuid4() for _ in range(3)]
+    for n, fid in enumerate(fids):
+        await records.create_run(
+            id=fid,
+            workflow_id="by hand",
+            workflow_name="edited",
+            workflow_type="hand",
+            input={"by": "hand"},
+            config={"edited": True},
+        )
+        await engine.start(flow_id=fid, inputs={"n": n})
+        await engine.run_next(fid)
+        await records.update_stage_by_run_and_stage_id(fid, "b", config=None)
+    runner = engine if writer != "another engine" else _engine(parts, definition)
+    if writer == "concurrent flows":
+        await asyncio.gather(*(runner.run_to_end(fid) for fid in fids))
+    else:
+        for fid in fids:
+            await runner.run_to_end(fid)
+
+    for fid in fids:
+        run = await records.get_run(fid)
+        assert (run.status, run.workflow_id, run.workflow_name, run.workflow_type) == (
+            Status.COMPLETED,
+            "by hand",
+            "edited",
+            "hand",
+        )
+        assert (run.config, run.input) == ({"edited": True}, {"by": "hand"})
+        stage = await records.get_stage(fid, "b")
+        assert (stage.status, stage.stage_name, stage.config) == (Status.COMPLETED, "Add", None)
+    await rebuild_records(store, records, definitions=[definition], flow_ids=fids)
+    for n, fid in enumerate(fids):
+        run = await records.get_run(fid)
+        assert (run.workflow_name, run.input, run.config["steps"]) == ("sum3", {"n": n}, 3)
+        assert (await records.get_stage(fid, "b")).config == {"n": 2}
+
+
+async def test_a_start_moved_by_hand_past_the_end_leaves_no_duration_and_the_flow_goes_on(
+    parts: tuple[Any, Any, Any],
+) -> None:
+    """An operator moves a run's and a stage's start after the time the flow ends: the appends that
+    end them must still commit (a negative duration once refused the whole append on PostgreSQL),
+    and such rows have no duration, on every backend. A rebuild writes the log's times again."""
+    store, records, _ = parts
+    definition = three_steps()
+    engine = _engine(parts, definition)
+    fid = await engine.start()
+    await engine.run_next(fid)
+    later = datetime.now(UTC) + timedelta(days=365)
+    await records.update_run(fid, started_at=later)
+    await records.update_stage_by_run_and_stage_id(fid, "b", started_at=later)
+
+    await engine.run_to_end(fid)
+
+    run, stage = await records.get_run(fid), await records.get_stage(fid, "b")
+    assert (run.status, run.started_at, run.duration) == (Status.COMPLETED, later, None)
+    assert (stage.status, stage.started_at, stage.duration) == (Status.COMPLETED, later, None)
+    assert run.completed_at is not None
+    assert stage.completed_at is not None
+    await rebuild_records(store, records, definitions=[definition], flow_ids=[fid])
+    run = await records.get_run(fid)
+    assert run.started_at < run.completed_at
+    assert run.duration == (run.completed_at - run.started_at) // timedelta(milliseconds=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -17,6 +17,7 @@ from chem_persistence_async.engine.step import (
     StepError,
     StepOutput,
     StepValidationError,
+    Suspend,
     TransientStepError,
     classify_error,
 )
@@ -25,6 +26,7 @@ from chem_persistence_async.errors import (
     InvalidInputError,
     JsonNestingError,
     UnstorableValueError,
+    ValueOutOfRangeError,
 )
 
 
@@ -179,3 +181,25 @@ def test_backoff_before_the_first_retry_is_the_initial_delay() -> None:
 def test_constant_backoff_with_multiplier_one() -> None:
     policy = RetryPolicy(initial_delay=0.5, multiplier=1.0)
     assert {policy.backoff(n) for n in range(1, 6)} == {timedelta(seconds=0.5)}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, InvalidInputError),
+        ({"until": datetime(2030, 1, 1)}, InvalidInputError),  # naive
+        ({"until": "tomorrow"}, InvalidInputError),
+        ({"signal": ""}, InvalidInputError),
+        ({"signal": "a\x00"}, InvalidInputError),
+        # the job's wake-up time: a UTC instant the driver can send and read back as it was
+        ({"until": datetime.max.replace(tzinfo=UTC)}, ValueOutOfRangeError),
+        ({"until": datetime.max.replace(tzinfo=timezone(timedelta(hours=-3)))}, ValueOutOfRangeError),
+    ],
+    ids=repr,
+)
+def test_a_suspension_that_cannot_be_kept_is_refused_when_made(
+    kwargs: dict[str, object], error: type
+) -> None:
+    with pytest.raises(error):
+        Suspend(**kwargs)  # type: ignore[arg-type]
+    assert Suspend(until=datetime(9999, 12, 31, tzinfo=UTC)).until is not None

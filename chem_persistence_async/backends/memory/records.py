@@ -24,6 +24,7 @@ from chem_persistence_async.backends.memory.transaction import (
     run_in_memory_transaction,
 )
 from chem_persistence_async.backends.records_base import WorkflowRecordsBase
+from chem_persistence_async.domain.ids import check_aware, check_int
 from chem_persistence_async.domain.projection import FlowProjection, StageProjection
 from chem_persistence_async.domain.records import (
     DEFAULT_MAX_JSON_BYTES,
@@ -42,11 +43,9 @@ from chem_persistence_async.domain.records import (
     WorkflowRunRecord,
     WorkflowStageRecord,
     check_artifact_key,
-    check_int,
     check_limit,
     check_name,
     check_status,
-    check_time,
     check_uuid,
     duration_ms,
     merged_times,
@@ -90,6 +89,10 @@ class _Changes:
         if self._journal is not None:
             self._undo.append((table, key, table[key]))
         del table[key]
+
+    def now(self, clock: Callable[[], datetime]) -> datetime:
+        """``now()``: the unit of work's time (``MemoryTransaction.now``), else the clock's."""
+        return clock() if self._journal is None else self._journal.now(clock)
 
     def done(self) -> None:
         if self._journal is None or not self._undo:
@@ -161,7 +164,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         changes = _Changes(memory_tx(tx))
         if run.id in self._runs:
             raise RecordExistsError(f"a workflow run with id {run.id} already exists")
-        now = self._clock()
+        now = changes.now(self._clock)
         record = WorkflowRunRecord(
             id=run.id,
             created_at=now,
@@ -217,7 +220,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
             raise RunNotFoundError(f"no workflow run {rid}")
         if fields:
             values = {name: _json(v) if isinstance(v, Json) else v for name, v in fields.items()}
-            changes.set(self._runs, rid, replace(run, updated_at=self._clock(), **values))
+            changes.set(self._runs, rid, replace(run, updated_at=changes.now(self._clock), **values))
         changes.done()
 
     async def get_run(self, run_id: UUID | str, *, tx: Transaction | None = None) -> WorkflowRunRecord | None:
@@ -348,7 +351,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
                 stage_name=stage.stage_name,
                 stage_number=stage.stage_number,
                 execution_group=stage.execution_group,
-                updated_at=self._clock(),
+                updated_at=changes.now(self._clock),
                 **given,
             )
             changes.set(self._stages, existing, record)
@@ -360,7 +363,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
             raise RunNotFoundError(f"no workflow run {run_id}")
 
     def _insert_stage(self, stage: NewStage, changes: _Changes) -> WorkflowStageRecord:
-        now = self._clock()
+        now = changes.now(self._clock)
         record = WorkflowStageRecord(
             id=uuid4(),
             created_at=now,
@@ -412,7 +415,9 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
     def _update_stage(self, sid: UUID, checked: Mapping[str, Any], changes: _Changes) -> None:
         if checked:
             values = {name: _json(v) if isinstance(v, Json) else v for name, v in checked.items()}
-            changes.set(self._stages, sid, replace(self._stages[sid], updated_at=self._clock(), **values))
+            changes.set(
+                self._stages, sid, replace(self._stages[sid], updated_at=changes.now(self._clock), **values)
+            )
         changes.done()
 
     async def get_stage(
@@ -456,7 +461,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         self, before: datetime, *, tx: Transaction | None = None
     ) -> builtins.list[WorkflowStageRecord]:
         memory_tx(tx)
-        limit = check_time(before, "before")
+        limit = check_aware(before, "before")
         found = [
             s
             for s in self._stages.values()
@@ -551,7 +556,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         self._require_parents(log.workflow_run_id, log.workflow_stage_id)
         record = WorkflowLogRecord(
             id=uuid4(),
-            created_at=self._clock(),
+            created_at=changes.now(self._clock),
             workflow_run_id=log.workflow_run_id,
             workflow_stage_id=log.workflow_stage_id,
             level=log.level,
@@ -605,7 +610,7 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         self._require_parents(artifact.workflow_run_id, artifact.workflow_stage_id)
         slot = (artifact.workflow_run_id, artifact.key)
         existing = self._artifacts.get(slot)
-        now = self._clock()
+        now = changes.now(self._clock)
         record = WorkflowArtifactRecord(
             id=uuid4() if existing is None else existing.id,
             created_at=now if existing is None else existing.created_at,
@@ -681,8 +686,9 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
         if old is None and p.stored and not replace_all:
             return False  # deleted by hand since the writer's own append: ``records rebuild`` writes it
         changes = _Changes(journal)
-        now = self._clock()
+        now = changes.now(self._clock)
         created = p.created_at or (now if old is None else old.created_at)
+        fixed = None if replace_all else old  # what the flow's start fixed: made, or rebuilt, only
         started, completed, duration = merged_times(
             p.status,
             None if old is None else old.started_at,
@@ -695,16 +701,16 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
             id=p.run_id,
             created_at=created,
             updated_at=now,
-            workflow_id=p.workflow_id,
-            workflow_name=p.workflow_name,
-            workflow_type=p.workflow_type,
+            workflow_id=p.workflow_id if fixed is None else fixed.workflow_id,
+            workflow_name=p.workflow_name if fixed is None else fixed.workflow_name,
+            workflow_type=p.workflow_type if fixed is None else fixed.workflow_type,
             status=p.status,
             started_at=started,
             completed_at=completed,
             duration=duration,
-            input=p.input.value if old is None or replace_all else old.input,
+            input=p.input.value if fixed is None else fixed.input,
             output=_json(p.output),
-            config=p.config.value,
+            config=p.config.value if fixed is None else fixed.config,
             total_cost=0.0 if old is None else old.total_cost,
             total_tokens=0 if old is None else old.total_tokens,
             priority=5 if old is None else old.priority,
@@ -773,11 +779,11 @@ class InMemoryWorkflowRecords(WorkflowRecordsBase):
             replace(
                 old,
                 updated_at=now,
-                stage_name=p.stage_name,
-                stage_number=p.stage_number,
-                execution_group=p.execution_group,
+                stage_name=p.stage_name if replace_all else old.stage_name,
+                stage_number=p.stage_number if replace_all else old.stage_number,
+                execution_group=p.execution_group if replace_all else old.execution_group,
                 status=p.status,
-                config=p.config.value,
+                config=p.config.value if replace_all else old.config,
                 output_data=output,
                 metrics=p.metrics.value,
                 error_message=p.error_message,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TypeVar
 
 from chem_persistence_async.errors import TransactionError
@@ -29,12 +30,21 @@ logger = logging.getLogger("chem_persistence_async.memory")
 class MemoryTransaction:
     """A unit of work over in-memory stores (see the module docstring)."""
 
-    __slots__ = ("_after", "_state", "_undo")
+    __slots__ = ("_after", "_now", "_state", "_undo")
 
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
         self._after: list[Callable[[], None]] = []
         self._state = "open"
+        self._now: datetime | None = None
+
+    def now(self, clock: Callable[[], datetime]) -> datetime:
+        """The unit of work's time, as PostgreSQL's ``now()`` is a transaction's: the same for
+        every row it writes (here, the clock's reading at its first use), so rows made together
+        tie on their times and are ordered by what follows, as in the database."""
+        if self._now is None:
+            self._now = clock()
+        return self._now
 
     @property
     def active(self) -> bool:

@@ -22,7 +22,7 @@ from chem_persistence_async.backends.memory.transaction import (
     memory_tx,
     run_in_memory_transaction,
 )
-from chem_persistence_async.domain.ids import to_flow_id
+from chem_persistence_async.domain.ids import check_aware, check_int, to_flow_id
 from chem_persistence_async.domain.jobs import (
     CheckedJob,
     Job,
@@ -31,10 +31,8 @@ from chem_persistence_async.domain.jobs import (
     JobState,
     JobWrite,
     QueueDepth,
-    check_aware,
     check_completed,
     check_heartbeat,
-    check_int,
     check_jobs,
     check_lease,
     check_name,

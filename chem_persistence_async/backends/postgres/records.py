@@ -23,6 +23,7 @@ from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.transaction import pg_tx
 from chem_persistence_async.backends.records_base import WorkflowRecordsBase
+from chem_persistence_async.domain.ids import check_aware, check_int
 from chem_persistence_async.domain.projection import FlowProjection
 from chem_persistence_async.domain.records import (
     UNSET,
@@ -40,11 +41,9 @@ from chem_persistence_async.domain.records import (
     WorkflowRunRecord,
     WorkflowStageRecord,
     check_artifact_key,
-    check_int,
     check_limit,
     check_name,
     check_status,
-    check_time,
     check_uuid,
     run_changes,
     stage_changes,
@@ -343,7 +342,7 @@ class WorkflowRecords(WorkflowRecordsBase):
     async def get_suspended_stages(
         self, before: datetime, *, tx: Transaction | None = None
     ) -> builtins.list[WorkflowStageRecord]:
-        values = {"before": check_time(before, "before")}
+        values = {"before": check_aware(before, "before")}
         return [
             _stage(row) for row in await self._run(tx, sql.SUSPENDED_STAGES, values, "get_suspended_stages")
         ]

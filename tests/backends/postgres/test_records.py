@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ from chem_persistence_async import (
 from chem_persistence_async.backends.postgres.sql import events as event_sql
 from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.domain.events import StepStarted
+from chem_persistence_async.domain.records import duration_ms
 from chem_persistence_async.engine.engine import projected_append
 from chem_persistence_async.errors import PayloadTooLargeError, UnknownStatusError, ValueOutOfRangeError
 from chem_persistence_async.worker.worker import Worker
@@ -436,3 +438,22 @@ async def test_grouped_appends_of_stored_flows_keep_their_runs_and_never_remake_
             assert len(await records.get_stages_by_run(fid)) == 3
     finally:
         await database.close()
+
+
+async def test_the_servers_duration_is_the_domains(conn: asyncpg.Connection) -> None:
+    """``chem_duration_ms`` (what PostgreSQL's projection writes) equals ``duration_ms`` (what the
+    in-memory backend writes) for every class of pair: sub-millisecond, equal, an end before the
+    start (no duration, not a negative one the domain would refuse), a missing time."""
+    t0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    pairs = [
+        (t0, t0 + timedelta(microseconds=1999)),
+        (t0, t0),
+        (t0, t0 + timedelta(days=400, microseconds=1)),
+        (t0, t0 - timedelta(microseconds=1)),
+        (t0, t0 - timedelta(days=1)),
+        (None, t0),
+        (t0, None),
+    ]
+    for started, completed in pairs:
+        server = await conn.fetchval("SELECT chem_duration_ms($1, $2)", started, completed)
+        assert server == duration_ms(started, completed), (started, completed)

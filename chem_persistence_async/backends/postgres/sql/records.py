@@ -313,30 +313,37 @@ _INSERT_STAGE = """INSERT INTO workflow_stages AS s (
         started_at, completed_at, duration, config, output_data, metrics, error_message, next_poll_at
     )"""
 _RUN_FROM_PROJECTION = """ON CONFLICT (id) DO UPDATE SET
-        workflow_id = EXCLUDED.workflow_id,
-        workflow_name = EXCLUDED.workflow_name,
-        workflow_type = EXCLUDED.workflow_type,
         status = EXCLUDED.status,
         output = EXCLUDED.output,
-        config = EXCLUDED.config,
         flow_version = EXCLUDED.flow_version,
         updated_at = now(),"""
 """The run and stage inserts a projection makes, and what it sets on an existing run, in
-``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``). Not the input: a
-flow's inputs never change after its first event, and setting it again wrote the whole input to
-the table and the WAL at every recorded append (a rebuild, ``RECORD_FLOW``'s ``:replace``, sets it)."""
+``RECORD_FLOW`` and in the records an append carries (``appended_records_ctes``): what an append
+can change. Not what the flow's start fixed (its workflow id, name, type, config and input): they
+never change after the flow's first event, so a merge leaves them as the row has them (an
+operator's edit included, as the in-memory backend does), and setting the input again wrote the
+whole input to the table and the WAL at every recorded append. A rebuild (``RECORD_FLOW``'s
+``:replace``) writes them from the log."""
 
-_STAGE_FROM_PROJECTION = """stage_name = EXCLUDED.stage_name,
-        stage_number = EXCLUDED.stage_number,
-        execution_group = EXCLUDED.execution_group,
-        status = EXCLUDED.status,
-        config = EXCLUDED.config,
+_RUN_FIXED_AT_START = ("workflow_id", "workflow_name", "workflow_type", "config", "input")
+_STAGE_FIXED_AT_START = ("stage_name", "stage_number", "execution_group", "config")
+
+
+def _replaced(row: str, columns: tuple[str, ...]) -> str:
+    """The SET of the columns a merge leaves alone and a rebuild (``:replace``) writes."""
+    return ",\n        ".join(
+        f"{column} = CASE WHEN :replace THEN EXCLUDED.{column} ELSE {row}.{column} END" for column in columns
+    )
+
+
+_STAGE_FROM_PROJECTION = """status = EXCLUDED.status,
         output_data = EXCLUDED.output_data,
         metrics = EXCLUDED.metrics,
         error_message = EXCLUDED.error_message,
         next_poll_at = EXCLUDED.next_poll_at,
         updated_at = now(),"""
-"""What a projected stage sets on its row, in ``RECORD_FLOW`` and in the records an append carries."""
+"""What a projected stage sets on its row, in ``RECORD_FLOW`` and in the records an append carries
+(not its name, number, group or config: see ``_RUN_FROM_PROJECTION``)."""
 
 
 RECORD_FLOW = query(
@@ -351,7 +358,7 @@ WITH old AS (
         :completed_at::timestamptz, chem_duration_ms(:started_at, :completed_at), :flow_version
     )
     {_RUN_FROM_PROJECTION}
-        input = CASE WHEN :replace THEN EXCLUDED.input ELSE r.input END,
+        {_replaced("r", _RUN_FIXED_AT_START)},
         created_at = COALESCE(:created_at::timestamptz, r.created_at),
         started_at = {_started("r", "EXCLUDED")},
         completed_at = {_completed("r", "EXCLUDED")},
@@ -375,6 +382,7 @@ WITH old AS (
        OR NOT EXISTS (SELECT 1 FROM old WHERE old.flow_version = :previous_version)
     ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
         {_STAGE_FROM_PROJECTION}
+        {_replaced("s", _STAGE_FIXED_AT_START)},
         created_at = CASE WHEN :replace THEN EXCLUDED.created_at ELSE s.created_at END,
         started_at = {_started("s", "EXCLUDED")},
         completed_at = {_completed("s", "EXCLUDED")},
