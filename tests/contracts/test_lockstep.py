@@ -652,15 +652,16 @@ LOCKSTEP_SETTINGS = settings(
 )
 
 
-def _run_lockstep(db_url: str, run_settings: settings) -> None:
-    """The machine runs every call to completion on its own event loop, with one ``Database``
-    built on that loop for the whole run (so the tests are plain, not async)."""
+def run_lockstep(machine: type[Any], db_url: str, run_settings: settings) -> None:
+    """Run ``machine`` (a state machine with ``loop`` and ``db`` class attributes): every call runs
+    to completion on its own event loop, with one ``Database`` built on that loop for the whole run
+    (so the tests are plain, not async)."""
     loop = asyncio.new_event_loop()
     try:
         db = loop.run_until_complete(Database.open(db_url, min_connections=1, max_connections=4))
         try:
-            machine = type("LockstepRun", (Lockstep,), {"loop": loop, "db": db})
-            run_state_machine_as_test(machine, settings=run_settings)
+            bound = type(f"{machine.__name__}Run", (machine,), {"loop": loop, "db": db})
+            run_state_machine_as_test(bound, settings=run_settings)
         finally:
             loop.run_until_complete(db.close())
     finally:
@@ -668,9 +669,9 @@ def _run_lockstep(db_url: str, run_settings: settings) -> None:
 
 
 def test_stores_in_lockstep(db_url: str) -> None:
-    _run_lockstep(db_url, LOCKSTEP_SETTINGS)
+    run_lockstep(Lockstep, db_url, LOCKSTEP_SETTINGS)
 
 
 @pytest.mark.slow
 def test_stores_in_lockstep_for_longer(db_url: str) -> None:
-    _run_lockstep(db_url, settings(LOCKSTEP_SETTINGS, max_examples=300))
+    run_lockstep(Lockstep, db_url, settings(LOCKSTEP_SETTINGS, max_examples=300))
