@@ -43,9 +43,11 @@ from chem_persistence_async import (
     FlowRepository,
     InMemoryEventStore,
     InMemoryWorkflowRecords,
+    InMemoryWorkQueue,
     PgEventStore,
     RetryPolicy,
     WorkflowRecords,
+    WorkQueue,
     rebuild_records,
 )
 from chem_persistence_async.domain.projection import stage_record_id
@@ -59,6 +61,7 @@ from chem_persistence_async.domain.records import (
 )
 from tests.contracts.test_lockstep import LOCKSTEP_SETTINGS, json_values, materialise, run_lockstep, typed
 from tests.engine.flows import FailUntil, Produce
+from tests.worker.signal_flows import Approve, Seed, Ship
 
 FIXED_CLOCK = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 """Both engines' clock: a retry's ``not_before`` (a stage's ``next_poll_at``) is the same on both."""
@@ -70,7 +73,9 @@ DEFINITIONS = (
     FlowDefinition(
         "lockstep-doomed", [Produce("first"), FailUntil("doomed", {"failures": 1, "kind": "permanent"})]
     ),
+    FlowDefinition("lockstep-approval", [Seed(), Approve(), Ship()]),
 )
+"""A step that retries once, one that fails for good, one that suspends until it is sent a signal."""
 
 # --- argument classes: mostly valid (so the rows exist for later rules to meet), else an edge ----
 
@@ -150,6 +155,7 @@ class RecordsLockstep(RuleBasedStateMachine):
         self.run(self._empty_tables())
         self.records: tuple[Any, Any] = (InMemoryWorkflowRecords(), WorkflowRecords(self.db))
         self.stores: tuple[Any, Any] = (InMemoryEventStore(), PgEventStore(self.db))
+        queues = (InMemoryWorkQueue(), WorkQueue(self.db))
         policy = RetryPolicy(max_retries=3, initial_delay=0.0)
         self.engines = tuple(
             {
@@ -160,10 +166,11 @@ class RecordsLockstep(RuleBasedStateMachine):
                     records=records,
                     retry_policy=policy,
                     clock=lambda: FIXED_CLOCK,
+                    queue=queue,
                 )
                 for d in DEFINITIONS
             }
-            for store, records in zip(self.stores, self.records, strict=True)
+            for store, records, queue in zip(self.stores, self.records, queues, strict=True)
         )
         self.pool = [uuid.uuid4() for _ in range(3)]
         """Ids the machine gives runs and flows (both backends get the same one)."""
@@ -696,8 +703,7 @@ class RecordsLockstep(RuleBasedStateMachine):
             calls = [(fid, name) for fid, name in self.flows.items()]
         else:
             fid = data.draw(st.sampled_from(list(self.flows)), label="flow")
-            engines = [self.flows[fid], *(d.name for d in DEFINITIONS)]
-            calls = [(fid, data.draw(st.sampled_from(engines), label="engine"))]
+            calls = [(fid, self._engine_for(data, fid))]
 
         async def step(s: int, fid: uuid.UUID, name: str) -> Any:
             try:
@@ -718,6 +724,25 @@ class RecordsLockstep(RuleBasedStateMachine):
                     and (stage.id, stage.id) not in self.stages
                 ):
                     self.stages.append((stage.id, stage.id))
+
+    def _engine_for(self, data: st.DataObject, fid: uuid.UUID) -> str:
+        """The flow's own engine most often, else any (another definition's refuses the flow)."""
+        own = self.flows[fid]
+        return str(
+            data.draw(st.sampled_from([own, own, own, *(d.name for d in DEFINITIONS)]), label="engine")
+        )
+
+    @rule(data=st.data())
+    def send_signal(self, data: st.DataObject) -> None:
+        """An ``approve`` signal to a flow (delivered by its next ``run_next``), by a send id that
+        may repeat (delivered once), through the flow's engine or another definition's."""
+        if not self.flows:
+            return
+        fid = data.draw(st.sampled_from(list(self.flows)), label="flow")
+        name = self._engine_for(data, fid)
+        send_id = data.draw(st.sampled_from(["s1", "s2"]), label="send_id")
+        payload = data.draw(jsons, label="data")
+        self.both(lambda s: self.engines[s][name].signal(fid, "approve", payload, send_id=send_id))
 
     @rule(data=st.data())
     def rebuild(self, data: st.DataObject) -> None:
