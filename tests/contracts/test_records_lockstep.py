@@ -41,6 +41,7 @@ from chem_persistence_async import (
     FlowDefinition,
     FlowEngine,
     FlowRepository,
+    InMemoryBackend,
     InMemoryEventStore,
     InMemoryWorkflowRecords,
     InMemoryWorkQueue,
@@ -59,6 +60,8 @@ from chem_persistence_async.domain.records import (
     STAGE_UPDATE_FIELDS,
     duration_ms,
 )
+from chem_persistence_async.engine.engine import FLOW_JOB, SIGNAL_JOB
+from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
 from tests.contracts.test_lockstep import LOCKSTEP_SETTINGS, json_values, materialise, run_lockstep, typed
 from tests.engine.flows import FailUntil, Produce
 from tests.worker.signal_flows import Approve, Seed, Ship
@@ -155,7 +158,7 @@ class RecordsLockstep(RuleBasedStateMachine):
         self.run(self._empty_tables())
         self.records: tuple[Any, Any] = (InMemoryWorkflowRecords(), WorkflowRecords(self.db))
         self.stores: tuple[Any, Any] = (InMemoryEventStore(), PgEventStore(self.db))
-        queues = (InMemoryWorkQueue(), WorkQueue(self.db))
+        self.queues: tuple[Any, Any] = (InMemoryWorkQueue(), WorkQueue(self.db))
         policy = RetryPolicy(max_retries=3, initial_delay=0.0)
         self.engines = tuple(
             {
@@ -170,8 +173,17 @@ class RecordsLockstep(RuleBasedStateMachine):
                 )
                 for d in DEFINITIONS
             }
-            for store, records, queue in zip(self.stores, self.records, queues, strict=True)
+            for store, records, queue in zip(self.stores, self.records, self.queues, strict=True)
         )
+        self.runners = tuple(
+            FlowRunner(
+                backend, {e.definition_ref: e for e in engines.values()}, queue, lease=timedelta(minutes=5)
+            )
+            for backend, engines, queue in zip(
+                (InMemoryBackend(), self.db), self.engines, self.queues, strict=True
+            )
+        )
+        """What a worker runs for each job it claims, per backend (the ``work`` rule claims)."""
         self.pool = [uuid.uuid4() for _ in range(3)]
         """Ids the machine gives runs and flows (both backends get the same one)."""
         self.paired: dict[uuid.UUID, uuid.UUID] = {}
@@ -191,7 +203,10 @@ class RecordsLockstep(RuleBasedStateMachine):
 
     async def _empty_tables(self) -> None:
         async with self.db.acquire() as conn:
-            await conn.execute("DELETE FROM workflow_logs; DELETE FROM workflow_runs")
+            await conn.execute(
+                "DELETE FROM workflow_logs; DELETE FROM workflow_runs;"
+                " DELETE FROM work_queue; DELETE FROM work_queue_history"
+            )
 
     # --- comparing ---------------------------------------------------------------------------
 
@@ -717,13 +732,54 @@ class RecordsLockstep(RuleBasedStateMachine):
 
         self.both(steps, lambda side, results: [typed(r) if r[0] != "error" else r for r in results])
         self._note_event_times()
-        for fid, _ in calls:  # the projection's stages: their ids are derived, the same on both
+        self._note_projected_stages([fid for fid, _ in calls])
+
+    def _note_projected_stages(self, flows: list[uuid.UUID]) -> None:
+        """The flows' projected stages, for later rules: their ids are derived, the same on both."""
+        for fid in flows:
             for stage in self.run(self.records[MEMORY].get_stages_by_run(fid)):
                 if (
                     stage.id == stage_record_id(fid, stage.stage_id)
                     and (stage.id, stage.id) not in self.stages
                 ):
                     self.stages.append((stage.id, stage.id))
+
+    @rule(data=st.data())
+    def submit_flow(self, data: st.DataObject) -> None:
+        """A flow started for the workers: its first event and its job in one commit (carried by
+        PostgreSQL's append statement with the records)."""
+        fid = data.draw(st.sampled_from([*self.pool, uuid.uuid4()]), label="flow")
+        name = data.draw(st.sampled_from([d.name for d in DEFINITIONS]), label="definition")
+        self.both(lambda s: self.engines[s][name].submit(flow_id=fid, inputs={"order": 7}), writes=True)
+        if self.run(self.stores[MEMORY].list(fid)):
+            self.flows.setdefault(fid, name)
+            if (fid, fid) not in self.runs:
+                self.runs.append((fid, fid))
+        self._note_event_times()
+
+    @rule(limit=st.integers(1, 3))
+    def work(self, limit: int) -> None:
+        """What a worker does: claim up to ``limit`` jobs (flows, signals) and run each as far as
+        it goes now (its step outcome, next move and job end commit together, records with them)."""
+
+        async def claim_and_run(s: int) -> Any:
+            jobs = await self.queues[s].claim("w", limit=limit, kinds=(FLOW_JOB, SIGNAL_JOB))
+            outcomes = []
+            for job in jobs:
+                holding = Holding(job)
+                try:
+                    if job.kind == SIGNAL_JOB:
+                        ended = await self.runners[s].deliver_signal(holding)
+                    else:
+                        ended = await self.runners[s].run(holding, lambda _: {})
+                except ChemPersistError as exc:
+                    ended = type(exc).__name__
+                outcomes.append((str(job.flow_id), job.kind, job.attempt, ended))
+            return sorted(outcomes)
+
+        self.both(claim_and_run)
+        self._note_event_times()
+        self._note_projected_stages(list(self.flows))
 
     def _engine_for(self, data: st.DataObject, fid: uuid.UUID) -> str:
         """The flow's own engine most often, else any (another definition's refuses the flow)."""
