@@ -175,13 +175,12 @@ class RecordsLockstep(RuleBasedStateMachine):
             }
             for store, records, queue in zip(self.stores, self.records, self.queues, strict=True)
         )
+        backends: tuple[Any, Any] = (InMemoryBackend(), self.db)
         self.runners = tuple(
             FlowRunner(
                 backend, {e.definition_ref: e for e in engines.values()}, queue, lease=timedelta(minutes=5)
             )
-            for backend, engines, queue in zip(
-                (InMemoryBackend(), self.db), self.engines, self.queues, strict=True
-            )
+            for backend, engines, queue in zip(backends, self.engines, self.queues, strict=True)
         )
         """What a worker runs for each job it claims, per backend (the ``work`` rule claims)."""
         self.pool = [uuid.uuid4() for _ in range(3)]
