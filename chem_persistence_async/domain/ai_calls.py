@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Final
 from uuid import UUID, uuid4
 
@@ -24,6 +24,19 @@ MAX_BATCH_ID_LENGTH: Final = 500
 MAX_COST: Final = Decimal("1e15")
 DEFAULT_MAX_CALL_BYTES: Final = 8 * 1024 * 1024
 """The default limit of one call's prompt, response and metadata together."""
+
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""Where costs are added: Python's default context rounds every sum to 28 significant digits (a
+cost of 1e15 plus one of 1e-20 lost the latter), PostgreSQL's NUMERIC sums exactly; with this
+precision an addition of finite decimals is exact too."""
+
+
+def _add_costs(costs: Any) -> Decimal:
+    """The exact sum of ``costs``."""
+    total = Decimal(0)
+    for cost in costs:
+        total = _EXACT.add(total, cost)
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +100,7 @@ class AIHelperStats:
             total_calls=sum(m.calls for m in models.values()),
             total_input_tokens=sum(m.input_tokens for m in models.values()),
             total_output_tokens=sum(m.output_tokens for m in models.values()),
-            total_cost=sum((m.cost for m in models.values()), Decimal(0)),
+            total_cost=_add_costs(m.cost for m in models.values()),
             per_model=models,
         )
 
@@ -170,7 +183,7 @@ def stats_of(calls: Any, topic_prefix: str) -> AIHelperStats:
             m.calls + 1,
             m.input_tokens + call.input_tokens,
             m.output_tokens + call.output_tokens,
-            m.cost + call.cost,
+            _EXACT.add(m.cost, call.cost),
         )
     return AIHelperStats.of(per_model)
 

@@ -62,6 +62,21 @@ async def test_costs_add_up_exactly(ai_log: Any) -> None:
     assert sum([0.1] * 1000) != 100.0
 
 
+async def test_costs_add_up_exactly_past_28_digits(ai_log: Any) -> None:
+    """Python's default decimal context rounds a sum to 28 significant digits; the log's sums are
+    exact however many digits they need (the most costly call with the least costly fraction), per
+    model and in total, on every backend."""
+    costs = [Decimal("1e15"), Decimal("1e-20"), Decimal("0.3333333333333333333333333333333333")]
+    for n, cost in enumerate(costs):
+        ai_log.log_call(ai_call(model=("large", "small")[n % 2], cost=cost))
+    stats = await ai_log.get_stats("orders")
+    exact = Decimal("1000000000000000.3333333333333333333433333333333333")
+    assert stats.total_cost == exact
+    assert stats.per_model["large"].cost == Decimal("1000000000000000.3333333333333333333333333333333333")
+    assert stats.per_model["small"].cost == Decimal("1e-20")
+    assert sum(costs, Decimal(0)) != exact  # (what the default context gives)
+
+
 async def test_batch_results_are_recorded_once(ai_log: Any) -> None:
     assert await ai_log.is_recorded("batch-1") is False
     results = [ai_call(topic="batch/x", cost=1), ai_call(topic="batch/y", model="large", cost=2)]
