@@ -275,3 +275,34 @@ DOMAIN chem_record_name text
 
 DOMAIN chem_record_status text
     CONSTRAINT chem_record_status_check CHECK ((VALUE = ANY (ARRAY['PENDING'::text, 'RUNNING'::text, 'SUSPENDED'::text, 'COMPLETED'::text, 'FAILED'::text, 'CANCELLED'::text, 'SKIPPED'::text])))
+
+FUNCTION chem_duration_ms
+    CREATE OR REPLACE FUNCTION chem_duration_ms(started timestamp with time zone, completed timestamp with time zone)
+     RETURNS bigint
+     LANGUAGE sql
+     IMMUTABLE PARALLEL SAFE
+    AS $function$
+        SELECT CASE WHEN completed >= started THEN floor(extract(epoch FROM completed - started) * 1000)::bigint END
+    $function$
+
+FUNCTION chem_reject_mutation
+    CREATE OR REPLACE FUNCTION chem_reject_mutation()
+     RETURNS trigger
+     LANGUAGE plpgsql
+    AS $function$
+    BEGIN
+        RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'restrict_violation';
+    END;
+    $function$
+
+FUNCTION chem_touch_updated_at
+    CREATE OR REPLACE FUNCTION chem_touch_updated_at()
+     RETURNS trigger
+     LANGUAGE plpgsql
+    AS $function$
+    BEGIN
+        NEW.updated_at := now();
+        RETURN NEW;
+    END;
+    $function$

@@ -72,6 +72,18 @@ ORDER BY t.typname, k.conname
 """The domains the owned tables' columns use, with their checks."""
 
 
+_FUNCTIONS = """
+SELECT p.proname, n.nspname, pg_get_functiondef(p.oid)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = current_schema()
+WHERE p.proname LIKE 'chem\\_%'
+ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)
+"""
+"""The library's functions (``chem_*``: trigger functions, ``chem_duration_ms``), whole: a migration
+that replaces a body changes the schema as much as one that adds a column. Shown without the
+schema's name, which the definition spells out."""
+
+
 _HEADER = (
     "-- Schema built by migrations/ (generated; checked by tests/backends/postgres/test_migrations.py; "
     "regenerate with: python -m tests.backends.postgres.test_migrations)"
@@ -86,6 +98,7 @@ async def describe_schema(conn: asyncpg.Connection) -> str:
     indexes = await conn.fetch(_INDEXES, tables)
     triggers = await conn.fetch(_TRIGGERS, tables)
     domains = await conn.fetch(_DOMAINS, tables)
+    functions = await conn.fetch(_FUNCTIONS)
     for table in tables:
         lines.append(f"TABLE {table}")
         for _, name, type_, notnull, default in (r for r in columns if r[0] == table):
@@ -102,5 +115,10 @@ async def describe_schema(conn: asyncpg.Connection) -> str:
         rows = [r for r in domains if r[0] == name]
         lines.append(f"DOMAIN {name} {rows[0][1]}")
         lines.extend(f"    CONSTRAINT {r[2]} {r[3]}" for r in rows if r[2] is not None)
+        lines.append("")
+    for name, schema, definition in functions:
+        lines.append(f"FUNCTION {name}")
+        definition = definition.replace(f"FUNCTION {schema}.", "FUNCTION ", 1)
+        lines.extend(f"    {line}".rstrip() for line in definition.strip().splitlines())
         lines.append("")
     return "\n".join(lines)
