@@ -20,6 +20,7 @@ from chem_persistence_async.errors import (
     InvalidInputError,
     JobCancelledError,
     LeaseLostError,
+    UnknownStatusError,
     ValueOutOfRangeError,
 )
 
@@ -260,6 +261,23 @@ def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -
     if not text:
         raise InvalidInputError(f"{what} must not be empty")
     return text
+
+
+def check_states(values: object) -> list[JobState] | None:
+    """``list_jobs``'s ``states``: a list of ``JobState`` members or their values, else
+    ``UnknownStatusError`` naming the valid ones (``None``: every state)."""
+    if values is None:
+        return None
+    if isinstance(values, str | bytes) or not isinstance(values, list | tuple | set | frozenset):
+        raise InvalidInputError(f"states must be a list of job states, got {type(values).__name__}")
+    states = []
+    for value in values:
+        try:
+            states.append(JobState(value))
+        except (ValueError, TypeError):
+            valid = ", ".join(state.value for state in JobState)
+            raise UnknownStatusError(f"a job state is one of {valid}; got {value!r:.60}") from None
+    return states
 
 
 def check_names(values: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> list[str]:

@@ -19,12 +19,14 @@ from chem_persistence_async import (
     JobState,
     LeaseLostError,
     QueueDepth,
+    UnknownStatusError,
     UnstorableValueError,
     ValueOutOfRangeError,
 )
 from chem_persistence_async.ports.work_queue import WorkQueuePort
 
 SHORT = timedelta(milliseconds=150)
+_PAST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 async def _until_expired(job: Job, queue: Any) -> None:
@@ -649,3 +651,46 @@ async def test_bad_claim_arguments(queue: Any, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         await queue.claim("", limit=1)
     assert await queue.depth() == QueueDepth(ready=1)
+
+
+async def test_run_out_leases_of_one_claim_are_taken_back_by_id(queue: Any) -> None:
+    """The jobs one claim took share their lease's end: a smaller claim takes them back in id
+    order on every backend, before any ready job. (PostgreSQL's plan chose among them, in the
+    order their rows were last written: here the first job's row was written again after the
+    second's, by a run-out lease released.)"""
+    ids = await queue.enqueue_many([JobSpec("k", {"n": n}, not_before=_PAST) for n in range(2)])
+    assert [j.id for j in await queue.claim("w", limit=1, lease=timedelta(microseconds=1))] == ids[:1]
+    await _until_leases_run_out(queue, 1)
+    assert await queue.release_expired() == 1  # the first job is ready again, due now
+    taken = await queue.claim("w", limit=2, lease=timedelta(microseconds=1))
+    assert sorted(j.id for j in taken) == ids
+    await _until_leases_run_out(queue, 2)
+    for expected in ids:
+        (again,) = await queue.claim("w2", limit=1)
+        assert (again.id, again.worker_id) == (expected, "w2")
+
+
+async def _until_leases_run_out(queue: Any, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (await queue.depth()).expired < count:
+        assert loop.time() < deadline, "the leases never ran out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("states", "error"),
+    [
+        (["finished"], UnknownStatusError),
+        ([JobState.READY, 5], UnknownStatusError),
+        ("ready", InvalidInputError),
+    ],
+    ids=repr,
+)
+async def test_list_jobs_refuses_states_that_do_not_exist(
+    queue: Any, states: Any, error: type[Exception]
+) -> None:
+    await queue.enqueue("k")
+    with pytest.raises(error):
+        await queue.list_jobs(states=states)
+    assert [j.state for j in await queue.list_jobs(states=["ready", JobState.CLAIMED])] == [JobState.READY]

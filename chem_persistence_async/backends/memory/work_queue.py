@@ -37,6 +37,7 @@ from chem_persistence_async.domain.jobs import (
     check_lease,
     check_name,
     check_names,
+    check_states,
     claim_order,
     default_backoff,
     job_cancelled,
@@ -494,7 +495,8 @@ class InMemoryWorkQueue:
         limit: int = 100,
     ) -> builtins.list[JobInfo]:
         name = None if queue is None else check_name(queue, "queue")
-        wanted = None if states is None else {JobState(s) for s in states}
+        checked = check_states(states)
+        wanted = None if checked is None else set(checked)
         fid = None if flow_id is None else to_flow_id(flow_id)
         limit = check_int(limit, "limit", minimum=1, maximum=100_000)
         rows = sorted([*self._active.values(), *self._history.values()], key=lambda r: r.id)

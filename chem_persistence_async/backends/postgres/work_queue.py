@@ -31,6 +31,7 @@ from chem_persistence_async.domain.jobs import (
     check_lease,
     check_name,
     check_names,
+    check_states,
     claim_order,
     default_backoff,
     job_cancelled,
@@ -348,9 +349,10 @@ class WorkQueue:
         flow_id: UUID | None = None,
         limit: int = 100,
     ) -> builtins.list[JobInfo]:
+        wanted = check_states(states)
         values = {
             "queue": None if queue is None else check_name(queue, "queue"),
-            "states": None if states is None else [JobState(s).value for s in states],
+            "states": None if wanted is None else [s.value for s in wanted],
             "flow_id": None if flow_id is None else to_flow_id(flow_id),
             "limit": check_int(limit, "limit", minimum=1, maximum=100_000),
         }

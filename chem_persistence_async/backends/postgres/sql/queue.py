@@ -150,7 +150,9 @@ RETURNING id
 def _claim_ctes(also: str, queues: str, limit: str) -> str:
     """The claim's CTEs (``expired``, ``buried``, ``dead``, ``ready``, ``picked``): ``queues`` the
     relation of queue names, ``limit`` the claim's size; ``also`` is one more condition on the rows
-    either half may take (a filter on what the index scan finds)."""
+    either half may take (a filter on what the index scan finds). Run-out leases are taken
+    oldest first, then by id: the jobs one claim took share their lease's end, and without the id
+    which of them a smaller claim takes back was the plan's choice (the in-memory queue's too)."""
     return f"""expired AS (
     SELECT j.id, j.priority, j.dead FROM {queues} AS q(name)
     CROSS JOIN LATERAL (
@@ -158,7 +160,7 @@ def _claim_ctes(also: str, queues: str, limit: str) -> str:
         FROM work_queue w
         WHERE w.state = 'claimed' AND w.queue = q.name AND w.lease_expires_at < now()
           AND {_FILTERS}{also}
-        ORDER BY w.lease_expires_at
+        ORDER BY w.lease_expires_at, w.id
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED
     ) AS j
