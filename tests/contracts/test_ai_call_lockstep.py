@@ -12,23 +12,17 @@ or raised the same typed error, and the statistics of every call read back the s
 from __future__ import annotations
 
 import asyncio
-import os
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
-from chem_persistence_async import AICall, AICallLogger, ChemPersistError, Database, InMemoryAICallLogger
-from tests.contracts.test_lockstep import LOCKSTEP_SETTINGS, run_lockstep
+from chem_persistence_async import AICall, AICallLogger, ChemPersistError, InMemoryAICallLogger
+from tests.contracts.test_lockstep import DatabaseMachine, machine_settings, mostly, run_lockstep
 
 MEMORY, POSTGRES = 0, 1
-
-
-def mostly(valid: list[Any], edges: list[Any]) -> st.SearchStrategy[Any]:
-    return st.integers(0, 7).flatmap(lambda i: st.sampled_from(valid if i else edges))
 
 
 topics = mostly(["orders/a", "orders/b", "a_b/1", "a%/2", "é/x", "A_b"], ["", "t" * 500, "t" * 501, "a\x00"])
@@ -73,23 +67,14 @@ def calls(draw: st.DrawFn) -> Any:
     )
 
 
-class AICallLockstep(RuleBasedStateMachine):
-    """Set ``loop`` and ``db`` on a subclass before running it (``test_ai_call_logs_in_lockstep``)."""
+class AICallLockstep(DatabaseMachine):
+    """The AI-call logs (``test_ai_call_logs_in_lockstep``)."""
 
-    loop: ClassVar[asyncio.AbstractEventLoop]
-    db: ClassVar[Database]
+    EMPTIED = ("ai_calls", "ai_call_batches")
 
     def __init__(self) -> None:
         super().__init__()
-        self.run(self._empty())
         self.logs: tuple[Any, Any] = (InMemoryAICallLogger(), AICallLogger(self.db, batch_size=3))
-
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    async def _empty(self) -> None:
-        async with self.db.acquire() as conn:
-            await conn.execute("DELETE FROM ai_calls; DELETE FROM ai_call_batches")
 
     def teardown(self) -> None:
         for log in self.logs:
@@ -134,17 +119,10 @@ class AICallLockstep(RuleBasedStateMachine):
         self.both(lambda s: self.logs[s].get_stats(""))
 
 
-SETTINGS = settings(
-    LOCKSTEP_SETTINGS,
-    max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "100")),
-    stateful_step_count=15,
-)
-
-
 def test_ai_call_logs_in_lockstep(db_url: str) -> None:
-    run_lockstep(AICallLockstep, db_url, SETTINGS)
+    run_lockstep(AICallLockstep, db_url, machine_settings(15))
 
 
 @pytest.mark.slow
 def test_ai_call_logs_in_lockstep_for_longer(db_url: str) -> None:
-    run_lockstep(AICallLockstep, db_url, settings(SETTINGS, max_examples=400))
+    run_lockstep(AICallLockstep, db_url, machine_settings(15, longer=True))

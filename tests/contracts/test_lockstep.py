@@ -214,11 +214,30 @@ def artifacts_view(found: dict[str, Artifact]) -> Any:
     return sorted((h, a.hash, a.kind, typed(a.payload), typed(a.metadata)) for h, a in found.items())
 
 
-class Lockstep(RuleBasedStateMachine):
-    """Set ``loop`` and ``db`` on a subclass before running it (``test_stores_in_lockstep``)."""
+class DatabaseMachine(RuleBasedStateMachine):
+    """A state machine that drives an in-memory backend and PostgreSQL in lockstep on one database
+    for its whole run: ``run_lockstep`` sets ``loop`` and ``db`` on a subclass. Each example starts
+    with the tables in ``EMPTIED`` emptied (those the machine reads whole, such as a queue's jobs)."""
 
     loop: ClassVar[asyncio.AbstractEventLoop]
     db: ClassVar[Database]
+    EMPTIED: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.EMPTIED:
+            self.run(self._empty())
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    async def _empty(self) -> None:
+        async with self.db.acquire() as conn:
+            await conn.execute("; ".join(f"DELETE FROM {table}" for table in self.EMPTIED))
+
+
+class Lockstep(DatabaseMachine):
+    """The event stores (and, for appends that carry a job write, the work queues)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -248,9 +267,6 @@ class Lockstep(RuleBasedStateMachine):
         self.held = {id(self.memory): {}, id(self.postgres): {}}
 
     # --- running one call on both stores ---------------------------------------------------------
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
 
     def _artifact(self, payload: Any, metadata: Any = None) -> Artifact:
         return Artifact.of(f"k-{self.salt}", payload, metadata)
@@ -650,6 +666,19 @@ LOCKSTEP_SETTINGS = settings(
     deadline=None,  # a rule is several round trips to PostgreSQL: its time says nothing
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
+
+
+def mostly(valid: list[Any], edges: list[Any], *, one_in: int = 8) -> st.SearchStrategy[Any]:
+    """One of ``valid`` but one time in ``one_in``, then one of ``edges`` (which may be valid too):
+    each argument mostly valid, so the rows a call makes exist for the rules after it to meet."""
+    return st.integers(1, one_in).flatmap(lambda i: st.sampled_from(edges if i == 1 else valid))
+
+
+def machine_settings(steps: int, *, longer: bool = False) -> settings:
+    """A lockstep machine's settings: ``steps`` rules per example, ``CHEM_LOCKSTEP_EXAMPLES``
+    examples (100 by default; 400 for the slow run, ``longer``)."""
+    examples = 400 if longer else int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "100"))
+    return settings(LOCKSTEP_SETTINGS, max_examples=examples, stateful_step_count=steps)
 
 
 def run_lockstep(machine: type[Any], db_url: str, run_settings: settings) -> None:

@@ -16,35 +16,27 @@ clock; a lease is 5 minutes, or a microsecond (run out by the next call).
 
 from __future__ import annotations
 
-import asyncio
-import os
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from chem_persistence_async import (
     ChemPersistError,
-    Database,
     InMemoryWorkQueue,
     Job,
     JobSpec,
     WorkQueue,
 )
-from tests.contracts.test_lockstep import LOCKSTEP_SETTINGS, run_lockstep, typed
+from tests.contracts.test_lockstep import DatabaseMachine, machine_settings, mostly, run_lockstep, typed
 
 MEMORY, POSTGRES = 0, 1
 PAST = datetime(2000, 1, 1, tzinfo=UTC)
 LATER = datetime(2999, 1, 1, tzinfo=UTC)
 QUEUES = ("q1", "q2")
 KINDS = ("a", "b")
-
-
-def mostly(valid: list[Any], edges: list[Any]) -> st.SearchStrategy[Any]:
-    return st.integers(0, 9).flatmap(lambda i: st.sampled_from(valid if i else edges))
 
 
 keys = mostly([None, "k1", "k2", "k3"], ["", "k\x00", 5])
@@ -55,27 +47,18 @@ payloads = st.none() | st.dictionaries(st.sampled_from(["a", "b"]), st.integers(
 leases = st.sampled_from([timedelta(minutes=5), timedelta(minutes=5), timedelta(microseconds=1)])
 
 
-class QueueLockstep(RuleBasedStateMachine):
-    """Set ``loop`` and ``db`` on a subclass before running it (``test_queues_in_lockstep``)."""
+class QueueLockstep(DatabaseMachine):
+    """The work queues (``test_queues_in_lockstep``)."""
 
-    loop: ClassVar[asyncio.AbstractEventLoop]
-    db: ClassVar[Database]
+    EMPTIED = ("work_queue", "work_queue_history")
 
     def __init__(self) -> None:
         super().__init__()
-        self.run(self._empty())
         self.queues: tuple[Any, Any] = (InMemoryWorkQueue(), WorkQueue(self.db))
         self.paired: dict[int, int] = {}
         """PostgreSQL's job id -> memory's."""
         self.held: tuple[dict[int, Job], dict[int, Job]] = ({}, {})
         """Per backend, by memory's id: the last claim of each job (its lease may be stale)."""
-
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    async def _empty(self) -> None:
-        async with self.db.acquire() as conn:
-            await conn.execute("DELETE FROM work_queue; DELETE FROM work_queue_history")
 
     # --- comparing -----------------------------------------------------------------------------
 
@@ -264,17 +247,10 @@ class QueueLockstep(RuleBasedStateMachine):
         self.both(lambda s: self.queues[s].depth(), lambda s, r: r)
 
 
-SETTINGS = settings(
-    LOCKSTEP_SETTINGS,
-    max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "100")),
-    stateful_step_count=15,
-)
-
-
 def test_queues_in_lockstep(db_url: str) -> None:
-    run_lockstep(QueueLockstep, db_url, SETTINGS)
+    run_lockstep(QueueLockstep, db_url, machine_settings(15))
 
 
 @pytest.mark.slow
 def test_queues_in_lockstep_for_longer(db_url: str) -> None:
-    run_lockstep(QueueLockstep, db_url, settings(SETTINGS, max_examples=400))
+    run_lockstep(QueueLockstep, db_url, machine_settings(15, longer=True))

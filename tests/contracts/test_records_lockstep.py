@@ -23,21 +23,19 @@ flow ids of its own, so the tables' global reads (runs by status, suspended stag
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from chem_persistence_async import (
     ChemPersistError,
-    Database,
     FlowDefinition,
     FlowEngine,
     FlowRepository,
@@ -62,7 +60,15 @@ from chem_persistence_async.domain.records import (
 )
 from chem_persistence_async.engine.engine import FLOW_JOB, SIGNAL_JOB
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
-from tests.contracts.test_lockstep import LOCKSTEP_SETTINGS, json_values, materialise, run_lockstep, typed
+from tests.contracts.test_lockstep import (
+    DatabaseMachine,
+    json_values,
+    machine_settings,
+    materialise,
+    run_lockstep,
+    typed,
+)
+from tests.contracts.test_lockstep import mostly as mostly_one_in
 from tests.engine.flows import FailUntil, Produce
 from tests.worker.signal_flows import Approve, Seed, Ship
 
@@ -83,10 +89,9 @@ DEFINITIONS = (
 # --- argument classes: mostly valid (so the rows exist for later rules to meet), else an edge ----
 
 
-def mostly(valid: list[Any], edges: list[Any]) -> st.SearchStrategy[Any]:
-    """A valid value fifteen times in sixteen, else one of ``edges`` (which may still be valid)."""
-    return st.integers(0, 15).flatmap(lambda i: st.sampled_from(valid if i else edges))
-
+mostly = partial(mostly_one_in, one_in=16)
+"""A records call has many arguments, each with its edges: one edge in sixteen leaves most calls
+valid, so the rows they make are there for the rules after them."""
 
 names = mostly(
     ["n", "Orders"], ["", "x" * MAX_NAME_LENGTH, "x" * (MAX_NAME_LENGTH + 1), "a\x00", "\ud800", 5]
@@ -147,15 +152,13 @@ Ref = tuple[Any, Any]
 """The same record's id on each backend (memory's, PostgreSQL's); a malformed one is the same on both."""
 
 
-class RecordsLockstep(RuleBasedStateMachine):
-    """Set ``loop`` and ``db`` on a subclass before running it (``test_records_in_lockstep``)."""
+class RecordsLockstep(DatabaseMachine):
+    """The workflow records, with engine flows projected into them (``test_records_in_lockstep``)."""
 
-    loop: ClassVar[asyncio.AbstractEventLoop]
-    db: ClassVar[Database]
+    EMPTIED = ("workflow_logs", "workflow_runs", "work_queue", "work_queue_history")
 
     def __init__(self) -> None:
         super().__init__()
-        self.run(self._empty_tables())
         self.records: tuple[Any, Any] = (InMemoryWorkflowRecords(), WorkflowRecords(self.db))
         self.stores: tuple[Any, Any] = (InMemoryEventStore(), PgEventStore(self.db))
         self.queues: tuple[Any, Any] = (InMemoryWorkQueue(), WorkQueue(self.db))
@@ -196,16 +199,6 @@ class RecordsLockstep(RuleBasedStateMachine):
         self._minted: uuid.UUID | None = None
         self.event_times: tuple[dict[datetime, dict[uuid.UUID, int]], ...] = ({}, {})
         """Per backend: each event time, with the flows that have it and the first version there."""
-
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    async def _empty_tables(self) -> None:
-        async with self.db.acquire() as conn:
-            await conn.execute(
-                "DELETE FROM workflow_logs; DELETE FROM workflow_runs;"
-                " DELETE FROM work_queue; DELETE FROM work_queue_history"
-            )
 
     # --- comparing ---------------------------------------------------------------------------
 
@@ -838,18 +831,10 @@ class RecordsLockstep(RuleBasedStateMachine):
         assert memory[1] == postgres[1]
 
 
-SETTINGS = settings(
-    LOCKSTEP_SETTINGS,
-    # ~10 s here; CHEM_LOCKSTEP_EXAMPLES=5000 hunts for longer, as for the event stores' machine.
-    max_examples=int(os.environ.get("CHEM_LOCKSTEP_EXAMPLES", "100")),
-    stateful_step_count=12,
-)
-
-
 def test_records_in_lockstep(db_url: str) -> None:
-    run_lockstep(RecordsLockstep, db_url, SETTINGS)
+    run_lockstep(RecordsLockstep, db_url, machine_settings(12))
 
 
 @pytest.mark.slow
 def test_records_in_lockstep_for_longer(db_url: str) -> None:
-    run_lockstep(RecordsLockstep, db_url, settings(SETTINGS, max_examples=400))
+    run_lockstep(RecordsLockstep, db_url, machine_settings(12, longer=True))
