@@ -22,6 +22,7 @@ order no caller chooses.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 import struct
@@ -214,6 +215,15 @@ def artifacts_view(found: dict[str, Artifact]) -> Any:
     return sorted((h, a.hash, a.kind, typed(a.payload), typed(a.metadata)) for h, a in found.items())
 
 
+MEMORY, POSTGRES = 0, 1
+"""The two sides of a ``DatabaseMachine``, as its rules index them."""
+
+
+def as_is(side: int, result: Any) -> Any:
+    """A ``DatabaseMachine.both`` view that compares the results themselves (by ``==``)."""
+    return result
+
+
 class DatabaseMachine(RuleBasedStateMachine):
     """A state machine that drives an in-memory backend and PostgreSQL in lockstep on one database
     for its whole run: ``run_lockstep`` sets ``loop`` and ``db`` on a subclass. Each example starts
@@ -227,6 +237,8 @@ class DatabaseMachine(RuleBasedStateMachine):
         super().__init__()
         if self.EMPTIED:
             self.run(self._empty())
+        self.paired: dict[Any, Any] = {}
+        """PostgreSQL's minted id -> memory's, for every id a call minted on both sides."""
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -234,6 +246,45 @@ class DatabaseMachine(RuleBasedStateMachine):
     async def _empty(self) -> None:
         async with self.db.acquire() as conn:
             await conn.execute("; ".join(f"DELETE FROM {table}" for table in self.EMPTIED))
+
+    def pair(self, memory: Any, postgres: Any) -> None:
+        """Note that ``postgres`` is ``memory``'s id on the other side: each id pairs with one id."""
+        known = self.paired.get(postgres)
+        assert known in (None, memory), ("paired twice", postgres, known, memory)
+        if known is None:
+            assert memory == postgres or memory not in self.paired.values(), ("paired twice", memory)
+            self.paired[postgres] = memory
+
+    def both(
+        self,
+        call: Callable[[int], Any],
+        view: Callable[[int, Any], Any] | None = None,
+        *,
+        state: Callable[[int], Coroutine[Any, Any, Any]] | None = None,
+    ) -> list[Any]:
+        """Make ``call(side)`` on memory's side, then PostgreSQL's (awaited if it gives an
+        awaitable); assert equal views of the results (``view(side, result)``, else ``typed``) or
+        the same typed error: any other exception is a bug. With ``state``, a refused call must
+        leave ``state(side)`` as it was. Returns each side's result, or its exception's type."""
+        outcomes, results = [], []
+        for side in (MEMORY, POSTGRES):
+            before = self.run(state(side)) if state is not None else None
+            try:
+                result = call(side)
+                if inspect.isawaitable(result):
+                    result = self.run(result)  # type: ignore[arg-type]
+                outcome: Any = ("ok", typed(result) if view is None else view(side, result))
+            except ChemPersistError as exc:
+                result, outcome = type(exc), ("error", type(exc))
+            except Exception as exc:
+                side_name = ("memory", "postgres")[side]
+                raise AssertionError(f"{side_name} raised {exc!r}, not a ChemPersistError") from exc
+            if state is not None and outcome[0] == "error":  # a refused call changes nothing
+                assert self.run(state(side)) == before, (side, outcome)
+            outcomes.append(outcome)
+            results.append(result)
+        assert outcomes[0] == outcomes[1], outcomes
+        return results
 
 
 class Lockstep(DatabaseMachine):
@@ -282,31 +333,28 @@ class Lockstep(DatabaseMachine):
                 )
             )
 
-    def both(
+    def both(  # type: ignore[override]
         self,
         call: Callable[[Any], Awaitable[Any]],
         view: Callable[[Any], Any] = lambda r: r,
         *,
         writes: bool = False,
     ) -> Any:
-        """Make ``call`` on both stores; assert equal views of the results, or the same typed error
-        (with nothing written, when ``call`` writes). Returns the view, or the exception type."""
-        outcomes = []
-        for store in (self.memory, self.postgres):
-            before = self.run(self._written(store)) if writes else None
-            try:
-                outcome: Any = ("ok", view(self.run(call(store))))
-            except ChemPersistError as exc:
-                outcome = ("error", type(exc))
-            except Exception as exc:  # any other exception is a bug: not a typed library error
-                raise AssertionError(
-                    f"{type(store).__name__} raised {exc!r}, not a ChemPersistError"
-                ) from exc
-            if writes and outcome[0] == "error":  # a refused call writes nothing
-                assert self.run(self._written(store)) == before, (type(store).__name__, outcome)
-            outcomes.append(outcome)
-        assert outcomes[0] == outcomes[1], outcomes
-        return outcomes[0][1]
+        """``DatabaseMachine.both`` with ``call(store)`` and ``view(result)`` (with nothing written,
+        when ``call`` writes). Returns the view, or the exception type."""
+        stores = (self.memory, self.postgres)
+        views: list[Any] = []
+
+        def seen(side: int, result: Any) -> Any:
+            views.append(view(result))
+            return views[-1]
+
+        results = super().both(
+            lambda side: call(stores[side]),
+            seen,
+            state=(lambda side: self._written(stores[side])) if writes else None,
+        )
+        return results[0] if isinstance(results[0], type) else views[0]
 
     def _version(self, flow: Any) -> int:
         return self.run(self.memory.flow_version(flow)) if isinstance(flow, uuid.UUID) else 0

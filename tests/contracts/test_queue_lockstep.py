@@ -24,15 +24,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from chem_persistence_async import (
-    ChemPersistError,
     InMemoryWorkQueue,
     Job,
     JobSpec,
     WorkQueue,
 )
-from tests.contracts.test_lockstep import DatabaseMachine, machine_settings, mostly, run_lockstep, typed
+from tests.contracts.test_lockstep import (
+    MEMORY,
+    POSTGRES,
+    DatabaseMachine,
+    as_is,
+    machine_settings,
+    mostly,
+    run_lockstep,
+    typed,
+)
 
-MEMORY, POSTGRES = 0, 1
 PAST = datetime(2000, 1, 1, tzinfo=UTC)
 LATER = datetime(2999, 1, 1, tzinfo=UTC)
 QUEUES = ("q1", "q2")
@@ -55,8 +62,6 @@ class QueueLockstep(DatabaseMachine):
     def __init__(self) -> None:
         super().__init__()
         self.queues: tuple[Any, Any] = (InMemoryWorkQueue(), WorkQueue(self.db))
-        self.paired: dict[int, int] = {}
-        """PostgreSQL's job id -> memory's."""
         self.held: tuple[dict[int, Job], dict[int, Job]] = ({}, {})
         """Per backend, by memory's id: the last claim of each job (its lease may be stale)."""
 
@@ -66,11 +71,9 @@ class QueueLockstep(DatabaseMachine):
         return job_id if side == MEMORY else self.paired.get(job_id, ("unpaired", job_id))
 
     def _pair_ids(self, ids: list[list[int]]) -> None:
-        """Pair the ids two calls returned, position by position (each id with one id only)."""
+        """Pair the ids two calls returned, position by position."""
         for memory, postgres in zip(ids[0], ids[1], strict=True):
-            known = self.paired.get(postgres)
-            assert known in (None, memory), (postgres, known, memory)
-            self.paired[postgres] = memory
+            self.pair(memory, postgres)
 
     def job_view(self, side: int, job: Any) -> Any:
         """A job as both queues should agree on it: its id paired, neither clock's times, the
@@ -87,22 +90,6 @@ class QueueLockstep(DatabaseMachine):
             else:
                 out[name] = typed(value)
         return out
-
-    def both(self, call: Any, view: Any = None) -> list[Any]:
-        """Make ``call`` on both queues; assert equal views, or the same typed error."""
-        outcomes, results = [], []
-        for side in (MEMORY, POSTGRES):
-            try:
-                result = self.run(call(side))
-                outcome: Any = ("ok", view(side, result) if view is not None else typed(result))
-            except ChemPersistError as exc:
-                result, outcome = type(exc), ("error", type(exc))
-            except Exception as exc:
-                raise AssertionError(f"{('memory', 'postgres')[side]} raised {exc!r}") from exc
-            outcomes.append(outcome)
-            results.append(result)
-        assert outcomes[0] == outcomes[1], outcomes
-        return results
 
     # --- enqueueing ------------------------------------------------------------------------------
 
@@ -232,7 +219,7 @@ class QueueLockstep(DatabaseMachine):
             ),
             label="states",
         )
-        self.both(lambda s: self.queues[s].depth(queue=queue), lambda s, r: r)
+        self.both(lambda s: self.queues[s].depth(queue=queue), as_is)
         self.both(
             lambda s: self.queues[s].list_jobs(queue=queue, states=states, limit=1000),
             lambda s, r: sorted((self.job_view(s, j) for j in r), key=repr),
@@ -244,7 +231,7 @@ class QueueLockstep(DatabaseMachine):
             lambda s: self.queues[s].list_jobs(limit=1000),
             lambda s, r: sorted((self.job_view(s, j) for j in r), key=repr),
         )
-        self.both(lambda s: self.queues[s].depth(), lambda s, r: r)
+        self.both(lambda s: self.queues[s].depth(), as_is)
 
 
 def test_queues_in_lockstep(db_url: str) -> None:

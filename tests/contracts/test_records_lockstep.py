@@ -61,6 +61,8 @@ from chem_persistence_async.domain.records import (
 from chem_persistence_async.engine.engine import FLOW_JOB, SIGNAL_JOB
 from chem_persistence_async.worker.flow_runner import FlowRunner, Holding
 from tests.contracts.test_lockstep import (
+    MEMORY,
+    POSTGRES,
     DatabaseMachine,
     json_values,
     machine_settings,
@@ -147,7 +149,6 @@ def _difference(a: Any, b: Any) -> Any:
     return (a, b)
 
 
-MEMORY, POSTGRES = 0, 1
 Ref = tuple[Any, Any]
 """The same record's id on each backend (memory's, PostgreSQL's); a malformed one is the same on both."""
 
@@ -188,8 +189,6 @@ class RecordsLockstep(DatabaseMachine):
         """What a worker runs for each job it claims, per backend (the ``work`` rule claims)."""
         self.pool = [uuid.uuid4() for _ in range(3)]
         """Ids the machine gives runs and flows (both backends get the same one)."""
-        self.paired: dict[uuid.UUID, uuid.UUID] = {}
-        """PostgreSQL's minted id -> memory's, for every id either side minted."""
         self.runs: list[Ref] = []
         """Runs made on both backends (by hand or by a flow's start), deleted or not."""
         self.stages: list[Ref] = []
@@ -201,14 +200,6 @@ class RecordsLockstep(DatabaseMachine):
         """Per backend: each event time, with the flows that have it and the first version there."""
 
     # --- comparing ---------------------------------------------------------------------------
-
-    def _pair(self, memory: uuid.UUID, postgres: uuid.UUID) -> None:
-        """Note that ``postgres`` is ``memory`` on the other side; each id pairs with one id."""
-        known = self.paired.get(postgres)
-        assert known in (None, memory), ("paired twice", postgres, known, memory)
-        if known is None:
-            assert memory not in self.paired.values() or memory == postgres, ("paired twice", memory)
-            self.paired[postgres] = memory
 
     def label(self, side: int, value: uuid.UUID | None) -> Any:
         if value is None or side == MEMORY:
@@ -287,34 +278,6 @@ class RecordsLockstep(DatabaseMachine):
             )
         return runs, self.views(side, await records.list_runs(limit=1000))
 
-    def both(
-        self,
-        call: Callable[[int], Coroutine[Any, Any, Any]],
-        view: Callable[[int, Any], Any] | None = None,
-        *,
-        writes: bool = False,
-    ) -> Any:
-        """Make ``call`` on both backends; assert equal views of the results, or the same typed error
-        (with nothing changed, when ``call`` writes). Returns the raw results, or the exception type."""
-        outcomes, results = [], []
-        self._minted = None
-        for side in (MEMORY, POSTGRES):
-            before = self.run(self._state(side)) if writes else None
-            try:
-                result = self.run(call(side))
-                outcome: Any = ("ok", view(side, result) if view is not None else typed(result))
-            except ChemPersistError as exc:
-                result, outcome = type(exc), ("error", type(exc))
-            except Exception as exc:  # any other exception is a bug: not a typed library error
-                side_name = ("memory", "postgres")[side]
-                raise AssertionError(f"{side_name} raised {exc!r}, not a ChemPersistError") from exc
-            if writes and outcome[0] == "error":
-                assert self.run(self._state(side)) == before, (side, outcome)
-            outcomes.append(outcome)
-            results.append(result)
-        assert outcomes[0] == outcomes[1], outcomes
-        return results
-
     # --- drawing references --------------------------------------------------------------------
 
     def _run_ref(self, data: st.DataObject) -> Ref:
@@ -389,7 +352,9 @@ class RecordsLockstep(DatabaseMachine):
         )
         self._note(
             self.runs,
-            self.both(lambda s: self.records[s].create_run(id=rid, **args), self._paired_view, writes=True),
+            self.both(
+                lambda s: self.records[s].create_run(id=rid, **args), self._paired_view, state=self._state
+            ),
         )
 
     @rule(data=st.data())
@@ -405,7 +370,7 @@ class RecordsLockstep(DatabaseMachine):
             "total_tokens": ints,
         }
         changes = self._changes(data, draws)
-        self.both(lambda s: self.records[s].update_run(ref[s], **changes), writes=True)
+        self.both(lambda s: self.records[s].update_run(ref[s], **changes), state=self._state)
 
     @rule(data=st.data(), what=st.sampled_from(["run", "stage"]), really=st.integers(0, 3))
     def delete(self, data: st.DataObject, what: str, really: int) -> None:
@@ -414,7 +379,7 @@ class RecordsLockstep(DatabaseMachine):
         if really:
             return
         ref = self._run_ref(data) if what == "run" else self._stage_ref(data)
-        self.both(lambda s: getattr(self.records[s], f"delete_{what}")(ref[s]), writes=True)
+        self.both(lambda s: getattr(self.records[s], f"delete_{what}")(ref[s]), state=self._state)
 
     # --- stages ----------------------------------------------------------------------------------
 
@@ -440,7 +405,7 @@ class RecordsLockstep(DatabaseMachine):
             method = self.records[s].upsert_stage if upsert else self.records[s].create_stage
             return await method(workflow_run_id=ref[s], **args)
 
-        self._note(self.stages, self.both(call, self._paired_view, writes=True))
+        self._note(self.stages, self.both(call, self._paired_view, state=self._state))
 
     @rule(data=st.data(), by_key=st.booleans())
     def update_stage(self, data: st.DataObject, by_key: bool) -> None:
@@ -462,11 +427,11 @@ class RecordsLockstep(DatabaseMachine):
             ref, stage_id = self._run_ref(data), data.draw(stage_ids, label="stage_id")
             self.both(
                 lambda s: self.records[s].update_stage_by_run_and_stage_id(ref[s], stage_id, **changes),
-                writes=True,
+                state=self._state,
             )
         else:
             stage = self._stage_ref(data)
-            self.both(lambda s: self.records[s].update_stage(stage[s], **changes), writes=True)
+            self.both(lambda s: self.records[s].update_stage(stage[s], **changes), state=self._state)
 
     # --- logs and artifacts ----------------------------------------------------------------------
 
@@ -484,7 +449,7 @@ class RecordsLockstep(DatabaseMachine):
                 workflow_stage_id=stage[s],
                 metadata=metadata,
             ),
-            writes=True,
+            state=self._state,
         )
 
     @rule(data=st.data())
@@ -497,7 +462,7 @@ class RecordsLockstep(DatabaseMachine):
                 run[s], key, kind, payload, workflow_stage_id=stage[s], metadata=metadata
             ),
             self._paired_view,
-            writes=True,
+            state=self._state,
         )
 
     def _paired_view(self, side: int, record: Any) -> Any:
@@ -505,15 +470,20 @@ class RecordsLockstep(DatabaseMachine):
         PostgreSQL's id is paired with its id before its view is made."""
         if side == MEMORY:
             self._minted = record.id
-        elif self._minted is not None:  # (None: memory refused what PostgreSQL took; ``both`` says so)
-            self._pair(self._minted, record.id)
+        else:
+            minted, self._minted = self._minted, None
+            if minted is not None:  # (None: memory refused what PostgreSQL took; ``both`` says so)
+                self.pair(minted, record.id)
         return self.view(side, record)
 
     @rule(data=st.data())
     def artifact_by_key(self, data: st.DataObject) -> None:
         run, key = self._run_ref(data), data.draw(keys, label="key")
         call = data.draw(st.sampled_from(["load_artifact", "has_artifact", "delete_artifact"]), label="call")
-        self.both(lambda s: getattr(self.records[s], call)(run[s], key), writes=call == "delete_artifact")
+        self.both(
+            lambda s: getattr(self.records[s], call)(run[s], key),
+            state=self._state if call == "delete_artifact" else None,
+        )
 
     @rule(data=st.data())
     def save_stage_output(self, data: st.DataObject) -> None:
@@ -525,7 +495,9 @@ class RecordsLockstep(DatabaseMachine):
             return key.replace(str(run[side]), str(run[MEMORY]))
 
         self.both(
-            lambda s: self.records[s].save_stage_output(run[s], kind, stage_id, output), key_view, writes=True
+            lambda s: self.records[s].save_stage_output(run[s], kind, stage_id, output),
+            key_view,
+            state=self._state,
         )
 
     # --- units of work -------------------------------------------------------------------------
@@ -601,7 +573,7 @@ class RecordsLockstep(DatabaseMachine):
                             if s == MEMORY:
                                 minted[index] = result.id
                             else:
-                                self._pair(minted[index], result.id)
+                                self.pair(minted[index], result.id)
                                 if op == "create_stage":  # (a stage rolled back is a ref to nothing)
                                     self.stages.append((minted[index], result.id))
                             result = self.view(s, result)
@@ -693,7 +665,9 @@ class RecordsLockstep(DatabaseMachine):
         fid = data.draw(st.sampled_from([*self.pool, uuid.uuid4(), uuid.uuid4()]), label="flow")
         name = data.draw(st.sampled_from([d.name for d in DEFINITIONS]), label="definition")
         inputs = data.draw(st.none() | st.dictionaries(st.sampled_from(["a", "b"]), jsons, max_size=2))
-        results = self.both(lambda s: self.engines[s][name].start(flow_id=fid, inputs=inputs), writes=True)
+        results = self.both(
+            lambda s: self.engines[s][name].start(flow_id=fid, inputs=inputs), state=self._state
+        )
         if not isinstance(results[0], type):
             self.flows.setdefault(fid, name)
             if (fid, fid) not in self.runs:
@@ -742,7 +716,7 @@ class RecordsLockstep(DatabaseMachine):
         PostgreSQL's append statement with the records)."""
         fid = data.draw(st.sampled_from([*self.pool, uuid.uuid4()]), label="flow")
         name = data.draw(st.sampled_from([d.name for d in DEFINITIONS]), label="definition")
-        self.both(lambda s: self.engines[s][name].submit(flow_id=fid, inputs={"order": 7}), writes=True)
+        self.both(lambda s: self.engines[s][name].submit(flow_id=fid, inputs={"order": 7}), state=self._state)
         if self.run(self.stores[MEMORY].list(fid)):
             self.flows.setdefault(fid, name)
             if (fid, fid) not in self.runs:
