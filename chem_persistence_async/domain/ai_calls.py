@@ -14,10 +14,9 @@ from typing import Any, Final
 from uuid import UUID, uuid4
 
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.ids import text_argument
+from chem_persistence_async.domain.ids import INT_MAX, text_argument
 from chem_persistence_async.errors import InvalidInputError, PayloadTooLargeError, ValueOutOfRangeError
 
-INT_MAX: Final = 2**31 - 1
 MAX_TOPIC_LENGTH: Final = 500
 MAX_NAME_LENGTH: Final = 200
 MAX_BATCH_ID_LENGTH: Final = 500

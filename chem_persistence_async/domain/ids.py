@@ -18,6 +18,8 @@ from chem_persistence_async.errors import (
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1
 """PostgreSQL's ``INT``: flow versions, attempt numbers, retry counts are ``INT`` columns."""
+BIGINT_MAX = 2**63 - 1
+"""PostgreSQL's ``BIGINT``: job ids, token counts, durations."""
 
 MAX_BATCH_SIZE = 100_000
 """The largest ``stream(batch_size=...)``: a page is held in memory, and ``list`` reads it all anyway."""

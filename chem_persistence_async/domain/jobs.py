@@ -15,7 +15,14 @@ from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.ids import check_aware, check_int, text_argument, to_flow_id
+from chem_persistence_async.domain.ids import (
+    BIGINT_MAX,
+    INT_MAX,
+    check_aware,
+    check_int,
+    text_argument,
+    to_flow_id,
+)
 from chem_persistence_async.errors import (
     InvalidInputError,
     JobCancelledError,
@@ -24,8 +31,6 @@ from chem_persistence_async.errors import (
     ValueOutOfRangeError,
 )
 
-INT_MAX = 2**31 - 1
-BIGINT_MAX = 2**63 - 1
 MAX_NAME_LENGTH = 200
 MAX_KEY_LENGTH = 500
 MAX_BACKOFF = timedelta(minutes=5)

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import dumps_normalized, normalize_json
-from chem_persistence_async.domain.ids import check_aware, check_int, text_argument
+from chem_persistence_async.domain.ids import BIGINT_MAX, INT_MAX, check_aware, check_int, text_argument
 from chem_persistence_async.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -26,8 +26,6 @@ from chem_persistence_async.errors import (
     ValueOutOfRangeError,
 )
 
-INT_MAX: Final = 2**31 - 1
-BIGINT_MAX: Final = 2**63 - 1
 MAX_NAME_LENGTH: Final = 200
 """Workflow names and types, stage ids and names (a step id is at most 200 characters)."""
 MAX_WORKFLOW_ID_LENGTH: Final = 500
