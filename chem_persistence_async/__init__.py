@@ -51,6 +51,7 @@ from chem_persistence_async.domain.flow import (
     StepStatus,
 )
 from chem_persistence_async.domain.jobs import Job, JobInfo, JobSpec, JobState, QueueDepth
+from chem_persistence_async.domain.positions import Position, PositionedEvent
 from chem_persistence_async.domain.projection import FlowProjection, project_flow
 from chem_persistence_async.domain.records import (
     UNSET,
@@ -70,7 +71,7 @@ from chem_persistence_async.engine.demo import (
     demo_definition,
 )
 from chem_persistence_async.engine.engine import FlowEngine
-from chem_persistence_async.engine.records import RebuildReport, rebuild_records
+from chem_persistence_async.engine.records import RebuildReport, RecordsFollower, rebuild_records
 from chem_persistence_async.engine.repository import (
     FlowRepository,
     InMemoryFlowRepository,
@@ -146,6 +147,7 @@ from chem_persistence_async.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from chem_persistence_async.worker.subscriptions import Subscriptions
 from chem_persistence_async.worker.worker import Worker, WorkerStats
 
 try:
@@ -231,6 +233,8 @@ __all__ = [
     "PgFlowRepository",
     "PgTransaction",
     "PoolTimeoutError",
+    "Position",
+    "PositionedEvent",
     "PrintAndCountStep",
     "PropertyPreferenceAssigned",
     "QueueDepth",
@@ -239,6 +243,7 @@ __all__ = [
     "ReceivedSignal",
     "RecordExistsError",
     "RecordNotFoundError",
+    "RecordsFollower",
     "ReplayError",
     "RetryMetrics",
     "RetryPolicy",
@@ -264,6 +269,7 @@ __all__ = [
     "StepSuspended",
     "StepValidationError",
     "StoreSettings",
+    "Subscriptions",
     "Suspend",
     "Transaction",
     "TransactionError",

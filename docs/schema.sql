@@ -8,6 +8,7 @@ TABLE event_log
     COLUMN ts timestamp with time zone NOT NULL DEFAULT now()
     COLUMN event_type text NOT NULL
     COLUMN payload jsonb NOT NULL
+    COLUMN tx_id xid8 NOT NULL DEFAULT pg_current_xact_id()
     CONSTRAINT event_log_event_id_key UNIQUE (event_id)
     CONSTRAINT event_log_event_type_check CHECK (((event_type = lower(event_type)) AND (event_type = ANY (ARRAY['flowinitialized'::text, 'stepstarted'::text, 'stepfinished'::text, 'stepfailed'::text, 'stepsignal'::text, 'propertypreferenceassigned'::text, 'retryscheduled'::text, 'flowcompleted'::text, 'stepsuspended'::text]))))
     CONSTRAINT event_log_flow_version_check CHECK ((flow_version >= 1))
@@ -18,6 +19,7 @@ TABLE event_log
     INDEX event_log_flow_id_seq_idx: CREATE INDEX event_log_flow_id_seq_idx ON public.event_log USING btree (flow_id, seq)
     INDEX event_log_flow_version_key: CREATE UNIQUE INDEX event_log_flow_version_key ON public.event_log USING btree (flow_id, flow_version)
     INDEX event_log_pkey: CREATE UNIQUE INDEX event_log_pkey ON public.event_log USING btree (seq)
+    INDEX event_log_tx_order_idx: CREATE INDEX event_log_tx_order_idx ON public.event_log USING btree (tx_id, seq)
     TRIGGER event_log_append_only: CREATE TRIGGER event_log_append_only BEFORE DELETE OR UPDATE ON public.event_log FOR EACH ROW EXECUTE FUNCTION chem_reject_mutation()
     TRIGGER event_log_no_truncate: CREATE TRIGGER event_log_no_truncate BEFORE TRUNCATE ON public.event_log FOR EACH STATEMENT EXECUTE FUNCTION chem_reject_mutation()
 
@@ -257,6 +259,15 @@ TABLE ai_call_batches
     CONSTRAINT ai_call_batches_batch_id_check CHECK (((batch_id <> ''::text) AND (length(batch_id) <= 500)))
     CONSTRAINT ai_call_batches_pkey PRIMARY KEY (batch_id)
     INDEX ai_call_batches_pkey: CREATE UNIQUE INDEX ai_call_batches_pkey ON public.ai_call_batches USING btree (batch_id)
+
+TABLE subscription_checkpoints
+    COLUMN name text NOT NULL
+    COLUMN position text
+    COLUMN updated_at timestamp with time zone NOT NULL DEFAULT now()
+    CONSTRAINT subscription_checkpoints_name_check CHECK (((name <> ''::text) AND (length(name) <= 200)))
+    CONSTRAINT subscription_checkpoints_pkey PRIMARY KEY (name)
+    CONSTRAINT subscription_checkpoints_position_check CHECK (("position" ~ '^[0-9]{20}\.[0-9]{20}$'::text))
+    INDEX subscription_checkpoints_pkey: CREATE UNIQUE INDEX subscription_checkpoints_pkey ON public.subscription_checkpoints USING btree (name)
 
 DOMAIN chem_record_amount double precision
     CONSTRAINT chem_record_amount_check CHECK ((VALUE >= (0)::double precision))

@@ -46,10 +46,13 @@ from chem_persistence_async.domain.ai_calls import AICall, check_call
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.domain.positions import PositionedEvent
 from chem_persistence_async.engine.engine import FlowEngine
+from chem_persistence_async.engine.records import RecordsFollower
 from chem_persistence_async.engine.repository import FlowRepository
 from chem_persistence_async.engine.step import StepContext, StepOutput
 from chem_persistence_async.ports.unit_of_work import Transaction
+from chem_persistence_async.worker.subscriptions import Subscriptions
 from chem_persistence_async.worker.worker import Worker
 
 
@@ -66,6 +69,8 @@ class RecordsBenchConfig:
     tasks: int = 16
     worker_flows: int = 300
     """Flows per ``Worker`` sample (submitted first, then drained by one worker)."""
+    follow_poll: float = 0.05
+    """The ``RecordsFollower`` subscription's poll interval (seconds)."""
 
     @classmethod
     def quick(cls) -> RecordsBenchConfig:
@@ -248,6 +253,42 @@ async def _drain(db: Database, definition: FlowDefinition, flows: int, tasks: in
     return time.perf_counter() - start
 
 
+_FOLLOWER = "bench-records-follower"
+
+
+async def _skip(events: Sequence[PositionedEvent], tx: Transaction) -> None:
+    return None
+
+
+async def _run_flows(engine: FlowEngine, flows: int) -> float:
+    start = time.perf_counter()
+    for _ in range(flows):
+        await engine.run_to_end()
+    return time.perf_counter() - start
+
+
+async def _followed(
+    db: Database, engine: FlowEngine, follower: RecordsFollower, flows: int, poll: float
+) -> tuple[float, float]:
+    """Seconds until ``flows`` flows of ``engine`` (which keeps no records) have run AND a
+    ``RecordsFollower`` subscription running beside them has caught their records up, and of that
+    the seconds from the last flow's end until then (the lag at the end). The subscription first
+    skips, untimed, what the other variants wrote."""
+    subs = Subscriptions(db, poll_interval=poll)
+    await subs.catch_up(_FOLLOWER, _skip, batch_size=10_000)
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    following = asyncio.create_task(subs.run(_FOLLOWER, follower, stop=stop))
+    for _ in range(flows):
+        await engine.run_to_end()
+    ran = time.perf_counter()
+    stop.set()
+    await following
+    await subs.catch_up(_FOLLOWER, follower)
+    end = time.perf_counter()
+    return end - start, end - ran
+
+
 async def run_records_bench(
     url: str | None, cfg: RecordsBenchConfig, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -356,7 +397,27 @@ async def _measure(
             seconds = await _drain(db, definition, cfg.worker_flows, cfg.tasks, key != "without records")
             workers[key].samples.append(cfg.worker_flows / seconds)
 
+    phases = {
+        key: Figure(f"{cfg.flows} flows one after another, {key}", "ms/flow")
+        for key in ("without records", "with WorkflowRecords", "with a RecordsFollower subscription")
+    }
+    lag = Figure("the follower's lag after the last flow", "ms")
+    plain = FlowEngine(store, FlowRepository(), definition)
+    follower = RecordsFollower(store, db.workflow_records(), definitions=[definition])
+
+    async def follow() -> None:
+        turn = len(phases["without records"].samples)
+        keys = list(phases)
+        for key in keys[turn % 3 :] + keys[: turn % 3]:
+            if key == "with a RecordsFollower subscription":
+                seconds, behind = await _followed(db, plain, follower, cfg.flows, cfg.follow_poll)
+                lag.samples.append(behind * 1000)
+            else:
+                seconds = await _run_flows(plain if key == "without records" else engines[key], cfg.flows)
+            phases[key].samples.append(seconds / cfg.flows * 1000)
+
     steps += [("log_call", log), ("raw one by one", raw), ("raw executemany", many)]
+    steps += [("records in the append or by a subscription", follow)]
     steps += [("a worker, with and without records", drain)]
     steps += [("run_to_end, the three variants in turn", seq), (f"run_to_end from {cfg.tasks} tasks", conc)]
 
@@ -365,7 +426,7 @@ async def _measure(
         await step()
     everything = [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]
     everything += [*client_cpu.values(), *server_cpu.values()]
-    for figure in [*everything, *workers.values()]:
+    for figure in [*everything, *workers.values(), *phases.values(), lag]:
         figure.samples.clear()
     progress.total = cfg.rounds * len(steps)
     for round_no in range(cfg.rounds):
@@ -419,6 +480,12 @@ async def _measure(
             },
             "worker": {key: figure.summary() for key, figure in workers.items()},
             "overhead_worker": {"with WorkflowRecords": added(workers, "with WorkflowRecords", rate=True)},
+            "followed": {key: figure.summary() for key, figure in phases.items()},
+            "follower_lag": lag.summary(),
+            "overhead_followed": {
+                key: added(phases, key, rate=False) for key in phases if key != "without records"
+            },
+            "follow_poll": cfg.follow_poll,
             "goal": "records add under 20% to a flow's run time",
         },
     }
@@ -456,9 +523,13 @@ def render(result: dict[str, Any]) -> str:
         row(log[key])
     lines.append(f"| **log_call / raw one by one** | **{log['ratio_logger_vs_raw_one_by_one']:.1f}x** | |")
     records = result["records"]
-    for part in ("sequential", "concurrent", "worker"):
+    for part in ("sequential", "concurrent", "worker", "followed"):
+        if part not in records:
+            continue
         for figure in records[part].values():
             row(figure)
+        if part == "followed":
+            row(records["follower_lag"])
         for key, overhead in records[f"overhead_{part}"].items():
             lines.append(f"| **{part}: time added {key}** | **{overhead:+.1%}** | goal < +20% |")
         if part == "sequential" and "floor_sequential" in records:

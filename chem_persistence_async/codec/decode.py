@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from chem_persistence_async.codec.fast import build_events, collector_paused, column_builder
 from chem_persistence_async.domain.events import FlowEvent, FlowEventKind, kind_from_json, kinds_from_json
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
+from chem_persistence_async.domain.positions import Position, PositionedEvent
 from chem_persistence_async.errors import CorruptEventError
 
 EventRow = tuple[int, UUID, int, datetime, bytes | str]
@@ -85,6 +86,30 @@ def _decode_one(row: Any) -> FlowEventKind:
     except (ValidationError, ValueError) as exc:
         first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise CorruptEventError(row[0], first) from None
+
+
+PositionedRow = tuple[int, UUID, int, datetime, bytes | str, UUID, int | str]
+"""An ``EventRow`` followed by its flow id and commit group, as ``read_all`` reads them."""
+
+
+def decode_positioned(rows: Sequence[Any]) -> list[PositionedEvent]:
+    """Events of any flows with their positions (``read_all``), ``_DECODE_CHUNK`` rows per
+    validator call, naming the seq of a bad row."""
+    events: list[PositionedEvent] = []
+    with collector_paused():
+        for start in range(0, len(rows), _DECODE_CHUNK):
+            chunk = rows[start : start + _DECODE_CHUNK]
+            try:
+                kinds = kinds_from_json(list(map(_payload_of, chunk)))
+            except ValueError:  # (as _decode_chunk)
+                kinds = []
+            if len(kinds) != len(chunk):
+                kinds = [_decode_one(row) for row in chunk]
+            events += [
+                PositionedEvent(r[0], r[5], r[2], r[3], kind, r[1], Position.of(int(r[6]), r[0]))
+                for r, kind in zip(chunk, kinds, strict=True)
+            ]
+    return events
 
 
 ErrorRecordRow = tuple[UUID, str, int, str, str | None, bytes | None, int, int, datetime, int | None]

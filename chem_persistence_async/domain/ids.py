@@ -86,10 +86,11 @@ def _not_str(value: object) -> str:
     raise InvalidInputError(f"hashes must be str, got {type(value).__name__} {value!r:.40}")
 
 
-def check_batch_size(value: object) -> int:
-    """``stream``'s page size: an int from 1 to ``MAX_BATCH_SIZE``."""
+def check_batch_size(value: object, what: str = "batch_size") -> int:
+    """A page size (``stream``'s, ``read_all``'s limit, a subscription's batch): an int from 1 to
+    ``MAX_BATCH_SIZE``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
-        raise InvalidInputError(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {value!r:.40}")
+        raise InvalidInputError(f"{what} must be an int from 1 to {MAX_BATCH_SIZE}, got {value!r:.40}")
     return value
 
 

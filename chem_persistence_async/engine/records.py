@@ -11,18 +11,18 @@ registry (a registered definition is rebuilt from its record: enough to replay, 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
-from chem_persistence_async.domain.events import FlowInitialized
+from chem_persistence_async.domain.events import FlowEvent, FlowInitialized
 from chem_persistence_async.domain.flow import FlowDefinition
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.projection import definition_from_record
 from chem_persistence_async.errors import DefinitionError, ReplayError
 from chem_persistence_async.ports.definitions import DefinitionRegistryPort
-from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
 from chem_persistence_async.ports.records import FlowLister, WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import replay
@@ -88,22 +88,7 @@ async def rebuild_records(
 
         async def one(tx: Transaction, fid: UUID = fid) -> str:
             events = (await store.read_flow(fid, tx=tx)).events
-            if not events:
-                return "no events"
-            init = events[0].kind
-            if not isinstance(init, FlowInitialized):
-                return "no flowinitialized"
-            definition = known.get((init.definition_name, init.definition_hash))
-            if definition is None:
-                report.unknown_definitions.add(f"{init.definition_name}@{init.definition_hash}")
-                return "unknown definition"
-            try:
-                instance = replay(fid, events, definition)
-            except ReplayError as exc:
-                logger.warning("flow %s does not replay: %s", fid, exc)
-                return "does not replay"
-            written = await records.rebuild_flow(instance, definition, events, tx=tx)
-            return "rebuilt" if written else "newer"
+            return await _project(records, known, report, fid, events, tx)
 
         outcome = await store.run_in_transaction(one)
         if outcome == "rebuilt":
@@ -117,6 +102,95 @@ async def rebuild_records(
     if progress is not None:
         progress(report)
     return report
+
+
+async def _project(
+    records: WorkflowRecordsPort,
+    known: dict[tuple[str, str], FlowDefinition],
+    report: RebuildReport,
+    fid: UUID,
+    events: Sequence[FlowEvent],
+    tx: Transaction,
+) -> str:
+    """Replace one flow's records with the projection of ``events`` (its whole log); what came of
+    it: ``rebuilt``, ``newer`` (the records reflect a later version), or why it was skipped."""
+    if not events:
+        return "no events"
+    init = events[0].kind
+    if not isinstance(init, FlowInitialized):
+        return "no flowinitialized"
+    definition = known.get((init.definition_name, init.definition_hash))
+    if definition is None:
+        report.unknown_definitions.add(f"{init.definition_name}@{init.definition_hash}")
+        return "unknown definition"
+    try:
+        instance = replay(fid, events, definition)
+    except ReplayError as exc:
+        logger.warning("flow %s does not replay: %s", fid, exc)
+        return "does not replay"
+    written = await records.rebuild_flow(instance, definition, events, tx=tx)
+    return "rebuilt" if written else "newer"
+
+
+class RecordsFollower:
+    """A subscription handler (``Subscriptions(backend).run(name, follower)``) that keeps the
+    records of engine flows caught up with the event log, instead of the appends writing them.
+
+    For each batch it reads the flows the batch's events belong to (whole, in one statement) and
+    replaces their records with the projection of their logs, in the batch's unit of work, so the
+    records move with the subscription's checkpoint: exactly once per batch, caught up a poll
+    behind the appends rather than in their transaction. A flow appended to several times between
+    two batches is written once. Flows of a definition neither given nor registered are left as
+    they are (``unknown_definitions`` names them; ``records rebuild`` with the definition brings
+    them up to date); the registry is read again (once) when a flow names a definition not seen yet.
+    """
+
+    def __init__(
+        self,
+        store: AsyncEventStore,
+        records: WorkflowRecordsPort,
+        *,
+        definitions: Iterable[FlowDefinition] = (),
+        registry: DefinitionRegistryPort | None = None,
+    ) -> None:
+        self._store = store
+        self._records = records
+        self._given = list(definitions)
+        self._registry = registry
+        self._known: dict[tuple[str, str], FlowDefinition] | None = None
+        self._looked_for: set[tuple[str, str]] = set()
+        """Definitions the registry was read again for (once each: it did not have them then)."""
+        self.report = RebuildReport()
+        """What the follower has done since it was made (``flows`` counts flows projected)."""
+
+    async def __call__(self, events: Sequence[FlowEvent], tx: Transaction) -> None:
+        fids = list(dict.fromkeys(event.flow_id for event in events))
+        flows = await self._store.read_flows(fids, tx=tx)
+        known = await self._definitions(flows.values())
+        for fid in fids:
+            self.report.flows += 1
+            outcome = await _project(self._records, known, self.report, fid, flows[fid].events, tx)
+            if outcome == "rebuilt":
+                self.report.rebuilt += 1
+            elif outcome == "newer":
+                self.report.newer += 1
+            else:
+                self.report.skip(outcome)
+
+    async def _definitions(self, flows: Iterable[FlowRecord]) -> dict[tuple[str, str], FlowDefinition]:
+        """The definitions known, read again from the registry when a flow names one not seen."""
+        if self._known is None:
+            self._known = await known_definitions(self._given, self._registry)
+        if self._registry is not None:
+            for record in flows:
+                init = record.events[0].kind if record.events else None
+                if not isinstance(init, FlowInitialized):
+                    continue
+                ref = (init.definition_name, init.definition_hash)
+                if ref not in self._known and ref not in self._looked_for:
+                    self._looked_for.add(ref)
+                    self._known = await known_definitions(self._given, self._registry)
+        return self._known
 
 
 async def _flows(store: ListingEventStore, flow_ids: Iterable[UUID | str] | None) -> AsyncIterator[UUID]:

@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 
 from chem_persistence_async.ports.definitions import DefinitionRegistryPort
 from chem_persistence_async.ports.event_store import AsyncEventStore
+from chem_persistence_async.ports.global_reads import CheckpointStore
 from chem_persistence_async.ports.records import WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.ports.work_queue import WorkQueuePort
@@ -35,6 +36,10 @@ class Backend(Protocol):
     def work_queue(self) -> WorkQueuePort: ...
 
     def definition_registry(self) -> DefinitionRegistryPort: ...
+
+    def checkpoints(self) -> CheckpointStore:
+        """Where the backend's subscriptions have read up to (``Subscriptions``)."""
+        ...
 
     def workflow_records(self) -> WorkflowRecordsPort:
         """The backend's shared workflow records (a ``Worker`` keeps its flows' runs there)."""

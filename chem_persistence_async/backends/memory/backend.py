@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
+from chem_persistence_async.backends.memory.checkpoints import InMemoryCheckpoints
 from chem_persistence_async.backends.memory.definitions import InMemoryDefinitionRegistry
 from chem_persistence_async.backends.memory.event_store import InMemoryEventStore
 from chem_persistence_async.backends.memory.records import InMemoryWorkflowRecords
@@ -24,6 +25,7 @@ class InMemoryBackend:
         self._queue = InMemoryWorkQueue()
         self._registry = InMemoryDefinitionRegistry()
         self._records = InMemoryWorkflowRecords()
+        self._checkpoints = InMemoryCheckpoints()
 
     def event_store(self) -> InMemoryEventStore:
         return self._store
@@ -33,6 +35,9 @@ class InMemoryBackend:
 
     def definition_registry(self) -> InMemoryDefinitionRegistry:
         return self._registry
+
+    def checkpoints(self) -> InMemoryCheckpoints:
+        return self._checkpoints
 
     def workflow_records(self) -> InMemoryWorkflowRecords:
         return self._records

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from chem_persistence_async.backends.memory.transaction import (
     run_in_memory_transaction,
 )
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
-from chem_persistence_async.codec.decode import EventRow, decode_events
+from chem_persistence_async.codec.decode import EventRow, decode_events, decode_positioned
 from chem_persistence_async.codec.prepare import AppendBatch, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import canonical_json
@@ -44,6 +45,7 @@ from chem_persistence_async.domain.ids import (
     check_step_id,
     to_flow_id,
 )
+from chem_persistence_async.domain.positions import Position, PositionedEvent, to_position
 from chem_persistence_async.domain.projection import at_append_time
 from chem_persistence_async.errors import ConcurrencyConflict, InvalidInputError
 from chem_persistence_async.ports.event_store import FlowMark, FlowRecord
@@ -67,6 +69,13 @@ class InMemoryEventStore(EventStoreBase):
         self._by_event_id: dict[UUID, tuple[UUID, int]] = {}
         self._artifacts: dict[str, tuple[Artifact, int]] = {}
         self._errors: list[StepExecutionError] = []
+        self._order: list[int] = []
+        """Every stored event's ``seq``, ascending: the global order (``read_all``)."""
+        self._where: dict[int, tuple[UUID, int]] = {}
+        """An event's flow and index among its flow's rows, by ``seq``."""
+        self._uncommitted: set[int] = set()
+        """The ``seq`` of events appended in units of work still open: ``read_all`` stops below the
+        lowest (as PostgreSQL's stops below the oldest transaction still running)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work over in-memory stores (shared by all of them: see ``MemoryTransaction``)."""
@@ -138,6 +147,8 @@ class InMemoryEventStore(EventStoreBase):
             version = current + ordinal
             rows.append((self._seq, event.event_id, version, ts, event.payload))
             self._by_event_id[event.event_id] = (fid, len(rows) - 1)
+            self._order.append(self._seq)
+            self._where[self._seq] = (fid, len(rows) - 1)
             seq_of_ordinal[ordinal] = self._seq
             stored.append((event.event_id, self._seq, version, ts))
             if event.error is not None:
@@ -168,6 +179,9 @@ class InMemoryEventStore(EventStoreBase):
                 self._artifacts[prepared.artifact.hash] = (stored_artifact, seq_of_ordinal[prepared.ordinal])
                 new_hashes.append(prepared.artifact.hash)
         if journal is not None:
+            pending = set(seq_of_ordinal.values())
+            self._uncommitted |= pending
+            journal.on_commit(lambda: self._uncommitted.difference_update(pending))
             journal.record_undo(lambda: self._undo_append(batch, current, errors_before, new_hashes))
         return batch.events_for(stored), True
 
@@ -175,6 +189,10 @@ class InMemoryEventStore(EventStoreBase):
         """Take back one append made inside a unit of work that rolled back. The sequence is not
         rewound (a PostgreSQL sequence is not either): a rolled-back append leaves a gap in ``seq``."""
         rows = self._flows[batch.flow_id]
+        for row in rows[base:]:
+            self._uncommitted.discard(row[0])
+            self._where.pop(row[0], None)
+            del self._order[bisect_left(self._order, row[0])]
         del rows[base:]
         if not rows:
             del self._flows[batch.flow_id]
@@ -231,6 +249,26 @@ class InMemoryEventStore(EventStoreBase):
         for start in range(0, len(rows), batch_size):
             for event in decode_events(fid, rows[start : start + batch_size]):
                 yield event
+
+    async def read_all(
+        self, after: Position | str | None = None, *, limit: int = 1000, tx: Transaction | None = None
+    ) -> builtins.list[PositionedEvent]:
+        """Every flow's events in ``seq`` order (the order memory commits them in), after ``after``,
+        stopping below the first event of a unit of work still open."""
+        memory_tx(tx)
+        start = to_position(after)
+        limit = check_batch_size(limit, "limit")
+        if start is not None and start.group > 0:
+            return []  # (a PostgreSQL position: after every one of memory's, which are all group 0)
+        first = 0 if start is None else bisect_right(self._order, start.seq)
+        horizon = min(self._uncommitted, default=None)
+        rows: builtins.list[tuple[object, ...]] = []
+        for seq in self._order[first : first + limit]:
+            if horizon is not None and seq >= horizon:
+                break
+            fid, index = self._where[seq]
+            rows.append((*self._flows[fid][index], fid, 0))
+        return decode_positioned(rows)
 
     async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int:
         memory_tx(tx)

@@ -44,6 +44,7 @@ from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.settings import ConnectionSettings, DatabaseSettings, redact_url, scrub
 
 if TYPE_CHECKING:
+    from chem_persistence_async.backends.postgres.checkpoints import Checkpoints
     from chem_persistence_async.backends.postgres.definitions import DefinitionRegistry
     from chem_persistence_async.backends.postgres.event_store import PgEventStore
     from chem_persistence_async.backends.postgres.records import WorkflowRecords
@@ -156,6 +157,7 @@ class Database:
         self._work_queue: WorkQueue | None = None
         self._registry: DefinitionRegistry | None = None
         self._records: WorkflowRecords | None = None
+        self._checkpoints: Checkpoints | None = None
         self._park_limit = connection.max_connections
         self._park_lifetime = connection.max_inactive_connection_lifetime
         self._waiting = 0
@@ -534,6 +536,13 @@ class Database:
 
             self._registry = DefinitionRegistry(self)
         return self._registry
+
+    def checkpoints(self) -> Checkpoints:
+        if self._checkpoints is None:
+            from chem_persistence_async.backends.postgres.checkpoints import Checkpoints
+
+            self._checkpoints = Checkpoints(self)
+        return self._checkpoints
 
     def workflow_records(self) -> WorkflowRecords:
         if self._records is None:

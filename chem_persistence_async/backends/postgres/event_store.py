@@ -25,7 +25,12 @@ from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.sql.records import FLOW_IDS
 from chem_persistence_async.backends.postgres.transaction import PgTransaction, pg_tx
 from chem_persistence_async.backends.postgres.work_queue import WorkQueue
-from chem_persistence_async.codec.decode import decode_error, decode_error_json, decode_events
+from chem_persistence_async.codec.decode import (
+    decode_error,
+    decode_error_json,
+    decode_events,
+    decode_positioned,
+)
 from chem_persistence_async.codec.fast import collector_paused
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
@@ -39,6 +44,7 @@ from chem_persistence_async.domain.ids import (
     to_flow_id,
 )
 from chem_persistence_async.domain.jobs import JobWrite, job_cancelled, lease_lost
+from chem_persistence_async.domain.positions import Position, PositionedEvent, to_position
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, StageProjection
 from chem_persistence_async.errors import (
     ConcurrencyConflict,
@@ -451,6 +457,23 @@ class PgEventStore(EventStoreBase):
             await asyncio.wait((page,))
         if not page.cancelled():
             page.exception()  # retrieved: a failed page nobody asked for is not an error
+
+    async def read_all(
+        self, after: Position | str | None = None, *, limit: int = 1000, tx: Transaction | None = None
+    ) -> builtins.list[PositionedEvent]:
+        """Every flow's events in the global order, after ``after`` (``READ_ALL``: by writing
+        transaction, then ``seq``, only below the oldest transaction still running)."""
+        start = to_position(after)
+        limit = check_batch_size(limit, "limit")
+        rows = await self._fetch(
+            pg_tx(tx, id(self._db)),
+            sql.READ_ALL,
+            "read_all",
+            after_tx=str(start.group) if start is not None else "0",
+            after_seq=start.seq if start is not None else 0,
+            limit=limit,
+        )
+        return decode_positioned(rows)
 
     async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int:
         fid = to_flow_id(flow_id)

@@ -21,6 +21,7 @@ OWNED_TABLES = (
     "workflow_artifacts",
     "ai_calls",
     "ai_call_batches",
+    "subscription_checkpoints",
 )
 
 _COLUMNS = """

@@ -155,6 +155,7 @@ CASES: list[tuple[str, Query, dict[str, Any]]] = [
         {"flow_id": FLOW, "after": 5, "after_id": uuid.uuid4(), "after_seq": 50, "first_seq": 1, "errors": 0},
     ),
     ("errors", sql.LIST_ERRORS, {"flow_id": FLOW, "step_id": None}),
+    ("read all", sql.READ_ALL, {"after_tx": "0", "after_seq": 0, "limit": 1000}),
 ]
 
 
@@ -252,3 +253,26 @@ def _on_log(node: dict[str, Any]) -> bool:
     return node["Node Type"] == "Bitmap Index Scan" and str(node.get("Index Name", "")).startswith(
         "event_log"
     )
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_read_all_walks_its_index_in_order(conn: asyncpg.Connection, analyzed: bool) -> None:
+    """``read_all`` from the start and from midway, on 100,000 events (analyzed or not), custom or
+    generic: ``event_log_tx_order_idx`` in index order, with no sort of what it matched (a catch-up
+    from the start would sort the whole log for every batch)."""
+    await _fill(conn, flows=2_000, per_flow=50)
+    if analyzed:
+        await conn.execute("ANALYZE event_log")
+    middle = await conn.fetchrow(
+        "SELECT tx_id::text, seq FROM event_log ORDER BY tx_id, seq OFFSET 50000 LIMIT 1"
+    )
+    assert middle is not None
+    walked = {}
+    for after_tx, after_seq in (("0", 0), (middle[0], middle[1])):
+        for generic in (True, False):
+            values = {"after_tx": after_tx, "after_seq": after_seq, "limit": 1000}
+            plan = await plan_of(conn, sql.READ_ALL, values, generic=generic)
+            kinds = [(n["Node Type"], n.get("Index Name")) for n in nodes(plan)]
+            if ("Index Scan", "event_log_tx_order_idx") not in kinds or any(k == "Sort" for k, _ in kinds):
+                walked[(after_seq, generic)] = kinds
+    assert walked == {}

@@ -359,6 +359,42 @@ in and out, for the writes) is a Python call per row (measured: 4-5% of a read's
 
 LIST_EVENTS = query(f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE flow_id = :flow_id ORDER BY flow_version")
 
+READ_HORIZON = """(
+    SELECT LEAST(
+        pg_snapshot_xmax(s.snap),
+        pg_current_xact_id_if_assigned(),
+        (SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_stat_activity a
+             WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database()
+         ))
+    )
+    FROM (SELECT pg_current_snapshot() AS snap) AS s
+)"""
+"""The transaction id below which every writer of this database's log has ended, as the
+statement's snapshot sees it: the oldest transaction the snapshot sees running (``xip``) or this
+one (its own uncommitted events are visible to it), else the snapshot's ``xmax``. A transaction
+known to belong to another database (``pg_stat_activity``) is left out: it cannot write this log,
+and ``pg_snapshot_xmin`` (cluster-wide) would let a long transaction there hold every subscriber
+here back. Whatever is not known to be elsewhere counts (a transaction that ended since the
+snapshot, one ``pg_stat_activity`` hides from an unprivileged role, a prepared one): that can
+only lower the horizon, never let a later commit insert below what was read."""
+
+READ_ALL = query(
+    f"""
+SELECT {_EVENT_COLUMNS}, flow_id, tx_id::text AS tx FROM event_log
+WHERE (tx_id, seq) > (:after_tx::text::xid8, :after_seq::bigint)
+  AND tx_id < {READ_HORIZON}
+ORDER BY tx_id, seq
+LIMIT :limit
+"""
+)
+"""Every flow's events in the global order (SPEC 8.5), after a position, through
+``event_log_tx_order_idx``, only below ``READ_HORIZON``: nothing can still commit before the last
+row returned (migration 0011). The text of ``tx_id`` is named ``tx``: named ``tx_id``, it is what
+``ORDER BY tx_id`` sorts (an output column's name comes first), in text order ("10" before "9")
+and by a sort, not the index."""
+
 LIST_EVENTS_AFTER = query(
     f"""
 SELECT {_EVENT_COLUMNS} FROM event_log
