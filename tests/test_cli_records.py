@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -119,3 +120,71 @@ async def test_records_rebuild_from_the_shell(
     assert (code, "rebuilt the records of 3 of 3 flow(s)" in out) == (0, True)
     assert await snapshot() == before
     assert [r.status for r in await records.get_runs_by_status(Status.FAILED)] == [Status.FAILED]
+
+
+async def test_records_follow_once_catches_up_then_says_where_it_stopped(
+    db: Database, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done, failed = await _flows(db)
+    records = WorkflowRecords(db)
+    for fid in [*done, failed]:
+        await records.delete_run(fid)
+    target = "tests.engine.flows:flaky_definition"
+    code, out, _ = await _cli(capsys, "--url", db_url, "records", "follow", target, "--once", "--batch", "5")
+    assert code == 1  # the failed flow's definition is unknown
+    assert re.search(
+        r"caught up: \d+ event\(s\) read; \d+ flow projection\(s\) written or found current", out
+    )
+    assert re.search(r"skipped \d+ flow projection\(s\): unknown definition", out)
+    assert [(await records.get_run(fid)).status for fid in done] == [Status.COMPLETED] * 2  # type: ignore[union-attr]
+    await db.definition_registry().register(flaky_definition(failures=9, kind="permanent"))
+    await records.delete_run(done[0])
+    code, out, _ = await _cli(capsys, "--url", db_url, "records", "follow", "--once")
+    assert code == 0
+    assert "caught up: 0 event(s) read; 0 flow projection(s)" in out  # it had read them all
+    assert await records.get_run(done[0]) is None
+
+
+async def test_records_follow_runs_until_sigterm(db: Database, db_url: str) -> None:
+    """A real process: it follows flows appended while it runs, and SIGTERM stops it cleanly."""
+    import os
+    import signal
+    import sys
+
+    from tests.support.waiting import until
+
+    await db.definition_registry().register(flaky_definition())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chem_persistence_async.cli",
+        "--url",
+        db_url,
+        "records",
+        "follow",
+        "--poll",
+        "0.05",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        engine = FlowEngine(db.event_store(), FlowRepository(), flaky_definition(), retry_policy=FAST)
+        fids = [await engine.run_to_end() for _ in range(3)]
+        records = WorkflowRecords(db)
+
+        async def followed() -> bool:
+            runs = [await records.get_run(fid) for fid in fids]
+            return all(run is not None and run.status is Status.COMPLETED for run in runs)
+
+        await until(followed, 30, "the follower to record the three flows")
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    assert re.search(
+        rb"stopped; \d+ flow projection\(s\) written or found current; 'workflow-records' is at \d", out
+    )

@@ -84,6 +84,16 @@ class WorkflowRecordsBase:
         records already reflect a newer version (the flow was appended to meanwhile)."""
         return await self._write_projection(project_flow(instance, definition, events), True, tx)
 
+    async def rebuild_flows(
+        self,
+        flows: Sequence[tuple[FlowInstance, FlowDefinition, Sequence[FlowEvent]]],
+        *,
+        tx: Transaction | None = None,
+    ) -> list[bool]:
+        """``rebuild_flow`` of each ``(instance, definition, whole log)``, in order; a backend may
+        write them all at once (PostgreSQL: one statement)."""
+        return [await self.rebuild_flow(i, d, e, tx=tx) for i, d, e in flows]
+
     async def _write_projection(
         self, projection: FlowProjection, replace: bool, tx: Transaction | None
     ) -> bool:

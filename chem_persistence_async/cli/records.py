@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,12 +15,16 @@ from chem_persistence_async.cli.output import progress, table
 from chem_persistence_async.cli.workers import load_definitions
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.records import Status, WorkflowRunRecord, check_status
-from chem_persistence_async.engine.records import RebuildReport, rebuild_records
+from chem_persistence_async.engine.records import RebuildReport, RecordsFollower, rebuild_records
 from chem_persistence_async.errors import RunNotFoundError
+from chem_persistence_async.worker.subscriptions import Subscriptions
 
 Command = Callable[[str, str, str], argparse.ArgumentParser]
 
 STATUSES = ", ".join(status.value for status in Status)
+
+FOLLOWER = "workflow-records"
+"""The subscription ``records follow`` runs by default."""
 
 
 def add_commands(command: Command) -> None:
@@ -49,9 +55,9 @@ def add_commands(command: Command) -> None:
 
     records_parser = command(
         "records",
-        "maintain the workflow records (records rebuild)",
+        "maintain the workflow records (records rebuild, records follow)",
         "Maintain the workflow records. 'records rebuild' recomputes every engine flow's run and "
-        "stages from the event log.",
+        "stages from the event log; 'records follow' keeps them current from it as a subscription.",
     )
     actions = records_parser.add_subparsers(dest="records_command", required=True, metavar="ACTION")
     rebuild = actions.add_parser(
@@ -72,6 +78,27 @@ def add_commands(command: Command) -> None:
     )
     rebuild.add_argument("--url", default=argparse.SUPPRESS, help="PostgreSQL URL (as before the command)")
     rebuild.set_defaults(handler=rebuild_command)
+
+    follow = actions.add_parser(
+        "follow",
+        help="keep the records current from the event log, as a subscription",
+        description="Keep every engine flow's run and stages current by following the event log "
+        "(a RecordsFollower subscription), for workers that keep none in their appends "
+        "(worker --no-records). It starts where the subscription NAME stopped (the start of the "
+        "log, the first time), then follows until SIGTERM or Ctrl-C; with --once it exits when "
+        "caught up. Definitions as for 'records rebuild'.",
+    )
+    follow.add_argument(
+        "targets", nargs="*", metavar="MODULE:ATTR", help="definitions besides the registered"
+    )
+    follow.add_argument("--name", default=FOLLOWER, help=f"the subscription's name (default {FOLLOWER})")
+    follow.add_argument(
+        "--poll", type=float, default=0.5, metavar="S", help="seconds between looks once caught up (0.5)"
+    )
+    follow.add_argument("--batch", type=int, default=1000, metavar="N", help="events per batch (1000)")
+    follow.add_argument("--once", action="store_true", help="catch up, then exit")
+    follow.add_argument("--url", default=argparse.SUPPRESS, help="PostgreSQL URL (as before the command)")
+    follow.set_defaults(handler=follow_command)
 
 
 def _time(value: datetime | None) -> str:
@@ -215,6 +242,45 @@ async def rebuild_command(args: argparse.Namespace) -> int:
         print(f"{report.newer} flow(s) moved on during the rebuild: their newer records were kept")
     for reason, count in sorted(report.skipped.items()):
         print(f"skipped {count} flow(s): {reason}")
+    for ref in sorted(report.unknown_definitions):
+        print(f"unknown definition: {ref} (pass it as MODULE:ATTR)")
+    return 1 if report.skipped else 0
+
+
+async def follow_command(args: argparse.Namespace) -> int:
+    definitions = [d for target in args.targets for d in load_definitions(target)]
+    async with Database.connect(args.url) as db:
+        follower = RecordsFollower(
+            db.event_store(),
+            db.workflow_records(),
+            definitions=definitions,
+            registry=db.definition_registry(),
+        )
+        subscriptions = Subscriptions(db, poll_interval=args.poll)
+        if args.once:
+            handled = await subscriptions.catch_up(args.name, follower, batch_size=args.batch)
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            progress(
+                f"following {db.describe()} as {args.name!r} from {await subscriptions.position(args.name)}; "
+                "SIGTERM or Ctrl-C stops it"
+            )
+            try:
+                await subscriptions.run(args.name, follower, batch_size=args.batch, stop=stop)
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+            handled = None
+        position = await subscriptions.position(args.name)
+    report = follower.report
+    done = "stopped" if handled is None else f"caught up: {handled} event(s) read"
+    current = f"{report.rebuilt} flow projection(s) written or found current"
+    print(f"{done}; {current}; {args.name!r} is at {position}")
+    for reason, count in sorted(report.skipped.items()):
+        print(f"skipped {count} flow projection(s): {reason}")
     for ref in sorted(report.unknown_definitions):
         print(f"unknown definition: {ref} (pass it as MODULE:ATTR)")
     return 1 if report.skipped else 0

@@ -17,7 +17,7 @@ from typing import Protocol
 from uuid import UUID
 
 from chem_persistence_async.domain.events import FlowEvent, FlowInitialized
-from chem_persistence_async.domain.flow import FlowDefinition
+from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.projection import definition_from_record
 from chem_persistence_async.errors import DefinitionError, ReplayError
@@ -114,6 +114,20 @@ async def _project(
 ) -> str:
     """Replace one flow's records with the projection of ``events`` (its whole log); what came of
     it: ``rebuilt``, ``newer`` (the records reflect a later version), or why it was skipped."""
+    replayed = _replayed(known, report, fid, events)
+    if isinstance(replayed, str):
+        return replayed
+    written = await records.rebuild_flow(*replayed, tx=tx)
+    return "rebuilt" if written else "newer"
+
+
+def _replayed(
+    known: dict[tuple[str, str], FlowDefinition],
+    report: RebuildReport,
+    fid: UUID,
+    events: Sequence[FlowEvent],
+) -> tuple[FlowInstance, FlowDefinition, Sequence[FlowEvent]] | str:
+    """The flow replayed with its definition, ready to project, or why it cannot be."""
     if not events:
         return "no events"
     init = events[0].kind
@@ -124,12 +138,10 @@ async def _project(
         report.unknown_definitions.add(f"{init.definition_name}@{init.definition_hash}")
         return "unknown definition"
     try:
-        instance = replay(fid, events, definition)
+        return replay(fid, events, definition), definition, events
     except ReplayError as exc:
         logger.warning("flow %s does not replay: %s", fid, exc)
         return "does not replay"
-    written = await records.rebuild_flow(instance, definition, events, tx=tx)
-    return "rebuilt" if written else "newer"
 
 
 class RecordsFollower:
@@ -137,12 +149,14 @@ class RecordsFollower:
     records of engine flows caught up with the event log, instead of the appends writing them.
 
     For each batch it reads the flows the batch's events belong to (whole, in one statement) and
-    replaces their records with the projection of their logs, in the batch's unit of work, so the
-    records move with the subscription's checkpoint: exactly once per batch, caught up a poll
-    behind the appends rather than in their transaction. A flow appended to several times between
-    two batches is written once. Flows of a definition neither given nor registered are left as
-    they are (``unknown_definitions`` names them; ``records rebuild`` with the definition brings
-    them up to date); the registry is read again (once) when a flow names a definition not seen yet.
+    replaces their records with the projection of their logs (``rebuild_flows``: on PostgreSQL one
+    statement for the batch, which leaves a run that already equals its projection as it is), in
+    the batch's unit of work, so the records move with the subscription's checkpoint: exactly once
+    per batch, caught up a poll behind the appends rather than in their transaction. A flow
+    appended to several times between two batches is written once. Flows of a definition neither
+    given nor registered are left as they are (``unknown_definitions`` names them; ``records
+    rebuild`` with the definition brings them up to date); the registry is read again (once) when a
+    flow names a definition not seen yet.
     """
 
     def __init__(
@@ -161,21 +175,25 @@ class RecordsFollower:
         self._looked_for: set[tuple[str, str]] = set()
         """Definitions the registry was read again for (once each: it did not have them then)."""
         self.report = RebuildReport()
-        """What the follower has done since it was made (``flows`` counts flows projected)."""
+        """What the follower has done since it was made: a flow counts once per batch its events
+        are in (``rebuilt``: written, or found equal to its projection; ``newer``: left at a later
+        version)."""
 
     async def __call__(self, events: Sequence[FlowEvent], tx: Transaction) -> None:
         fids = list(dict.fromkeys(event.flow_id for event in events))
         flows = await self._store.read_flows(fids, tx=tx)
         known = await self._definitions(flows.values())
+        replayed = []
         for fid in fids:
             self.report.flows += 1
-            outcome = await _project(self._records, known, self.report, fid, flows[fid].events, tx)
-            if outcome == "rebuilt":
-                self.report.rebuilt += 1
-            elif outcome == "newer":
-                self.report.newer += 1
+            one = _replayed(known, self.report, fid, flows[fid].events)
+            if isinstance(one, str):
+                self.report.skip(one)
             else:
-                self.report.skip(outcome)
+                replayed.append(one)
+        written = await self._records.rebuild_flows(replayed, tx=tx)
+        self.report.rebuilt += sum(written)
+        self.report.newer += len(written) - sum(written)
 
     async def _definitions(self, flows: Iterable[FlowRecord]) -> dict[tuple[str, str], FlowDefinition]:
         """The definitions known, read again from the registry when a flow names one not seen."""

@@ -334,6 +334,16 @@ class WorkflowRecordsPort(FlowRecorder, Protocol):
         log); False when the stored records already reflect a later version (left alone)."""
         ...
 
+    async def rebuild_flows(
+        self,
+        flows: Sequence[tuple[FlowInstance, FlowDefinition, Sequence[FlowEvent]]],
+        *,
+        tx: Transaction | None = None,
+    ) -> builtins.list[bool]:
+        """``rebuild_flow`` of several flows (``(instance, definition, whole log)`` each), in order:
+        for each, False when its stored records already reflect a later version."""
+        ...
+
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     async def run_in_transaction(self, fn: Callable[[Transaction], Awaitable[T]]) -> T: ...

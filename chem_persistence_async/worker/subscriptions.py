@@ -10,8 +10,10 @@ event's effect commits once. What a handler does outside ``tx`` (a message sent,
 is at least once.
 
 Catch-up, then live: once caught up, it looks again every ``poll_interval`` seconds (a look with
-nothing to read is one read-only statement: no transaction is written while idle), and at once
-after ``wake()``. It runs on any ``Backend`` and imports none.
+nothing to read is read-only: no transaction is written while idle), and at once after
+``wake()``. The wait comes after every catch-up, busy or not: the events a poll's interval
+brings are handled as one batch (a flow appended to several times in it is handled once), where
+looking again at once would hand them over one append at a time. It runs on any ``Backend`` and imports none.
 """
 
 from __future__ import annotations
@@ -95,9 +97,13 @@ class Subscriptions:
         _check_handler(handler)
         while stop is None or not stop.is_set():
             await self.catch_up(name, handler, batch_size=batch_size)
-            while not await self._more(name):
-                if await self._pause(stop):
-                    return
+            # Caught up: wait before looking again even if more has come meanwhile, so that a busy
+            # log is read in batches of a poll's worth of events, not one small batch per append.
+            while not await self._pause(stop):
+                if await self._more(name):
+                    break
+            else:
+                return
 
     async def _more(self, name: str) -> bool:
         """Whether there is anything after the checkpoint (a read, no lock, no transaction)."""

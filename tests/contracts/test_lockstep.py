@@ -646,6 +646,42 @@ class Lockstep(DatabaseMachine):
             assert result == listed
 
     @rule(data=st.data())
+    def read_all(self, data: st.DataObject) -> None:
+        """The global order, paged by any limit: pages follow each other, positions ascend, each
+        flow's events come in version order; both stores read the same events (of this example's
+        flows: the log keeps earlier examples' events on PostgreSQL)."""
+        limit = data.draw(
+            mostly([1, 2, 3, 5, 1000], [0, -1, "2", 1.5, True, None, MAX_BATCH_SIZE + 1]), label="limit"
+        )
+        after = data.draw(mostly([None], ["", "1.2", "0" * 41, 5, b"x"]), label="after")
+        mine = set(self.flows)
+
+        async def paged(store: Any) -> list[FlowEvent]:
+            first = await store.read_all(after, limit=limit)  # (the edges are refused here)
+            pages, page = list(first), first
+            while page:
+                assert len(page) <= limit
+                last = page[-1].position
+                page = await store.read_all(last, limit=limit)
+                assert all(e.position > last for e in page)  # (else the paging would never end)
+                pages += page
+            full = await store.read_all(limit=MAX_BATCH_SIZE)
+            assert pages == full
+            positions = [e.position for e in full]
+            assert positions == sorted(positions)
+            assert len(set(positions)) == len(positions)
+            ours = [e for e in full if e.flow_id in mine]
+            for flow in mine:
+                versions = [e.flow_version for e in ours if e.flow_id == flow]
+                assert versions == list(range(1, len(versions) + 1))
+            return ours
+
+        def view(events: list[FlowEvent]) -> Any:
+            return sorted(self.events_view(events)[0], key=lambda row: (str(row[0]), row[1]))
+
+        self.both(paged, view)
+
+    @rule(data=st.data())
     def flow_version(self, data: st.DataObject) -> None:
         flow = self._flow(data)
         self.both(lambda s: s.flow_version(flow))

@@ -15,10 +15,12 @@ from chem_persistence_async import (
     Status,
     Subscriptions,
     rebuild_records,
+    replay,
 )
 from chem_persistence_async.ports.backend import Backend
 from tests.engine.flows import flaky_definition
 from tests.engine.test_records import _snapshot
+from tests.support.harness import Harness
 from tests.worker.flows import three_steps
 
 FAST = RetryPolicy(max_retries=3, initial_delay=0.0)
@@ -107,3 +109,37 @@ async def test_a_definition_registered_later_is_read_from_the_registry(backend: 
     run = await records.get_run(fid)
     assert run is not None
     assert run.status == Status.COMPLETED
+
+
+async def test_rebuild_flows_leaves_records_of_a_later_version(backend: Backend) -> None:
+    records, store = backend.workflow_records(), backend.event_store()
+    definition = DEFINITIONS[0]
+    engine = FlowEngine(store, FlowRepository(), definition, records=records)
+    flows = [await engine.run_to_end(), await engine.run_to_end()]
+    recorded = await _snapshot(records, flows)
+    older, whole = await store.list(flows[0]), await store.list(flows[1])
+    older = older[:3]
+    items = [
+        (replay(fid, events, definition), definition, events)
+        for fid, events in zip(flows, (older, whole), strict=True)
+    ]
+    assert await records.rebuild_flows(items) == [False, True]
+    assert await _snapshot(records, flows) == recorded
+    assert await records.rebuild_flows([]) == []
+
+
+async def test_a_batch_seen_again_writes_no_row_again(harness: Harness, backend: Backend) -> None:
+    """A follower reset to read the log again finds every run equal to its projection: no run or
+    stage row gets a new version (``xmin`` unchanged)."""
+    harness.require("sql")
+    records = backend.workflow_records()
+    follower = RecordsFollower(backend.event_store(), records, definitions=DEFINITIONS)
+    subs = Subscriptions(backend)
+    await _run_flows(backend, 20)
+    await subs.catch_up("records", follower)
+    conn = harness.conn  # type: ignore[attr-defined]
+    versions = "SELECT array_agg(xmin::text ORDER BY id) FROM {}"
+    before = [await conn.fetchval(versions.format(t)) for t in ("workflow_runs", "workflow_stages")]
+    await subs.reset("records")
+    await subs.catch_up("records", follower)
+    assert [await conn.fetchval(versions.format(t)) for t in ("workflow_runs", "workflow_stages")] == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import json.encoder
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -23,8 +24,10 @@ from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.transaction import pg_tx
 from chem_persistence_async.backends.records_base import WorkflowRecordsBase
+from chem_persistence_async.domain.events import FlowEvent
+from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.domain.ids import check_aware, check_int
-from chem_persistence_async.domain.projection import FlowProjection
+from chem_persistence_async.domain.projection import FlowProjection, project_flow
 from chem_persistence_async.domain.records import (
     UNSET,
     ArtifactType,
@@ -490,6 +493,22 @@ class WorkflowRecords(WorkflowRecordsBase):
 
     # --- the projection of engine flows -----------------------------------------------------
 
+    async def rebuild_flows(
+        self,
+        flows: Sequence[tuple[FlowInstance, FlowDefinition, Sequence[FlowEvent]]],
+        *,
+        tx: Transaction | None = None,
+    ) -> list[bool]:
+        """Every flow's projection in ONE statement (``RECORD_FLOWS``): a subscription's batch of
+        flows costs one round trip and one plan, not one per flow."""
+        if not flows:
+            return []
+        projections = [project_flow(i, d, e) for i, d, e in flows]
+        payload = b"[" + b",".join(map(_whole_flow_json, projections)) + b"]"
+        rows = await self._run(tx, sql.RECORD_FLOWS, {"flows": payload}, "record_flows")
+        newer = set(rows[0][0])
+        return [p.run.run_id not in newer for p in projections]
+
     async def _write_projection(
         self, projection: FlowProjection, replace: bool, tx: Transaction | None
     ) -> bool:
@@ -575,6 +594,87 @@ def _projection_values(projection: FlowProjection, replace: bool) -> dict[str, A
         "metrics": [s.metrics.data for s in stages],
         "touched": [s.touched for s in stages],
     }
+
+
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _text(value: str | None) -> bytes:
+    return b"null" if value is None else _json_string(value).encode()
+
+
+def _time(value: datetime | None) -> bytes:
+    return b"null" if value is None else b'"' + value.isoformat().encode() + b'"'
+
+
+def _whole_flow_json(p: FlowProjection) -> bytes:
+    """One flow of ``RECORD_FLOWS``'s ``:flows`` (a projection of its whole log: times are its own)."""
+    r = p.run
+    stages = b",".join(
+        [
+            b"".join(
+                [
+                    b'{"id":"',
+                    str(s.id).encode(),
+                    b'","k":',
+                    _text(s.stage_id),
+                    b',"n":',
+                    _text(s.stage_name),
+                    b',"x":',
+                    str(s.stage_number).encode(),
+                    b',"s":"',
+                    s.status.value.encode(),
+                    b'","e":',
+                    _text(s.error_message),
+                    b',"np":',
+                    _time(s.next_poll_at),
+                    b',"sa":',
+                    _time(s.started_at),
+                    b',"da":',
+                    _time(s.completed_at),
+                    b',"c":',
+                    s.config.data,
+                    b',"o":',
+                    b"null" if s.output_data is None else s.output_data.data,
+                    b',"m":',
+                    s.metrics.data,
+                    b"}",
+                ]
+            )
+            for s in p.stages
+        ]
+    )
+    return b"".join(
+        [
+            b'{"id":"',
+            str(r.run_id).encode(),
+            b'","w":',
+            _text(r.workflow_id),
+            b',"n":',
+            _text(r.workflow_name),
+            b',"y":',
+            _text(r.workflow_type),
+            b',"s":"',
+            r.status.value.encode(),
+            b'","in":',
+            r.input.data,
+            b',"o":',
+            b"null" if r.output is None else r.output.data,
+            b',"c":',
+            r.config.data,
+            b',"ca":',
+            _time(r.created_at),
+            b',"sa":',
+            _time(r.started_at),
+            b',"da":',
+            _time(r.completed_at),
+            b',"v":',
+            str(r.flow_version).encode(),
+            b',"g":[',
+            stages,
+            b"]}",
+        ]
+    )
 
 
 def _loads(data: bytes | None) -> Any:

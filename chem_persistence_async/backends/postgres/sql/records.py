@@ -610,3 +610,91 @@ def stored_flow_records_ctes(written: str) -> list[str]:
       AND ({_stage_changed("n")})
 )""",
     ]
+
+
+# --- the projections of many flows' whole logs, in one statement --------------------------------
+
+_RUN_PROJECTED = ("status", "output", "started_at", "completed_at", "duration", *_RUN_FIXED_AT_START)
+_STAGE_PROJECTED = (
+    "stage_name",
+    "stage_number",
+    "execution_group",
+    "status",
+    "started_at",
+    "completed_at",
+    "duration",
+    "config",
+    "output_data",
+    "metrics",
+    "error_message",
+    "next_poll_at",
+)
+
+
+def _differs(row: str, columns: tuple[str, ...]) -> str:
+    """Whether the stored ``row`` differs from ``EXCLUDED`` in any of ``columns``."""
+    stored = ", ".join(f"{row}.{c}" for c in columns)
+    projected = ", ".join(f"EXCLUDED.{c}" for c in columns)
+    return f"({stored}) IS DISTINCT FROM ({projected})"
+
+
+def _set_all(columns: tuple[str, ...]) -> str:
+    return ",\n        ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+
+
+RECORD_FLOWS = query(
+    f"""
+WITH f AS (
+    SELECT * FROM jsonb_to_recordset(:flows::jsonb) AS f(
+        id uuid, w text, n text, y text, s text, "in" jsonb, o jsonb, c jsonb, ca timestamptz,
+        sa timestamptz, da timestamptz, v int, g jsonb
+    )
+), newer AS (
+    SELECT f.id FROM f JOIN workflow_runs x ON x.id = f.id WHERE x.flow_version > f.v
+), run AS (
+    {_INSERT_RUN}
+    SELECT f.id, f.w, f.n, f.y, f.s, f."in", NULLIF(f.o, 'null'::jsonb), f.c, f.ca, f.sa,
+           CASE WHEN f.s IN {_TERMINAL} THEN f.da END,
+           chem_duration_ms(f.sa, CASE WHEN f.s IN {_TERMINAL} THEN f.da END), f.v
+    FROM f
+    ON CONFLICT (id) DO UPDATE SET
+        {_set_all(_RUN_PROJECTED)},
+        created_at = EXCLUDED.created_at,
+        flow_version = EXCLUDED.flow_version,
+        updated_at = now()
+    WHERE COALESCE(r.flow_version, 0) < EXCLUDED.flow_version
+       OR (r.flow_version = EXCLUDED.flow_version
+           AND {_differs("r", (*_RUN_PROJECTED, "created_at"))})
+    RETURNING r.id
+), stages AS (
+    {_INSERT_STAGE}
+    SELECT g.id, f.ca, f.id, g.k, g.n, g.x, g.x, g.s, g.sa,
+           CASE WHEN g.s IN {_TERMINAL} THEN g.da END,
+           chem_duration_ms(g.sa, CASE WHEN g.s IN {_TERMINAL} THEN g.da END),
+           g.c, NULLIF(g.o, 'null'::jsonb), g.m, g.e, g.np
+    FROM f
+    JOIN run ON run.id = f.id
+    CROSS JOIN LATERAL jsonb_to_recordset(f.g) AS g(
+        id uuid, k text, n text, x int, s text, e text, np timestamptz, sa timestamptz,
+        da timestamptz, c jsonb, o jsonb, m jsonb
+    )
+    ON CONFLICT (workflow_run_id, stage_id) DO UPDATE SET
+        {_set_all(_STAGE_PROJECTED)},
+        created_at = EXCLUDED.created_at,
+        updated_at = now()
+    WHERE {_differs("s", (*_STAGE_PROJECTED, "created_at"))}
+    RETURNING 1
+)
+SELECT ARRAY(SELECT id FROM newer), (SELECT count(*) FROM run), (SELECT count(*) FROM stages)
+"""
+)
+"""``RECORD_FLOW``'s replace (a projection of each flow's whole log) for many flows at once
+(``:flows``: a JSON array, per flow ``{"id", "w": workflow_id, "n": name, "y": type, "s": status,
+"in": input, "o": output, "c": config, "ca"/"sa"/"da": created/started/completed at, "v": flow
+version, "g": stages}``, each stage ``{"id", "k": stage_id, "n": name, "x": number, "s": status,
+"e": error message, "np": next poll, "sa"/"da", "c": config, "o": output, "m": metrics}``), as
+``RecordsFollower`` writes a batch. A run already at a later version is left with its stages (its
+id comes back in the first column); a run at the same version that already equals its projection
+is not written again, nor are its stages (no new row versions for flows a batch saw before), and
+of a run written only the stages that differ are. One row: ``(ids of flows with newer records,
+runs written, stages written)``."""
