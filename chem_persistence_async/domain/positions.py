@@ -4,8 +4,12 @@ the subscriptions that follow it.
 A ``Position`` is opaque to its user: totally ordered by ``<``, and JSON-serialisable as it is (a
 string), so a checkpoint can be stored anywhere. It is the pair (commit group, ``seq``) written
 at fixed width, so that string order is the pair's order: on PostgreSQL the group is the writing
-transaction's id (``xid8``), since a sequence value is not a commit order; the in-memory store,
-whose units of work commit in the order they take ``seq`` values or roll back, uses 0 and ``seq``.
+transaction's id (``xid8``), since a sequence value is not a commit order; in memory, the number
+its unit of work took at its first change (``MemoryTransaction.group``), the same rule.
+
+Events of one flow come in version order when each append's transaction took its id after the
+previous append committed, as the engine's do. A unit of work that took its id earlier (by another
+write first) and then appends the flow's next version orders that event before the previous one.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.projection import definition_from_record
 from chem_persistence_async.errors import DefinitionError, ReplayError
 from chem_persistence_async.ports.definitions import DefinitionRegistryPort
-from chem_persistence_async.ports.event_store import AsyncEventStore, FlowRecord
+from chem_persistence_async.ports.event_store import AsyncEventStore
 from chem_persistence_async.ports.records import FlowLister, WorkflowRecordsPort
 from chem_persistence_async.ports.unit_of_work import Transaction
 from chem_persistence_async.replay import replay
@@ -148,8 +148,9 @@ class RecordsFollower:
     """A subscription handler (``Subscriptions(backend).run(name, follower)``) that keeps the
     records of engine flows caught up with the event log, instead of the appends writing them.
 
-    For each batch it reads the flows the batch's events belong to (whole, in one statement) and
-    replaces their records with the projection of their logs (``rebuild_flows``: on PostgreSQL one
+    For each batch it takes the flows the batch's events belong to (a flow whose batch events are
+    not its whole log so far is read whole, all such flows in one statement) and replaces their
+    records with the projection of their logs (``rebuild_flows``: on PostgreSQL one
     statement for the batch, which leaves a run that already equals its projection as it is), in
     the batch's unit of work, so the records move with the subscription's checkpoint: exactly once
     per batch, caught up a poll behind the appends rather than in their transaction. A flow
@@ -180,13 +181,19 @@ class RecordsFollower:
         version)."""
 
     async def __call__(self, events: Sequence[FlowEvent], tx: Transaction) -> None:
-        fids = list(dict.fromkeys(event.flow_id for event in events))
-        flows = await self._store.read_flows(fids, tx=tx)
-        known = await self._definitions(flows.values())
+        by_flow: dict[UUID, list[FlowEvent]] = {}
+        for event in events:
+            by_flow.setdefault(event.flow_id, []).append(event)
+        logs = {fid: flow for fid, flow in by_flow.items() if _whole_so_far(flow)}
+        missing = [fid for fid in by_flow if fid not in logs]
+        if missing:
+            read = await self._store.read_flows(missing, tx=tx)
+            logs.update((fid, record.events) for fid, record in read.items())
+        known = await self._definitions(logs.values())
         replayed = []
-        for fid in fids:
+        for fid in by_flow:
             self.report.flows += 1
-            one = _replayed(known, self.report, fid, flows[fid].events)
+            one = _replayed(known, self.report, fid, logs[fid])
             if isinstance(one, str):
                 self.report.skip(one)
             else:
@@ -195,13 +202,15 @@ class RecordsFollower:
         self.report.rebuilt += sum(written)
         self.report.newer += len(written) - sum(written)
 
-    async def _definitions(self, flows: Iterable[FlowRecord]) -> dict[tuple[str, str], FlowDefinition]:
+    async def _definitions(
+        self, logs: Iterable[Sequence[FlowEvent]]
+    ) -> dict[tuple[str, str], FlowDefinition]:
         """The definitions known, read again from the registry when a flow names one not seen."""
         if self._known is None:
             self._known = await known_definitions(self._given, self._registry)
         if self._registry is not None:
-            for record in flows:
-                init = record.events[0].kind if record.events else None
+            for log in logs:
+                init = log[0].kind if log else None
                 if not isinstance(init, FlowInitialized):
                     continue
                 ref = (init.definition_name, init.definition_hash)
@@ -209,6 +218,19 @@ class RecordsFollower:
                     self._looked_for.add(ref)
                     self._known = await known_definitions(self._given, self._registry)
         return self._known
+
+
+def _whole_so_far(events: list[FlowEvent]) -> bool:
+    """Whether a batch's events of one flow are all of its log up to the last of them (versions 1,
+    2, ... n, sorted in place): then the batch itself is what a projection needs, and the flow is
+    not read again. (A flow's events come in version order but for a unit of work that took its
+    commit group before the previous version's: the sort covers that.)"""
+    events.sort(key=_version)
+    return all(event.flow_version == n for n, event in enumerate(events, start=1))
+
+
+def _version(event: FlowEvent) -> int:
+    return event.flow_version
 
 
 async def _flows(store: ListingEventStore, flow_ids: Iterable[UUID | str] | None) -> AsyncIterator[UUID]:

@@ -158,3 +158,17 @@ def test_positions_order_as_their_pairs() -> None:
     for bad in [(-1, 0), (0, -1), (10**20, 0), (True, 0), (0, 1.0)]:
         with pytest.raises(InvalidInputError):
             Position.of(*bad)
+
+
+async def test_a_unit_of_work_is_read_in_the_place_of_its_first_write(store: Any) -> None:
+    """The order is that of the moments units of work took their commit groups (their first
+    write), not of their commits: a unit of work that wrote first and appended a flow's next
+    version afterwards is read before that flow's previous version."""
+    flow, other = uuid.uuid4(), uuid.uuid4()
+    async with store.transaction() as tx:
+        opening = await _append(store, other, tx=tx)
+        first = await _append(store, flow)  # commits at once, in a later group
+        second = await store.append_kind(flow, finished(), expected_version=1, tx=tx)
+    events = await store.read_all()
+    assert [e.event_id for e in events] == [opening.event_id, second.event_id, first.event_id]
+    assert events[0].position.group == events[1].position.group < events[2].position.group

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -24,6 +24,8 @@ from chem_persistence_async.backends.memory.transaction import (
     MemoryTransaction,
     memory_transaction,
     memory_tx,
+    new_group,
+    oldest_open_group,
     run_in_memory_transaction,
 )
 from chem_persistence_async.backends.memory.work_queue import InMemoryWorkQueue
@@ -69,13 +71,11 @@ class InMemoryEventStore(EventStoreBase):
         self._by_event_id: dict[UUID, tuple[UUID, int]] = {}
         self._artifacts: dict[str, tuple[Artifact, int]] = {}
         self._errors: list[StepExecutionError] = []
-        self._order: list[int] = []
-        """Every stored event's ``seq``, ascending: the global order (``read_all``)."""
+        self._order: list[tuple[int, int]] = []
+        """Every stored event's ``(commit group, seq)``, ascending: the global order (``read_all``;
+        the groups are ``MemoryTransaction``'s, as PostgreSQL's are transaction ids)."""
         self._where: dict[int, tuple[UUID, int]] = {}
         """An event's flow and index among its flow's rows, by ``seq``."""
-        self._uncommitted: set[int] = set()
-        """The ``seq`` of events appended in units of work still open: ``read_all`` stops below the
-        lowest (as PostgreSQL's stops below the oldest transaction still running)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work over in-memory stores (shared by all of them: see ``MemoryTransaction``)."""
@@ -139,6 +139,7 @@ class InMemoryEventStore(EventStoreBase):
             raise ConcurrencyConflict(fid, batch.expected_version, current)
 
         ts = datetime.now(UTC)
+        group = new_group() if journal is None else journal.group
         stored: list[tuple[UUID, int, int, datetime]] = []
         seq_of_ordinal: dict[int, int] = {}
         errors_before, new_hashes = len(self._errors), []
@@ -147,7 +148,7 @@ class InMemoryEventStore(EventStoreBase):
             version = current + ordinal
             rows.append((self._seq, event.event_id, version, ts, event.payload))
             self._by_event_id[event.event_id] = (fid, len(rows) - 1)
-            self._order.append(self._seq)
+            insort(self._order, (group, self._seq))
             self._where[self._seq] = (fid, len(rows) - 1)
             seq_of_ordinal[ordinal] = self._seq
             stored.append((event.event_id, self._seq, version, ts))
@@ -179,20 +180,18 @@ class InMemoryEventStore(EventStoreBase):
                 self._artifacts[prepared.artifact.hash] = (stored_artifact, seq_of_ordinal[prepared.ordinal])
                 new_hashes.append(prepared.artifact.hash)
         if journal is not None:
-            pending = set(seq_of_ordinal.values())
-            self._uncommitted |= pending
-            journal.on_commit(lambda: self._uncommitted.difference_update(pending))
-            journal.record_undo(lambda: self._undo_append(batch, current, errors_before, new_hashes))
+            journal.record_undo(lambda: self._undo_append(batch, current, errors_before, new_hashes, group))
         return batch.events_for(stored), True
 
-    def _undo_append(self, batch: AppendBatch, base: int, errors_before: int, hashes: list[str]) -> None:
+    def _undo_append(
+        self, batch: AppendBatch, base: int, errors_before: int, hashes: list[str], group: int
+    ) -> None:
         """Take back one append made inside a unit of work that rolled back. The sequence is not
         rewound (a PostgreSQL sequence is not either): a rolled-back append leaves a gap in ``seq``."""
         rows = self._flows[batch.flow_id]
         for row in rows[base:]:
-            self._uncommitted.discard(row[0])
             self._where.pop(row[0], None)
-            del self._order[bisect_left(self._order, row[0])]
+            del self._order[bisect_left(self._order, (group, row[0]))]
         del rows[base:]
         if not rows:
             del self._flows[batch.flow_id]
@@ -253,21 +252,19 @@ class InMemoryEventStore(EventStoreBase):
     async def read_all(
         self, after: Position | str | None = None, *, limit: int = 1000, tx: Transaction | None = None
     ) -> builtins.list[PositionedEvent]:
-        """Every flow's events in ``seq`` order (the order memory commits them in), after ``after``,
-        stopping below the first event of a unit of work still open."""
+        """Every flow's events in ``(commit group, seq)`` order, after ``after``, below the oldest
+        unit of work still open (as PostgreSQL's below its oldest transaction still running)."""
         memory_tx(tx)
         start = to_position(after)
         limit = check_batch_size(limit, "limit")
-        if start is not None and start.group > 0:
-            return []  # (a PostgreSQL position: after every one of memory's, which are all group 0)
-        first = 0 if start is None else bisect_right(self._order, start.seq)
-        horizon = min(self._uncommitted, default=None)
+        first = 0 if start is None else bisect_right(self._order, (start.group, start.seq))
+        horizon = oldest_open_group()
         rows: builtins.list[tuple[object, ...]] = []
-        for seq in self._order[first : first + limit]:
-            if horizon is not None and seq >= horizon:
+        for group, seq in self._order[first : first + limit]:
+            if horizon is not None and group >= horizon:
                 break
             fid, index = self._where[seq]
-            rows.append((*self._flows[fid][index], fid, 0))
+            rows.append((*self._flows[fid][index], fid, group))
         return decode_positioned(rows)
 
     async def flow_version(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> int:

@@ -5,6 +5,11 @@ one run with ``tx=`` records how to undo itself, and a unit of work that raises 
 reverse order. One ``MemoryTransaction`` serves every in-memory store (event store, queue,
 records): the journal is not tied to any of them.
 
+Commit groups (``read_all``'s order, as PostgreSQL's transaction ids): a unit of work takes a
+number from one counter at its first change, as a PostgreSQL transaction takes its id at its first
+write, and an event written outside a unit of work takes one of its own. The numbers of the units
+of work still open are the ``read_all`` horizon.
+
 Isolation: memory operations never wait on anything, so a unit of work whose body awaits only
 memory operations runs without any other task running in between (nothing else can see its
 changes before it ends). A body that awaits something else (I/O, a sleep) lets other tasks see
@@ -13,6 +18,7 @@ its uncommitted changes; PostgreSQL would hide them. Keep units of work short, a
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,16 +33,39 @@ T = TypeVar("T")
 logger = logging.getLogger("chem_persistence_async.memory")
 
 
+_groups = itertools.count(1)
+_open_groups: set[int] = set()
+
+
+def new_group() -> int:
+    """A commit group for a write made outside a unit of work (it commits at once)."""
+    return next(_groups)
+
+
+def oldest_open_group() -> int | None:
+    """The lowest commit group of a unit of work still open (``None``: none is)."""
+    return min(_open_groups, default=None)
+
+
 class MemoryTransaction:
     """A unit of work over in-memory stores (see the module docstring)."""
 
-    __slots__ = ("_after", "_now", "_state", "_undo")
+    __slots__ = ("_after", "_group", "_now", "_state", "_undo")
 
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
         self._after: list[Callable[[], None]] = []
         self._state = "open"
         self._now: datetime | None = None
+        self._group: int | None = None
+
+    @property
+    def group(self) -> int:
+        """This unit of work's commit group, taken at its first change (or now)."""
+        if self._group is None:
+            self._group = next(_groups)
+            _open_groups.add(self._group)
+        return self._group
 
     def now(self, clock: Callable[[], datetime]) -> datetime:
         """The unit of work's time, as PostgreSQL's ``now()`` is a transaction's: the same for
@@ -58,19 +87,26 @@ class MemoryTransaction:
         """Called by a store right after it changed its state inside this unit of work."""
         self._require_open()
         self._undo.append(undo)
+        self.group  # noqa: B018 - its first change takes its commit group
 
     def _require_open(self) -> None:
         if self._state != "open":
             raise TransactionError(f"this unit of work is {self._state}: open a new one")
 
+    def _close_group(self) -> None:
+        if self._group is not None:
+            _open_groups.discard(self._group)
+
     def _commit(self) -> None:
         self._state = "committed"
+        self._close_group()
         self._undo.clear()
         for callback in self._after:
             callback()
 
     def _rollback(self) -> None:
         self._state = "rolled back"
+        self._close_group()
         undo, self._undo = self._undo, []
         for step in reversed(undo):
             step()
