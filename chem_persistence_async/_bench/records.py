@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -47,6 +48,7 @@ from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
 from chem_persistence_async.domain.positions import PositionedEvent
+from chem_persistence_async.domain.records import Status
 from chem_persistence_async.engine.engine import FlowEngine
 from chem_persistence_async.engine.records import RecordsFollower
 from chem_persistence_async.engine.repository import FlowRepository
@@ -289,6 +291,61 @@ async def _followed(
     return end - start, end - ran
 
 
+_PROCESS_FOLLOWER = "bench-records-follower-process"
+
+
+async def _followed_by_process(
+    url: str, db: Database, engine: FlowEngine, flows: int, poll: float
+) -> tuple[float, float]:
+    """As ``_followed``, with the follower in a process of its own (``chem-persist records follow``,
+    as it is deployed beside workers): started and seen following (one flow recorded) before the
+    clock starts, stopped after; done when the last flow's run is recorded completed."""
+    await Subscriptions(db).catch_up(_PROCESS_FOLLOWER, _skip, batch_size=10_000)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chem_persistence_async.cli",
+        "records",
+        "follow",
+        f"{__name__}:flow_definition",
+        "--name",
+        _PROCESS_FOLLOWER,
+        "--poll",
+        str(poll),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "DATABASE_URL": url},  # (not in argv, where ps shows it)
+    )
+    records = db.workflow_records()
+    try:
+        await _recorded(records, await engine.run_to_end())
+        start = time.perf_counter()
+        last = None
+        for _ in range(flows):
+            last = await engine.run_to_end()
+        ran = time.perf_counter()
+        assert last is not None
+        await _recorded(records, last)
+        end = time.perf_counter()
+    finally:
+        process.terminate()
+        await process.wait()
+    return end - start, end - ran
+
+
+async def _recorded(records: WorkflowRecords, fid: UUID, deadline: float = 60.0) -> None:
+    """Until the flow's run is recorded completed (looked up every millisecond)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while True:
+        run = await records.get_run(fid)
+        if run is not None and run.status is Status.COMPLETED:
+            return
+        if loop.time() > give_up:
+            raise RuntimeError(f"the follower process did not record flow {fid} within {deadline:g}s")
+        await asyncio.sleep(0.001)
+
+
 async def run_records_bench(
     url: str | None, cfg: RecordsBenchConfig, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -306,7 +363,7 @@ async def run_records_bench(
             raw = await asyncpg.connect(bench_url)  # the raw baselines' one connection
             try:
                 load_before = os.getloadavg()
-                result = await _measure(db, raw, cfg, progress)
+                result = await _measure(db, raw, cfg, progress, bench_url)
                 result["environment"] = {
                     "when": datetime.now(UTC).isoformat(timespec="seconds"),
                     "server": raw.get_server_version()._asdict(),
@@ -327,7 +384,7 @@ async def run_records_bench(
 
 
 async def _measure(
-    db: Database, raw_conn: asyncpg.Connection, cfg: RecordsBenchConfig, progress: Progress
+    db: Database, raw_conn: asyncpg.Connection, cfg: RecordsBenchConfig, progress: Progress, url: str
 ) -> dict[str, Any]:
     calls = [_call(i) for i in range(cfg.calls)]
     raw_rows = [_raw_row(_call(i)) for i in range(cfg.raw_calls)]
@@ -399,19 +456,28 @@ async def _measure(
 
     phases = {
         key: Figure(f"{cfg.flows} flows one after another, {key}", "ms/flow")
-        for key in ("without records", "with WorkflowRecords", "with a RecordsFollower subscription")
+        for key in (
+            "without records",
+            "with WorkflowRecords",
+            "with a RecordsFollower subscription",
+            "with `records follow` in a process of its own",
+        )
     }
     lag = Figure("the follower's lag after the last flow", "ms")
+    process_lag = Figure("the follower process's lag after the last flow", "ms")
     plain = FlowEngine(store, FlowRepository(), definition)
     follower = RecordsFollower(store, db.workflow_records(), definitions=[definition])
 
     async def follow() -> None:
         turn = len(phases["without records"].samples)
         keys = list(phases)
-        for key in keys[turn % 3 :] + keys[: turn % 3]:
+        for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
             if key == "with a RecordsFollower subscription":
                 seconds, behind = await _followed(db, plain, follower, cfg.flows, cfg.follow_poll)
                 lag.samples.append(behind * 1000)
+            elif key == "with `records follow` in a process of its own":
+                seconds, behind = await _followed_by_process(url, db, plain, cfg.flows, cfg.follow_poll)
+                process_lag.samples.append(behind * 1000)
             else:
                 seconds = await _run_flows(plain if key == "without records" else engines[key], cfg.flows)
             phases[key].samples.append(seconds / cfg.flows * 1000)
@@ -426,7 +492,7 @@ async def _measure(
         await step()
     everything = [logger_rate, inside, raw_rate, many_rate, *sequential.values(), *concurrent.values()]
     everything += [*client_cpu.values(), *server_cpu.values()]
-    for figure in [*everything, *workers.values(), *phases.values(), lag]:
+    for figure in [*everything, *workers.values(), *phases.values(), lag, process_lag]:
         figure.samples.clear()
     progress.total = cfg.rounds * len(steps)
     for round_no in range(cfg.rounds):
@@ -482,6 +548,7 @@ async def _measure(
             "overhead_worker": {"with WorkflowRecords": added(workers, "with WorkflowRecords", rate=True)},
             "followed": {key: figure.summary() for key, figure in phases.items()},
             "follower_lag": lag.summary(),
+            "follower_process_lag": process_lag.summary(),
             "overhead_followed": {
                 key: added(phases, key, rate=False) for key in phases if key != "without records"
             },
@@ -530,6 +597,8 @@ def render(result: dict[str, Any]) -> str:
             row(figure)
         if part == "followed":
             row(records["follower_lag"])
+            if "follower_process_lag" in records:
+                row(records["follower_process_lag"])
         for key, overhead in records[f"overhead_{part}"].items():
             lines.append(f"| **{part}: time added {key}** | **{overhead:+.1%}** | goal < +20% |")
         if part == "sequential" and "floor_sequential" in records:
