@@ -400,11 +400,10 @@ def test_version_from_the_package_metadata() -> None:
 async def test_worker_runs_submitted_flows_keeps_records_unless_told_and_stops_on_sigterm(
     db_url: str, records: bool
 ) -> None:
-    import asyncio
-    import signal
 
     from chem_persistence_async import FlowRepository, Status
     from chem_persistence_async._bench.flows import NOOP3
+    from tests.support.processes import running, terminate
     from tests.support.waiting import until
 
     executable = shutil.which("chem-persist", path=str(Path(sys.executable).parent))
@@ -415,21 +414,13 @@ async def test_worker_runs_submitted_flows_keeps_records_unless_told_and_stops_o
     async with Database.connect(db_url) as db:
         engine = FlowEngine(db.event_store(), FlowRepository(), NOOP3, queue=db.work_queue())
         flows = [await engine.submit(queue=queue) for _ in range(3)]
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
+        async with running(*argv, cwd=ROOT) as proc:
 
             async def all_completed() -> bool:
                 return all([(await engine.load(f)).completed for f in flows])
 
             await until(all_completed, 60, "the worker process to run the flows")
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            _, stderr = await terminate(proc)
         assert proc.returncode == 0, stderr.decode()
         assert b"3 completed" in stderr
         runs = [await db.workflow_records().get_run(str(f)) for f in flows]

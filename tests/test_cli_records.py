@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -13,6 +15,8 @@ import pytest
 from chem_persistence_async import Database, FlowEngine, FlowRepository, RetryPolicy, Status, WorkflowRecords
 from chem_persistence_async.cli import main
 from tests.engine.flows import flaky_definition
+from tests.support.processes import running, terminate
+from tests.support.waiting import until
 
 FAST = RetryPolicy(initial_delay=0.0)
 
@@ -147,14 +151,8 @@ async def test_records_follow_once_catches_up_then_says_where_it_stopped(
 
 async def test_records_follow_runs_until_sigterm(db: Database, db_url: str) -> None:
     """A real process: it follows flows appended while it runs, and SIGTERM stops it cleanly."""
-    import os
-    import signal
-    import sys
-
-    from tests.support.waiting import until
-
     await db.definition_registry().register(flaky_definition())
-    process = await asyncio.create_subprocess_exec(
+    argv = [
         sys.executable,
         "-m",
         "chem_persistence_async.cli",
@@ -164,11 +162,8 @@ async def test_records_follow_runs_until_sigterm(db: Database, db_url: str) -> N
         "follow",
         "--poll",
         "0.05",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    try:
+    ]
+    async with running(*argv, env={**os.environ, "PYTHONPATH": os.getcwd()}) as process:
         engine = FlowEngine(db.event_store(), FlowRepository(), flaky_definition(), retry_policy=FAST)
         fids = [await engine.run_to_end() for _ in range(3)]
         records = WorkflowRecords(db)
@@ -178,12 +173,7 @@ async def test_records_follow_runs_until_sigterm(db: Database, db_url: str) -> N
             return all(run is not None and run.status is Status.COMPLETED for run in runs)
 
         await until(followed, 30, "the follower to record the three flows")
-        process.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        out, err = await terminate(process)
     assert process.returncode == 0, err.decode()
     assert re.search(
         rb"stopped; \d+ flow projection\(s\) written or found current; 'workflow-records' is at \d", out

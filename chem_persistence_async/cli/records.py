@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.cli.output import progress, table
-from chem_persistence_async.cli.workers import load_definitions
+from chem_persistence_async.cli.workers import load_definitions, stopped_by_signals
 from chem_persistence_async.domain.ids import to_flow_id
 from chem_persistence_async.domain.records import Status, WorkflowRunRecord, check_status
 from chem_persistence_async.engine.records import RebuildReport, RecordsFollower, rebuild_records
@@ -240,11 +239,7 @@ async def rebuild_command(args: argparse.Namespace) -> int:
     print(f"rebuilt the records of {report.rebuilt} of {report.flows} flow(s)")
     if report.newer:
         print(f"{report.newer} flow(s) moved on during the rebuild: their newer records were kept")
-    for reason, count in sorted(report.skipped.items()):
-        print(f"skipped {count} flow(s): {reason}")
-    for ref in sorted(report.unknown_definitions):
-        print(f"unknown definition: {ref} (pass it as MODULE:ATTR)")
-    return 1 if report.skipped else 0
+    return _skipped(report, "flow(s)")
 
 
 async def follow_command(args: argparse.Namespace) -> int:
@@ -261,26 +256,25 @@ async def follow_command(args: argparse.Namespace) -> int:
             handled = await subscriptions.catch_up(args.name, follower, batch_size=args.batch)
         else:
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
             progress(
                 f"following {db.describe()} as {args.name!r} from {await subscriptions.position(args.name)}; "
                 "SIGTERM or Ctrl-C stops it"
             )
-            try:
+            with stopped_by_signals(stop.set):
                 await subscriptions.run(args.name, follower, batch_size=args.batch, stop=stop)
-            finally:
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(signum)
             handled = None
         position = await subscriptions.position(args.name)
     report = follower.report
     done = "stopped" if handled is None else f"caught up: {handled} event(s) read"
     current = f"{report.rebuilt} flow projection(s) written or found current"
     print(f"{done}; {current}; {args.name!r} is at {position}")
+    return _skipped(report, "flow projection(s)")
+
+
+def _skipped(report: RebuildReport, what: str) -> int:
+    """Print what was skipped and why, and the definitions to pass; the exit status (1: some)."""
     for reason, count in sorted(report.skipped.items()):
-        print(f"skipped {count} flow projection(s): {reason}")
+        print(f"skipped {count} {what}: {reason}")
     for ref in sorted(report.unknown_definitions):
         print(f"unknown definition: {ref} (pass it as MODULE:ATTR)")
     return 1 if report.skipped else 0

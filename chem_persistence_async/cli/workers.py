@@ -7,7 +7,8 @@ import asyncio
 import importlib
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,20 @@ def _iterable(value: Any, target: str) -> Iterable[Any]:
     return value
 
 
+@contextmanager
+def stopped_by_signals(stop: Callable[[], object]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT call ``stop`` (a graceful stop) instead of
+    interrupting the process."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
 async def worker(args: argparse.Namespace) -> int:
     definitions = load_definitions(args.target)
     opener = Database.connect(args.url)
@@ -68,18 +83,12 @@ async def worker(args: argparse.Namespace) -> int:
                 max_retries=args.max_retries, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
             ),
         )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, run.stop)
         progress(
             f"worker {run.worker_id} on {db.describe()}: {', '.join(d.name for d in definitions)}; "
             "SIGTERM or Ctrl-C stops it gracefully"
         )
-        try:
+        with stopped_by_signals(run.stop):
             await run.run()
-        finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
         progress(
             f"worker {run.worker_id} stopped: {run.stats.completed} completed, {run.stats.suspended} "
             f"suspended, {run.stats.failed} failed, {run.stats.interrupted} released"
