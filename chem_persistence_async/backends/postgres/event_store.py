@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
@@ -19,6 +18,7 @@ import asyncpg
 from chem_persistence_async.backends.base import EventStoreBase
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.group_commit import FALLBACK, Fallback, GroupCommitter
+from chem_persistence_async.backends.postgres.json_parts import json_string, json_text, json_time
 from chem_persistence_async.backends.postgres.records import WorkflowRecords
 from chem_persistence_async.backends.postgres.sql import events as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
@@ -606,27 +606,21 @@ def _jobs_values(jobs: Sequence[tuple[int, JobWrite]]) -> dict[str, Any]:
 
 
 def _job_json(item: int, write: JobWrite) -> bytes:
-    def text(value: str | None) -> bytes:
-        return b"null" if value is None else _json_string(value).encode()
-
-    def time(value: datetime | None) -> bytes:
-        return b"null" if value is None else b'"' + value.isoformat().encode() + b'"'
-
-    head = b'{"i":' + str(item).encode() + b',"k":' + text(write.kind)
+    head = b'{"i":' + str(item).encode() + b',"k":' + json_text(write.kind)
     if write.spec is not None:
         spec = write.spec
         return b"".join(
             [
                 head,
-                b',"q":' + text(spec.queue),
-                b',"n":' + text(spec.kind),
-                b',"y":' + text(spec.key),
+                b',"q":' + json_text(spec.queue),
+                b',"n":' + json_text(spec.kind),
+                b',"y":' + json_text(spec.key),
                 b',"p":' + spec.payload,
                 b',"r":' + str(spec.priority).encode(),
-                b',"b":' + time(spec.not_before),
+                b',"b":' + json_time(spec.not_before),
                 b',"m":' + (b"null" if spec.max_attempts is None else str(spec.max_attempts).encode()),
-                b',"f":' + text(None if spec.flow_id is None else str(spec.flow_id)),
-                b',"d":' + text(spec.definition),
+                b',"f":' + json_text(None if spec.flow_id is None else str(spec.flow_id)),
+                b',"d":' + json_text(spec.definition),
                 b"}",
             ]
         )
@@ -640,7 +634,7 @@ def _job_json(item: int, write: JobWrite) -> bytes:
             b',"t":"',
             str(job.lease_token).encode(),
             b'","u":',
-            time(write.until),
+            json_time(write.until),
             b"}",
         ]
     )
@@ -708,11 +702,11 @@ def _run_json(item: int, p: FlowProjection) -> bytes:
             b'{"i":',
             str(item).encode(),
             b',"w":',
-            _json_string(r.workflow_id).encode(),
+            json_string(r.workflow_id).encode(),
             b',"n":',
-            _json_string(r.workflow_name).encode(),
+            json_string(r.workflow_name).encode(),
             b',"y":',
-            _json_string(r.workflow_type).encode(),
+            json_string(r.workflow_type).encode(),
             b',"s":"',
             r.status.value.encode(),
             b'","in":',
@@ -744,7 +738,7 @@ def _stage_json(s: StageProjection) -> bytes:
             b'{"id":"',
             str(s.id).encode(),
             b'","n":',
-            _json_string(s.stage_name).encode(),
+            json_string(s.stage_name).encode(),
             b',"x":',
             str(s.stage_number).encode(),
             b',"c":',
@@ -766,13 +760,13 @@ def _stage_changes_json(s: StageProjection) -> bytes:
     return b"".join(
         [
             b'"k":',
-            _json_string(s.stage_id).encode(),
+            json_string(s.stage_id).encode(),
             b',"s":"',
             s.status.value.encode(),
             b'","e":',
-            b"null" if s.error_message is None else _json_string(s.error_message).encode(),
+            json_text(s.error_message),
             b',"np":',
-            b"null" if s.next_poll_at is None else b'"' + s.next_poll_at.isoformat().encode() + b'"',
+            json_time(s.next_poll_at),
             b',"sn":',
             _flag(s.started_at),
             b',"dn":',
@@ -834,16 +828,13 @@ def _artifact_json(a: PreparedArtifact, item: int | None = None) -> bytes:
         + b',"h":"'
         + a.artifact.hash.encode()
         + b'","k":'
-        + _json_string(a.artifact.kind).encode()
+        + json_string(a.artifact.kind).encode()
         + b',"p":'
         + a.payload
         + b',"m":'
         + (b"null" if a.metadata is None else a.metadata)
         + b"}"
     )
-
-
-_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _flow_of(batch: AppendBatch) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import json.encoder
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -20,6 +19,7 @@ import asyncpg
 
 from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.errors import translate
+from chem_persistence_async.backends.postgres.json_parts import json_text, json_time
 from chem_persistence_async.backends.postgres.sql import records as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.transaction import pg_tx
@@ -596,17 +596,6 @@ def _projection_values(projection: FlowProjection, replace: bool) -> dict[str, A
     }
 
 
-_json_string: Callable[[str], str] = json.encoder.encode_basestring
-
-
-def _text(value: str | None) -> bytes:
-    return b"null" if value is None else _json_string(value).encode()
-
-
-def _time(value: datetime | None) -> bytes:
-    return b"null" if value is None else b'"' + value.isoformat().encode() + b'"'
-
-
 def _whole_flow_json(p: FlowProjection) -> bytes:
     """One flow of ``RECORD_FLOWS``'s ``:flows`` (a projection of its whole log: times are its own)."""
     r = p.run
@@ -617,21 +606,21 @@ def _whole_flow_json(p: FlowProjection) -> bytes:
                     b'{"id":"',
                     str(s.id).encode(),
                     b'","k":',
-                    _text(s.stage_id),
+                    json_text(s.stage_id),
                     b',"n":',
-                    _text(s.stage_name),
+                    json_text(s.stage_name),
                     b',"x":',
                     str(s.stage_number).encode(),
                     b',"s":"',
                     s.status.value.encode(),
                     b'","e":',
-                    _text(s.error_message),
+                    json_text(s.error_message),
                     b',"np":',
-                    _time(s.next_poll_at),
+                    json_time(s.next_poll_at),
                     b',"sa":',
-                    _time(s.started_at),
+                    json_time(s.started_at),
                     b',"da":',
-                    _time(s.completed_at),
+                    json_time(s.completed_at),
                     b',"c":',
                     s.config.data,
                     b',"o":',
@@ -649,11 +638,11 @@ def _whole_flow_json(p: FlowProjection) -> bytes:
             b'{"id":"',
             str(r.run_id).encode(),
             b'","w":',
-            _text(r.workflow_id),
+            json_text(r.workflow_id),
             b',"n":',
-            _text(r.workflow_name),
+            json_text(r.workflow_name),
             b',"y":',
-            _text(r.workflow_type),
+            json_text(r.workflow_type),
             b',"s":"',
             r.status.value.encode(),
             b'","in":',
@@ -663,11 +652,11 @@ def _whole_flow_json(p: FlowProjection) -> bytes:
             b',"c":',
             r.config.data,
             b',"ca":',
-            _time(r.created_at),
+            json_time(r.created_at),
             b',"sa":',
-            _time(r.started_at),
+            json_time(r.started_at),
             b',"da":',
-            _time(r.completed_at),
+            json_time(r.completed_at),
             b',"v":',
             str(r.flow_version).encode(),
             b',"g":[',
