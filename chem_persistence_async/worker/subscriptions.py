@@ -13,13 +13,13 @@ Catch-up, then live: once caught up, it looks again every ``poll_interval`` seco
 nothing to read is read-only: no transaction is written while idle), and at once after
 ``wake()``. The wait comes after every catch-up, busy or not: the events a poll's interval
 brings are handled as one batch (a flow appended to several times in it is handled once), where
-looking again at once would hand them over one append at a time. It runs on any ``Backend`` and imports none.
+looking again at once would hand them over one append at a time. It runs on any ``Backend`` and
+imports none.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -31,8 +31,6 @@ from chem_persistence_async.errors import InvalidInputError
 from chem_persistence_async.ports.backend import Backend
 from chem_persistence_async.ports.global_reads import GlobalReader
 from chem_persistence_async.ports.unit_of_work import Transaction
-
-logger = logging.getLogger("chem_persistence_async.subscriptions")
 
 Handler = Callable[[Sequence[PositionedEvent], Transaction], Awaitable[Any]]
 """``await handler(events, tx)``: write the batch's effects through ``tx``; raising rolls the batch
@@ -65,10 +63,28 @@ class Subscriptions:
 
     async def step(self, name: str, handler: Handler, *, batch_size: int = 1000) -> int:
         """Handle one batch (at most ``batch_size`` events) in one unit of work; how many there were."""
-        name = check_name(name, "subscription name")
-        batch_size = check_batch_size(batch_size)
-        _check_handler(handler)
+        return await self._step(*_checked(name, handler, batch_size))
 
+    async def catch_up(self, name: str, handler: Handler, *, batch_size: int = 1000) -> int:
+        """Handle batches until there is nothing more to read; how many events were handled."""
+        return await self._catch_up(*_checked(name, handler, batch_size))
+
+    async def run(
+        self, name: str, handler: Handler, *, batch_size: int = 1000, stop: asyncio.Event | None = None
+    ) -> None:
+        """Catch up, then follow live until ``stop`` is set (or the task is cancelled)."""
+        name, handler, batch_size = _checked(name, handler, batch_size)
+        while stop is None or not stop.is_set():
+            await self._catch_up(name, handler, batch_size)
+            # Caught up: wait before looking again even if more has come meanwhile, so that a busy
+            # log is read in batches of a poll's worth of events, not one small batch per append.
+            while not await self._pause(stop):
+                if await self._more(name):
+                    break
+            else:
+                return
+
+    async def _step(self, name: str, handler: Handler, batch_size: int) -> int:
         async def one(tx: Transaction) -> int:
             after = await self._checkpoints.hold(name, tx=tx)
             events = await self._reader.read_all(after, limit=batch_size, tx=tx)
@@ -79,31 +95,13 @@ class Subscriptions:
 
         return await self._backend.run_in_transaction(one)
 
-    async def catch_up(self, name: str, handler: Handler, *, batch_size: int = 1000) -> int:
-        """Handle batches until there is nothing more to read; how many events were handled."""
+    async def _catch_up(self, name: str, handler: Handler, batch_size: int) -> int:
         handled = 0
         while True:
-            count = await self.step(name, handler, batch_size=batch_size)
+            count = await self._step(name, handler, batch_size)
             handled += count
             if count < batch_size:
                 return handled
-
-    async def run(
-        self, name: str, handler: Handler, *, batch_size: int = 1000, stop: asyncio.Event | None = None
-    ) -> None:
-        """Catch up, then follow live until ``stop`` is set (or the task is cancelled)."""
-        name = check_name(name, "subscription name")
-        batch_size = check_batch_size(batch_size)
-        _check_handler(handler)
-        while stop is None or not stop.is_set():
-            await self.catch_up(name, handler, batch_size=batch_size)
-            # Caught up: wait before looking again even if more has come meanwhile, so that a busy
-            # log is read in batches of a poll's worth of events, not one small batch per append.
-            while not await self._pause(stop):
-                if await self._more(name):
-                    break
-            else:
-                return
 
     async def _more(self, name: str) -> bool:
         """Whether there is anything after the checkpoint (a read, no lock, no transaction)."""
@@ -135,6 +133,9 @@ class Subscriptions:
         return f"Subscriptions({self._backend!r})"
 
 
-def _check_handler(handler: object) -> None:
+def _checked(name: str, handler: Handler, batch_size: int) -> tuple[str, Handler, int]:
+    """The arguments of ``step``, ``catch_up`` and ``run``, checked once per call."""
+    name, batch_size = check_name(name, "subscription name"), check_batch_size(batch_size)
     if not callable(handler):
         raise InvalidInputError(f"handler must be an async callable(events, tx): {type(handler).__name__}")
+    return name, handler, batch_size

@@ -71,11 +71,10 @@ class InMemoryEventStore(EventStoreBase):
         self._by_event_id: dict[UUID, tuple[UUID, int]] = {}
         self._artifacts: dict[str, tuple[Artifact, int]] = {}
         self._errors: list[StepExecutionError] = []
-        self._order: list[tuple[int, int]] = []
-        """Every stored event's ``(commit group, seq)``, ascending: the global order (``read_all``;
-        the groups are ``MemoryTransaction``'s, as PostgreSQL's are transaction ids)."""
-        self._where: dict[int, tuple[UUID, int]] = {}
-        """An event's flow and index among its flow's rows, by ``seq``."""
+        self._order: list[tuple[int, int, UUID, int]] = []
+        """Every stored event's ``(commit group, seq, flow, index among its flow's rows)``,
+        ascending: the global order (``read_all``; the groups are ``MemoryTransaction``'s, as
+        PostgreSQL's are transaction ids)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work over in-memory stores (shared by all of them: see ``MemoryTransaction``)."""
@@ -148,8 +147,7 @@ class InMemoryEventStore(EventStoreBase):
             version = current + ordinal
             rows.append((self._seq, event.event_id, version, ts, event.payload))
             self._by_event_id[event.event_id] = (fid, len(rows) - 1)
-            insort(self._order, (group, self._seq))
-            self._where[self._seq] = (fid, len(rows) - 1)
+            insort(self._order, (group, self._seq, fid, len(rows) - 1))
             seq_of_ordinal[ordinal] = self._seq
             stored.append((event.event_id, self._seq, version, ts))
             if event.error is not None:
@@ -190,8 +188,7 @@ class InMemoryEventStore(EventStoreBase):
         rewound (a PostgreSQL sequence is not either): a rolled-back append leaves a gap in ``seq``."""
         rows = self._flows[batch.flow_id]
         for row in rows[base:]:
-            self._where.pop(row[0], None)
-            del self._order[bisect_left(self._order, (group, row[0]))]
+            del self._order[bisect_left(self._order, (group, row[0]), key=_place)]
         del rows[base:]
         if not rows:
             del self._flows[batch.flow_id]
@@ -257,13 +254,12 @@ class InMemoryEventStore(EventStoreBase):
         memory_tx(tx)
         start = to_position(after)
         limit = check_batch_size(limit, "limit")
-        first = 0 if start is None else bisect_right(self._order, (start.group, start.seq))
+        first = 0 if start is None else bisect_right(self._order, (start.group, start.seq), key=_place)
         horizon = oldest_open_group()
         rows: builtins.list[tuple[object, ...]] = []
-        for group, seq in self._order[first : first + limit]:
+        for group, _, fid, index in self._order[first : first + limit]:
             if horizon is not None and group >= horizon:
                 break
-            fid, index = self._where[seq]
             rows.append((*self._flows[fid][index], fid, group))
         return decode_positioned(rows)
 
@@ -308,6 +304,11 @@ class InMemoryEventStore(EventStoreBase):
 
     def __repr__(self) -> str:
         return f"<InMemoryEventStore flows={len(self._flows)} events={self._seq}>"
+
+
+def _place(entry: tuple[int, int, UUID, int]) -> tuple[int, int]:
+    """An ``_order`` entry's place in the global order: ``(commit group, seq)``."""
+    return entry[0], entry[1]
 
 
 def _has_mark(rows: list[EventRow], mark: FlowMark) -> bool:
