@@ -65,6 +65,42 @@ def test_a_bad_row_in_a_later_chunk_is_named_by_its_seq(bad: bytes) -> None:
     assert gc.isenabled()
 
 
+@pytest.fixture
+def collections() -> Iterator[list[int]]:
+    """The generations of the collections that start while the test runs, with a threshold low
+    enough that any burst of allocation would set one off."""
+    started_gens: list[int] = []
+
+    def note(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started_gens.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(10, 2, 2)
+    gc.callbacks.append(note)
+    try:
+        yield started_gens
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*threshold)
+
+
+@pytest.mark.parametrize("count", [1, 50, 1_000])
+def test_one_chunk_decodes_with_no_collection_and_leaves_the_collector_on(
+    collections: list[int], count: int
+) -> None:
+    rows = _rows(count)
+    collections.clear()
+    events = decode_events(FLOW, rows)
+    assert collections == []  # each decoded event is a few tracked objects: 10 would start one
+    assert gc.isenabled()
+    assert [e.seq for e in events] == [r[0] for r in rows]
+    rows[-1] = (*rows[-1][:4], b"{}")
+    with pytest.raises(CorruptEventError):
+        decode_events(FLOW, rows)
+    assert gc.isenabled()
+
+
 def test_decoding_leaves_a_paused_collector_paused(collector_off: None) -> None:
     assert len(decode_events(FLOW, _rows(2_000))) == 2_000
     assert not gc.isenabled()
