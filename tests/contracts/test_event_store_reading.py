@@ -85,10 +85,8 @@ def collections() -> Iterator[list[int]]:
         gc.set_threshold(*threshold)
 
 
-@pytest.mark.parametrize("count", [1, 50, 1_000])
-def test_one_chunk_decodes_with_no_collection_and_leaves_the_collector_on(
-    collections: list[int], count: int
-) -> None:
+@pytest.mark.parametrize("count", [1, 50, 1_000, 2_500])
+def test_a_decode_runs_no_collection_and_leaves_the_collector_on(collections: list[int], count: int) -> None:
     rows = _rows(count)
     collections.clear()
     events = decode_events(FLOW, rows)

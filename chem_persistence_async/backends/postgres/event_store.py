@@ -370,7 +370,7 @@ class PgEventStore(EventStoreBase):
         if after is not None:
             since = after.version
             del rows[0]  # the reader's own last event, returned as proof
-        # One pause for the whole read (decode_events then skips its per-chunk collections): the
+        # One pause for the whole read (the events, then the error rows; see decode_events): the
         # events of a load are replayed and dropped, and die young if no collection promotes them.
         with collector_paused():
             record = self._flow_record(ptx, fid, rows, None if errors_row is None else errors_row[4])
