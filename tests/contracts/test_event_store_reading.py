@@ -134,6 +134,7 @@ async def test_postgres_names_a_bad_row_deep_in_a_flow(db: Database, conn: async
     with pytest.raises(CorruptEventError) as listed:
         await store.list(flow)
     assert listed.value.seq == bad_seq
+    assert not _stream_tasks()  # the page after the bad one landed, and nothing waits for it
     seen: list[int] = []
     with pytest.raises(CorruptEventError) as streamed:
         await _collect(store.stream(flow, batch_size=400), seen)
@@ -150,6 +151,50 @@ async def test_stream_pages_end_exactly(db: Database, conn: asyncpg.Connection, 
         await _seed(conn, flow, 1, count)
     streamed = [e.flow_version async for e in store.stream(flow, batch_size=100)]
     assert streamed == list(range(1, count + 1))
+
+
+@pytest.mark.parametrize("count", [0, 1, 999, 1_000, 1_001, 2_345])
+async def test_list_pages_join_into_the_flow(db: Database, conn: asyncpg.Connection, count: int) -> None:
+    """Outside a unit of work ``list`` reads pages of ``LIST_PAGE`` (1,000): the same events as
+    the one statement it sends inside one."""
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    if count:
+        await _seed(conn, flow, 1, count)
+    paged = await store.list(flow)
+    assert [e.flow_version for e in paged] == list(range(1, count + 1))
+    async with db.transaction() as tx:
+        assert await store.list(flow, tx=tx) == paged
+    assert not _stream_tasks()
+
+
+async def test_a_list_during_appends_is_the_flow_at_one_moment(
+    db: Database, conn: asyncpg.Connection
+) -> None:
+    """Pages read while appends go on join into a gap-free prefix of the flow: never a hole, never
+    an event twice, never shorter than an earlier list."""
+    store = PgEventStore(db)
+    flow = uuid.uuid4()
+    await _seed(conn, flow, 1, 2_990)
+    listing = asyncio.Event()
+    lengths: list[int] = []
+
+    async def append() -> None:
+        version = 2_990
+        while not listing.is_set() or len(lengths) < 20:
+            await store.append_kind(flow, started(attempt=version + 1), expected_version=version)
+            version += 1
+
+    async def read() -> None:
+        while len(lengths) < 20:
+            versions = [e.flow_version for e in await store.list(flow)]
+            assert versions == list(range(1, len(versions) + 1))
+            assert not lengths or len(versions) >= lengths[-1]
+            lengths.append(len(versions))
+            listing.set()
+
+    await asyncio.wait_for(asyncio.gather(append(), read()), 60)
+    assert lengths[-1] > 3_000  # the appends crossed a page boundary while lists ran
 
 
 def _stream_tasks() -> set[asyncio.Task[Any]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
@@ -64,6 +64,10 @@ _version_of = itemgetter(2)
 
 _VERSION_CACHE_SIZE = 10_000
 """How many flows' last versions a store remembers (a guess for the lean append, never trusted)."""
+
+LIST_PAGE = 1000
+"""Rows per query of a ``list`` outside a unit of work (a flow of up to this many events is one
+query, as before paging)."""
 
 
 class PgEventStore(EventStoreBase):
@@ -331,9 +335,20 @@ class PgEventStore(EventStoreBase):
     # --- reading ----------------------------------------------------------------------------
 
     async def list(self, flow_id: UUID | str, *, tx: Transaction | None = None) -> builtins.list[FlowEvent]:
+        """The flow's events in order. In a unit of work, one statement; outside one, in pages of
+        ``LIST_PAGE`` with the next page's query in flight while this one is decoded, as
+        ``stream`` reads (a flow of 10,000 events read 0.69-0.84 of raw fetch + ``json.loads``
+        in one statement, 1.16-1.41 streamed, in the same runs). The pages join into the flow as
+        it stood when the last one was read: versions are gap-free, and a page only ever adds
+        versions after the previous page's last."""
         fid = to_flow_id(flow_id)
         ptx = pg_tx(tx, id(self._db))
-        events = decode_events(fid, await self._fetch(ptx, sql.LIST_EVENTS, "list", flow_id=fid))
+        if ptx is not None:
+            events = decode_events(fid, await self._fetch(ptx, sql.LIST_EVENTS, "list", flow_id=fid))
+        else:
+            events = []
+            async for page in self._decoded_pages(fid, LIST_PAGE, "list"):
+                events += page
         if events:
             self._remember_after(ptx, fid, events[-1].flow_version)
         return events
@@ -419,23 +434,29 @@ class PgEventStore(EventStoreBase):
     async def stream(self, flow_id: UUID | str, *, batch_size: int = 1000) -> AsyncIterator[FlowEvent]:
         """Yield the flow's events in order, ``batch_size`` rows per query (keyset paging on
         ``(flow_id, flow_version)``, the flow's own index, so no plan walks the whole log: no
-        connection or transaction is held between batches).
-
-        The next page's query is sent before this page is decoded and yielded, so the server works
-        while the caller consumes: at most two pages are held, this one and the next.
-        """
+        connection or transaction is held between batches)."""
         fid = to_flow_id(flow_id)
         batch_size = check_batch_size(batch_size)
-        rows = await self._page(fid, 0, batch_size)
+        async with aclosing(self._decoded_pages(fid, batch_size, "stream")) as pages:
+            async for page in pages:
+                for event in page:
+                    yield event
+
+    async def _decoded_pages(
+        self, fid: UUID, size: int, operation: str
+    ) -> AsyncGenerator[builtins.list[FlowEvent], None]:
+        """The flow's events, ``size`` rows per query. The next page's query is sent before this
+        page is decoded and handed on, so the server works while the client decodes and the caller
+        consumes: at most two pages are held, this one and the next."""
+        rows = await self._page(fid, 0, size, operation)
         while True:
             following = None
-            if len(rows) == batch_size:
-                following = asyncio.ensure_future(self._page(fid, rows[-1][2], batch_size))
+            if len(rows) == size:
+                following = asyncio.ensure_future(self._page(fid, rows[-1][2], size, operation))
             try:
                 if following is not None:
                     await asyncio.sleep(0)  # one loop turn: the task sends its query
-                for event in decode_events(fid, rows):
-                    yield event
+                yield decode_events(fid, rows)
             except BaseException as exc:
                 if following is not None:
                     await self._settle(following, cancel=isinstance(exc, asyncio.CancelledError))
@@ -444,8 +465,8 @@ class PgEventStore(EventStoreBase):
                 return
             rows = await following
 
-    async def _page(self, fid: UUID, after: int, size: int) -> builtins.list[Any]:
-        return await self._fetch(None, sql.LIST_EVENTS_AFTER, "stream", flow_id=fid, after=after, limit=size)
+    async def _page(self, fid: UUID, after: int, size: int, operation: str) -> builtins.list[Any]:
+        return await self._fetch(None, sql.LIST_EVENTS_AFTER, operation, flow_id=fid, after=after, limit=size)
 
     @staticmethod
     async def _settle(page: asyncio.Future[Any], *, cancel: bool) -> None:
