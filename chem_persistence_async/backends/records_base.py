@@ -13,11 +13,11 @@ from uuid import UUID
 
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
+from chem_persistence_async.domain.ids import check_name
 from chem_persistence_async.domain.projection import FlowProjection, project_flow
 from chem_persistence_async.domain.records import (
     ArtifactType,
     WorkflowArtifactRecord,
-    check_name,
     check_uuid,
     stage_output_key,
 )

@@ -14,11 +14,10 @@ from typing import Any, Final
 from uuid import UUID, uuid4
 
 from chem_persistence_async.domain.canonical import canonical_json
-from chem_persistence_async.domain.ids import INT_MAX, text_argument
+from chem_persistence_async.domain.ids import INT_MAX, check_name, text_argument
 from chem_persistence_async.errors import InvalidInputError, PayloadTooLargeError, ValueOutOfRangeError
 
 MAX_TOPIC_LENGTH: Final = 500
-MAX_NAME_LENGTH: Final = 200
 MAX_BATCH_ID_LENGTH: Final = 500
 MAX_COST: Final = Decimal("1e15")
 DEFAULT_MAX_CALL_BYTES: Final = 8 * 1024 * 1024
@@ -104,15 +103,6 @@ class AIHelperStats:
         )
 
 
-def _name(value: object, what: str, max_length: int, *, empty: bool = False) -> str:
-    text = text_argument(value, what)
-    if not text and not empty:
-        raise InvalidInputError(f"{what} must not be empty")
-    if len(text) > max_length:
-        raise ValueOutOfRangeError(f"{what} is {len(text)} characters; at most {max_length}")
-    return text
-
-
 def _tokens(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")
@@ -140,7 +130,7 @@ def check_cost(value: object) -> Decimal:
 
 
 def check_batch_id(value: object) -> str:
-    return _name(value, "batch_id", MAX_BATCH_ID_LENGTH)
+    return check_name(value, "batch_id", max_length=MAX_BATCH_ID_LENGTH)
 
 
 def check_call(
@@ -157,10 +147,10 @@ def check_call(
         raise PayloadTooLargeError(f"an AI call of {size} characters; the limit is {max_bytes}")
     return CheckedCall(
         id=uuid4(),
-        topic=_name(call.topic, "topic", MAX_TOPIC_LENGTH, empty=True),
-        call_type=_name(call.call_type, "call_type", MAX_NAME_LENGTH),
-        model_key=_name(call.model_key, "model_key", MAX_NAME_LENGTH),
-        model_id=_name(call.model_id, "model_id", MAX_NAME_LENGTH),
+        topic=check_name(call.topic, "topic", max_length=MAX_TOPIC_LENGTH, empty=True),
+        call_type=check_name(call.call_type, "call_type"),
+        model_key=check_name(call.model_key, "model_key"),
+        model_id=check_name(call.model_id, "model_id"),
         prompt=prompt,
         response=response,
         input_tokens=_tokens(call.input_tokens, "input_tokens"),

@@ -106,6 +106,21 @@ def text_argument(value: object, what: str, *, max_length: int | None = None) ->
     return value
 
 
+MAX_NAME_LENGTH = 200
+"""The length of the name columns (queues, kinds, worker ids, subscription, stage and model names)."""
+
+
+def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH, empty: bool = False) -> str:
+    """A name PostgreSQL can store: a string ``text_argument`` takes, not empty (unless ``empty``),
+    and at most ``max_length`` characters (else ``ValueOutOfRangeError``)."""
+    text = text_argument(value, what)
+    if not text and not empty:
+        raise InvalidInputError(f"{what} must not be empty")
+    if len(text) > max_length:
+        raise ValueOutOfRangeError(f"{what} is {len(text)} characters; at most {max_length}")
+    return text
+
+
 def check_int(value: object, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(f"{what} must be an int, got {type(value).__name__}")

@@ -18,8 +18,10 @@ from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.domain.ids import (
     BIGINT_MAX,
     INT_MAX,
+    MAX_NAME_LENGTH,
     check_aware,
     check_int,
+    check_name,
     text_argument,
     to_flow_id,
 )
@@ -31,7 +33,6 @@ from chem_persistence_async.errors import (
     ValueOutOfRangeError,
 )
 
-MAX_NAME_LENGTH = 200
 MAX_KEY_LENGTH = 500
 MAX_BACKOFF = timedelta(minutes=5)
 
@@ -258,14 +259,6 @@ def default_backoff(attempt: int) -> timedelta:
     if attempt >= 20:
         return MAX_BACKOFF
     return min(timedelta(seconds=2**attempt), MAX_BACKOFF)
-
-
-def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
-    """A non-empty name PostgreSQL can store (queue, kind, worker id, definition ref)."""
-    text = text_argument(value, what, max_length=max_length)
-    if not text:
-        raise InvalidInputError(f"{what} must not be empty")
-    return text
 
 
 def check_states(values: object) -> list[JobState] | None:

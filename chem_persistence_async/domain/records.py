@@ -18,7 +18,14 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from chem_persistence_async.domain.canonical import dumps_normalized, normalize_json
-from chem_persistence_async.domain.ids import BIGINT_MAX, INT_MAX, check_aware, check_int, text_argument
+from chem_persistence_async.domain.ids import (
+    BIGINT_MAX,
+    INT_MAX,
+    check_aware,
+    check_int,
+    check_name,
+    text_argument,
+)
 from chem_persistence_async.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -26,8 +33,6 @@ from chem_persistence_async.errors import (
     ValueOutOfRangeError,
 )
 
-MAX_NAME_LENGTH: Final = 200
-"""Workflow names and types, stage ids and names (a step id is at most 200 characters)."""
 MAX_WORKFLOW_ID_LENGTH: Final = 500
 MAX_ARTIFACT_KEY_LENGTH: Final = 500
 """The ``workflow_artifacts.key`` column's limit (a CHECK): longer keys are refused before writing."""
@@ -238,15 +243,6 @@ def check_optional_json(value: Any, what: str, *, max_bytes: int = DEFAULT_MAX_J
     return None if value is None else Json.of(value, what, max_bytes=max_bytes)
 
 
-def check_name(value: object, what: str, max_length: int = MAX_NAME_LENGTH) -> str:
-    text = text_argument(value, what)
-    if not text:
-        raise InvalidInputError(f"{what} must not be empty")
-    if len(text) > max_length:
-        raise ValueOutOfRangeError(f"{what} is {len(text)} characters; the column holds at most {max_length}")
-    return text
-
-
 def check_cost(value: object, what: str = "total_cost") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{what} must be a number, got {type(value).__name__}")
@@ -362,7 +358,7 @@ class NewRun:
     ) -> NewRun:
         return cls(
             check_uuid(id, "id"),
-            check_name(workflow_id, "workflow_id", MAX_WORKFLOW_ID_LENGTH),
+            check_name(workflow_id, "workflow_id", max_length=MAX_WORKFLOW_ID_LENGTH),
             check_name(workflow_name, "workflow_name"),
             check_name(workflow_type, "workflow_type"),
             check_json(input, "input", max_bytes=max_bytes),
@@ -490,7 +486,7 @@ class NewArtifact:
 
 
 def check_artifact_key(value: object) -> str:
-    return check_name(value, "artifact key", MAX_ARTIFACT_KEY_LENGTH)
+    return check_name(value, "artifact key", max_length=MAX_ARTIFACT_KEY_LENGTH)
 
 
 def stage_output_key(run_id: UUID, workflow_type: str, stage_id: str) -> str:

@@ -44,8 +44,8 @@ from chem_persistence_async.domain.events import (
 from chem_persistence_async.domain.failures import ErrorClass, StepErrorInfo
 from chem_persistence_async.domain.fingerprints import failure_fingerprint, step_fingerprint
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance, StepSlot
-from chem_persistence_async.domain.ids import to_flow_id
-from chem_persistence_async.domain.jobs import Job, JobSpec, JobWrite, check_name
+from chem_persistence_async.domain.ids import check_name, to_flow_id
+from chem_persistence_async.domain.jobs import Job, JobSpec, JobWrite
 from chem_persistence_async.domain.projection import APPEND_TIME, FlowProjection, project_flow
 from chem_persistence_async.engine import log_context
 from chem_persistence_async.engine.artifact_cache import ArtifactCache

@@ -24,8 +24,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from chem_persistence_async.domain.ids import check_batch_size
-from chem_persistence_async.domain.jobs import check_name
+from chem_persistence_async.domain.ids import check_batch_size, check_name
 from chem_persistence_async.domain.positions import Position, PositionedEvent
 from chem_persistence_async.errors import InvalidInputError
 from chem_persistence_async.ports.backend import Backend

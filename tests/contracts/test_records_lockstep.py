@@ -49,11 +49,10 @@ from chem_persistence_async import (
     WorkQueue,
     rebuild_records,
 )
-from chem_persistence_async.domain.ids import BIGINT_MAX, INT_MAX
+from chem_persistence_async.domain.ids import BIGINT_MAX, INT_MAX, MAX_NAME_LENGTH
 from chem_persistence_async.domain.projection import stage_record_id
 from chem_persistence_async.domain.records import (
     MAX_ARTIFACT_KEY_LENGTH,
-    MAX_NAME_LENGTH,
     STAGE_UPDATE_FIELDS,
     duration_ms,
 )

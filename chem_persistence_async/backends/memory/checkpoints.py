@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chem_persistence_async.backends.memory.transaction import MemoryTransaction, memory_tx
-from chem_persistence_async.domain.jobs import check_name
+from chem_persistence_async.domain.ids import check_name
 from chem_persistence_async.domain.positions import Position, to_position
 from chem_persistence_async.errors import TransactionError
 from chem_persistence_async.ports.unit_of_work import Transaction

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from chem_persistence_async.domain.canonical import canonical_json
 from chem_persistence_async.domain.definitions import DefinitionRecord
 from chem_persistence_async.domain.flow import FlowDefinition
-from chem_persistence_async.domain.jobs import check_name
+from chem_persistence_async.domain.ids import check_name
 from chem_persistence_async.errors import DefinitionError, UnknownDefinitionError
 
 

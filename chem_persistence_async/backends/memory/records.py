@@ -24,7 +24,7 @@ from chem_persistence_async.backends.memory.transaction import (
     run_in_memory_transaction,
 )
 from chem_persistence_async.backends.records_base import WorkflowRecordsBase
-from chem_persistence_async.domain.ids import check_aware, check_int
+from chem_persistence_async.domain.ids import check_aware, check_int, check_name
 from chem_persistence_async.domain.projection import FlowProjection, StageProjection
 from chem_persistence_async.domain.records import (
     DEFAULT_MAX_JSON_BYTES,
@@ -44,7 +44,6 @@ from chem_persistence_async.domain.records import (
     WorkflowStageRecord,
     check_artifact_key,
     check_limit,
-    check_name,
     check_status,
     check_uuid,
     duration_ms,

@@ -22,7 +22,7 @@ from chem_persistence_async.backends.memory.transaction import (
     memory_tx,
     run_in_memory_transaction,
 )
-from chem_persistence_async.domain.ids import check_aware, check_int, to_flow_id
+from chem_persistence_async.domain.ids import check_aware, check_int, check_name, to_flow_id
 from chem_persistence_async.domain.jobs import (
     CheckedJob,
     Job,
@@ -35,7 +35,6 @@ from chem_persistence_async.domain.jobs import (
     check_heartbeat,
     check_jobs,
     check_lease,
-    check_name,
     check_names,
     check_states,
     claim_order,

@@ -8,7 +8,7 @@ from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.sql import subscriptions as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.backends.postgres.transaction import pg_tx
-from chem_persistence_async.domain.jobs import check_name
+from chem_persistence_async.domain.ids import check_name
 from chem_persistence_async.domain.positions import Position, to_position
 from chem_persistence_async.ports.unit_of_work import Transaction
 

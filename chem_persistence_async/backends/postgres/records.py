@@ -26,7 +26,7 @@ from chem_persistence_async.backends.postgres.transaction import pg_tx
 from chem_persistence_async.backends.records_base import WorkflowRecordsBase
 from chem_persistence_async.domain.events import FlowEvent
 from chem_persistence_async.domain.flow import FlowDefinition, FlowInstance
-from chem_persistence_async.domain.ids import check_aware, check_int
+from chem_persistence_async.domain.ids import check_aware, check_int, check_name
 from chem_persistence_async.domain.projection import FlowProjection, project_flow
 from chem_persistence_async.domain.records import (
     UNSET,
@@ -45,7 +45,6 @@ from chem_persistence_async.domain.records import (
     WorkflowStageRecord,
     check_artifact_key,
     check_limit,
-    check_name,
     check_status,
     check_uuid,
     run_changes,

@@ -17,7 +17,7 @@ from chem_persistence_async.backends.postgres.database import Database
 from chem_persistence_async.backends.postgres.sql import queue as sql
 from chem_persistence_async.backends.postgres.sql.query import Query
 from chem_persistence_async.codec.fast import COLUMNS_FROM, column_builder
-from chem_persistence_async.domain.ids import check_aware, check_int, to_flow_id
+from chem_persistence_async.domain.ids import check_aware, check_int, check_name, to_flow_id
 from chem_persistence_async.domain.jobs import (
     CheckedJob,
     Job,
@@ -29,7 +29,6 @@ from chem_persistence_async.domain.jobs import (
     check_heartbeat,
     check_jobs,
     check_lease,
-    check_name,
     check_names,
     check_states,
     claim_order,
