@@ -61,12 +61,13 @@ def follower_argv(url: str, index: int) -> list[str]:
 
 async def _in_batch(db: Database, gang: ProcessGang) -> set[int]:
     """The pids of the followers inside a batch now: a transaction open and not waiting for the
-    checkpoint's lock (the other follower of the name waits there while one works)."""
+    checkpoint's lock (the other follower of the name waits there while one works), on a pool
+    connection (a follower starting up also has its ``records-follow-N:migrate`` one)."""
 
     async def fetch(conn: Any) -> list[str]:
         rows = await conn.fetch(
             "SELECT application_name FROM pg_stat_activity"
-            " WHERE application_name LIKE 'records-follow-%' AND xact_start IS NOT NULL"
+            " WHERE application_name ~ '^records-follow-[0-9]+$' AND xact_start IS NOT NULL"
             " AND wait_event_type IS DISTINCT FROM 'Lock'"
         )
         return [r[0] for r in rows]
