@@ -168,6 +168,34 @@ async def test_list_pages_join_into_the_flow(db: Database, conn: asyncpg.Connect
     assert not _stream_tasks()
 
 
+async def test_a_list_of_many_pages_runs_no_collection_after_its_first(
+    db: Database, conn: asyncpg.Connection, collections: list[int]
+) -> None:
+    """The collector stays paused across a long list's later pages (each page's collections
+    would walk the events kept so far), is on again afterwards, and one switched off before
+    stays off. The first page is read as any one-page list is, with the collector running."""
+    store = PgEventStore(db)
+    one_page, flow = uuid.uuid4(), uuid.uuid4()
+    await _seed(conn, one_page, 1, 999)
+    await _seed(conn, flow, 1, 3_500)
+    await store.list(one_page)  # (each statement prepared before the counts)
+    await store.list(flow)
+    collections.clear()
+    await store.list(one_page)
+    first_page = len(collections)
+    collections.clear()
+    assert len(await store.list(flow)) == 3_500
+    assert first_page > 10  # the threshold would set collections off: the pages after it set none
+    assert len(collections) <= first_page + 2, (first_page, len(collections))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(await store.list(flow)) == 3_500
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 async def test_a_list_during_appends_is_the_flow_at_one_moment(
     db: Database, conn: asyncpg.Connection
 ) -> None:
