@@ -8,6 +8,7 @@ changed is emptied and handed to the next test instead of dropped (``tests.suppo
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -180,3 +181,23 @@ def embedded_pgdata() -> Iterator[Path]:
         postmaster.terminate()
         postmaster.wait(30)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def collections() -> Iterator[list[int]]:
+    """The generations of the collections that start while the test runs, with a threshold low
+    enough that any burst of allocation would set one off."""
+    started_gens: list[int] = []
+
+    def note(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started_gens.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(10, 2, 2)
+    gc.callbacks.append(note)
+    try:
+        yield started_gens
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*threshold)

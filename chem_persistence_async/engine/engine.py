@@ -26,6 +26,7 @@ from uuid import UUID, uuid4, uuid5
 
 import anyio
 
+from chem_persistence_async.codec.fast import collector_paused
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
 from chem_persistence_async.domain.definitions import definition_ref
@@ -404,10 +405,17 @@ class FlowEngine:
         read-only (``domain.frozen``: the state is handed to every caller that loads it)."""
         fid = to_flow_id(flow_id)
         extender = self._extender
-        if extender is None:
-            instance = await self._repository.load(self._store, fid, self._definition, tx=tx, record=record)
-        else:
-            instance = await self._load_kept(extender, fid, tx, record)
+        # The collector stays paused for the whole load, across its read: the read's decode, the
+        # replay and the freezing each paused it alone, and between them the first allocation set
+        # off the collections all three had deferred, over every event just decoded. A load by a
+        # new engine, one process, interleaved: 10 / 100 / 1,000 / 10,000 events 0.60 / 1.72 /
+        # 16.6 / 194 ms -> 0.55 / 1.49 / 11.6 / 127; a cached load unchanged (one short read).
+        with collector_paused():
+            if extender is None:
+                repository, store, definition = self._repository, self._store, self._definition
+                instance = await repository.load(store, fid, definition, tx=tx, record=record)
+            else:
+                instance = await self._load_kept(extender, fid, tx, record)
         if instance.version == 0:
             raise FlowNotFoundError(f"flow {flow_id} does not exist (it has no events)")
         return instance

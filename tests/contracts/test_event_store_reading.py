@@ -65,26 +65,6 @@ def test_a_bad_row_in_a_later_chunk_is_named_by_its_seq(bad: bytes) -> None:
     assert gc.isenabled()
 
 
-@pytest.fixture
-def collections() -> Iterator[list[int]]:
-    """The generations of the collections that start while the test runs, with a threshold low
-    enough that any burst of allocation would set one off."""
-    started_gens: list[int] = []
-
-    def note(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started_gens.append(info["generation"])
-
-    threshold = gc.get_threshold()
-    gc.set_threshold(10, 2, 2)
-    gc.callbacks.append(note)
-    try:
-        yield started_gens
-    finally:
-        gc.callbacks.remove(note)
-        gc.set_threshold(*threshold)
-
-
 @pytest.mark.parametrize("count", [1, 50, 1_000, 2_500])
 def test_a_decode_runs_no_collection_and_leaves_the_collector_on(collections: list[int], count: int) -> None:
     rows = _rows(count)

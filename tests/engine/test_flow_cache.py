@@ -5,6 +5,7 @@ an append that fails never leaves the cache ahead of the store."""
 from __future__ import annotations
 
 import copy
+import gc
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -304,3 +305,26 @@ async def test_commits_that_carry_their_job_keep_the_cache(harness: Harness) -> 
             assert committed.instance == await _fresh(store, flow_id)
             attempt = committed.then
     assert (await engine.load(flow_id)).completed
+
+
+async def test_a_load_runs_no_collection_and_leaves_the_collector_as_it_was(
+    store: AsyncEventStore, collections: list[int]
+) -> None:
+    """A load keeps the collector paused from its read to its freezing (each of them paused it
+    alone before, and the collections they deferred fell in between), and hands it back as it
+    found it: on, or switched off by someone else."""
+    engine = _engine(store)
+    fid = await engine.run_to_end()
+    for _ in range(2):  # (each statement prepared, each module's first calls made, untimed)
+        await _engine(store).load(fid)
+    new = _engine(store)  # a new engine: the whole flow read and replayed
+    collections.clear()
+    fresh = await new.load(fid)
+    assert collections == []
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert await _engine(store).load(fid) == fresh
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
