@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -17,6 +18,8 @@ from chem_persistence_async.domain.events import FlowEvent, FlowEventKind, kind_
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
 from chem_persistence_async.domain.positions import Position, PositionedEvent
 from chem_persistence_async.errors import CorruptEventError
+
+T = TypeVar("T")
 
 EventRow = tuple[int, UUID, int, datetime, bytes | str]
 """``(seq, event_id, flow_version, ts, payload)`` as both backends keep it (PostgreSQL's reads give
@@ -41,17 +44,21 @@ def decode_events(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
     10,000 317 -> 252 ms per 2 reads without the per-chunk collections (raw 259). Events a caller
     keeps are walked once by the next young collection, as any new objects are.
     """
-    count = len(rows)
-    if count <= _DECODE_CHUNK:
-        if not count:
-            return []
-        with collector_paused():
-            return _decode_chunk(flow_id, rows)
-    events: list[FlowEvent] = []
+    return _in_chunks(rows, partial(_decode_chunk, flow_id))
+
+
+def _in_chunks(rows: Sequence[Any], decode: Callable[[Sequence[Any]], list[T]]) -> list[T]:
+    """``decode`` of ``rows``, ``_DECODE_CHUNK`` at a time, with the collector paused throughout
+    (see ``decode_events``)."""
+    if not rows:
+        return []
     with collector_paused():
-        for start in range(0, count, _DECODE_CHUNK):
-            events += _decode_chunk(flow_id, rows[start : start + _DECODE_CHUNK])
-    return events
+        if len(rows) <= _DECODE_CHUNK:
+            return decode(rows)
+        decoded: list[T] = []
+        for start in range(0, len(rows), _DECODE_CHUNK):
+            decoded += decode(rows[start : start + _DECODE_CHUNK])
+        return decoded
 
 
 _DECODE_CHUNK = 1000
@@ -66,24 +73,29 @@ _ts_of = itemgetter(3)
 
 
 def _decode_chunk(flow_id: UUID, rows: Sequence[Any]) -> list[FlowEvent]:
-    """Up to ``_DECODE_CHUNK`` rows in one validator call; row by row when that fails, so that the
-    error names the first bad row."""
+    """Up to ``_DECODE_CHUNK`` rows as events of ``flow_id``."""
     count = len(rows)
-    try:
-        kinds = kinds_from_json(list(map(_payload_of, rows)))
-    except ValueError:  # a ValidationError, or bytes that are not JSON
-        kinds = []
-    if len(kinds) != count:
-        kinds = [_decode_one(row) for row in rows]
     return build_events(
         count,
         map(_seq_of, rows),
         repeat(flow_id, count),
         map(_version_of, rows),
         map(_ts_of, rows),
-        kinds,
+        _kinds(rows),
         map(_event_id_of, rows),
     )
+
+
+def _kinds(rows: Sequence[Any]) -> list[FlowEventKind]:
+    """The rows' payloads validated in one call; row by row when that fails, so that the error
+    names the first bad row."""
+    try:
+        kinds = kinds_from_json(list(map(_payload_of, rows)))
+    except ValueError:  # a ValidationError, or bytes that are not JSON
+        kinds = []
+    if len(kinds) != len(rows):  # (two values in one row would shift every later one)
+        kinds = [_decode_one(row) for row in rows]
+    return kinds
 
 
 def _decode_one(row: Any) -> FlowEventKind:
@@ -101,21 +113,14 @@ PositionedRow = tuple[int, UUID, int, datetime, bytes | str, UUID, int | str]
 def decode_positioned(rows: Sequence[Any]) -> list[PositionedEvent]:
     """Events of any flows with their positions (``read_all``), ``_DECODE_CHUNK`` rows per
     validator call, naming the seq of a bad row."""
-    events: list[PositionedEvent] = []
-    with collector_paused():
-        for start in range(0, len(rows), _DECODE_CHUNK):
-            chunk = rows[start : start + _DECODE_CHUNK]
-            try:
-                kinds = kinds_from_json(list(map(_payload_of, chunk)))
-            except ValueError:  # (as _decode_chunk)
-                kinds = []
-            if len(kinds) != len(chunk):
-                kinds = [_decode_one(row) for row in chunk]
-            events += [
-                PositionedEvent(r[0], r[5], r[2], r[3], kind, r[1], Position.of(int(r[6]), r[0]))
-                for r, kind in zip(chunk, kinds, strict=True)
-            ]
-    return events
+    return _in_chunks(rows, _positioned_chunk)
+
+
+def _positioned_chunk(rows: Sequence[Any]) -> list[PositionedEvent]:
+    return [
+        PositionedEvent(r[0], r[5], r[2], r[3], kind, r[1], Position.of(int(r[6]), r[0]))
+        for r, kind in zip(rows, _kinds(rows), strict=True)
+    ]
 
 
 ErrorRecordRow = tuple[UUID, str, int, str, str | None, bytes | None, int, int, datetime, int | None]
