@@ -7,7 +7,7 @@ it, and a kill hands the log to the survivor. Afterwards, read from the database
 
 * the subscription's checkpoint is at the end of the log (nothing was skipped, and a batch a kill
   cut short was read again);
-* every flow has exactly one run, at its flow's last version, and every run and stage equals its
+* every flow has exactly one run, completed at its flow's last version, and every run and stage equals its
   rebuild from the log (``rebuild_records`` changes nothing);
 * no follower printed anything but its start line, and each stops gracefully (0) at the end.
 """
@@ -18,7 +18,6 @@ import asyncio
 import random
 import signal
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from chem_persistence_async import (
     RetryPolicy,
     Subscriptions,
     WorkflowRecords,
-    rebuild_records,
 )
-from tests.chaos.test_worker_chaos import chem_persist
+from tests.chaos.test_worker_chaos import check_records, chem_persist
 from tests.support.chaos import ProcessGang, assert_only_expected_stderr, subprocess_env, wait_for
 from tests.worker.flows import CHAOS
 
@@ -120,13 +118,13 @@ async def test_followers_killed_at_random_keep_every_record_exact(
             return await _caught_up(db)
 
         await wait_for(caught_up, 60, f"the followers to reach the end of the log (seed {seed})")
-        await wait_for(lambda: _all_say(gang), 60, "every follower to be up", every=0.1)
+        await wait_for(lambda: gang.all_say(READY), 60, "every follower to be up", every=0.1)
         gang.signal_all(signal.SIGTERM)
 
         async def stopped() -> str:
             return f"exit statuses: {gang.returncodes()}"
 
-        await wait_for(lambda: _finished(gang), 60, "every follower to stop", explain=stopped)
+        await wait_for(lambda: gang.finished() == FOLLOWERS, 60, "every follower to stop", explain=stopped)
     finally:
         appending.clear()
         await asyncio.gather(*runners, return_exceptions=True)
@@ -136,35 +134,6 @@ async def test_followers_killed_at_random_keep_every_record_exact(
         f"\n[records follow chaos] {len(flows)} flows, {gang.kills} SIGKILLs, {hits} inside a batch (seed {seed})"
     )
     assert hits >= 1, f"no kill landed inside a batch: the test proved nothing (seed {seed})"
-    await _check_records(db, flows)
-
-
-async def _check_records(db: Database, flows: list[uuid.UUID]) -> None:
-    """One run per flow, at its last version, and every row equal to its rebuild from the log."""
-    store, records = db.event_store(), WorkflowRecords(db)
-
-    async def rows() -> dict[uuid.UUID, Any]:
-        runs = await records.list_runs(limit=len(flows) + 10)
-        return {
-            run.id: (
-                replace(run, updated_at=None),
-                [replace(st, updated_at=None) for st in await records.get_stages_by_run(run.id)],
-            )
-            for run in runs
-        }
-
-    kept = await rows()
-    assert set(kept) == set(flows), "a flow has no run, or a run has no flow"
-    for fid in flows:
-        assert kept[fid][0].flow_version == await store.flow_version(fid)
-    report = await rebuild_records(store, records, definitions=[CHAOS], flow_ids=flows)
-    assert report.rebuilt == len(flows)
-    assert await rows() == kept
-
-
-async def _all_say(gang: ProcessGang) -> bool:
-    return gang.all_say(READY)
-
-
-async def _finished(gang: ProcessGang) -> bool:
-    return gang.finished() == FOLLOWERS
+    runs = await WorkflowRecords(db).list_runs(limit=len(flows) + 10)
+    assert {run.id for run in runs} == set(flows), "a flow has no run, or a run has no flow"
+    await check_records(db, flows)  # each completed at its last version, each row its rebuild
