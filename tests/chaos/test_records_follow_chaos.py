@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,13 @@ from chem_persistence_async import (
     WorkflowRecords,
 )
 from tests.chaos.test_worker_chaos import check_records, chem_persist
-from tests.support.chaos import ProcessGang, assert_only_expected_stderr, subprocess_env, wait_for
+from tests.support.chaos import (
+    ProcessGang,
+    assert_only_expected_stderr,
+    stop_gracefully,
+    subprocess_env,
+    wait_for,
+)
 from tests.worker.flows import CHAOS
 
 NAME = "chaos-records"
@@ -118,13 +123,7 @@ async def test_followers_killed_at_random_keep_every_record_exact(
             return await _caught_up(db)
 
         await wait_for(caught_up, 60, f"the followers to reach the end of the log (seed {seed})")
-        await wait_for(lambda: gang.all_say(READY), 60, "every follower to be up", every=0.1)
-        gang.signal_all(signal.SIGTERM)
-
-        async def stopped() -> str:
-            return f"exit statuses: {gang.returncodes()}"
-
-        await wait_for(lambda: gang.finished() == FOLLOWERS, 60, "every follower to stop", explain=stopped)
+        await stop_gracefully(gang, READY, "follower")
     finally:
         appending.clear()
         await asyncio.gather(*runners, return_exceptions=True)

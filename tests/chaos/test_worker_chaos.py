@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-import signal
 import sys
 import time
 import uuid
@@ -48,6 +47,7 @@ from tests.support.chaos import (
     ProcessGang,
     assert_clean_stderr,
     assert_only_expected_stderr,
+    stop_gracefully,
     subprocess_env,
     unfinished,
     wait_for,
@@ -216,15 +216,7 @@ async def _worker_chaos(
             all_done, deadline, f"every flow to complete (seed {seed})", explain=lambda: _explain(db)
         )
         elapsed = time.monotonic() - began
-        # A graceful stop (nothing is held any more), once each worker handles SIGTERM: one
-        # restarted a moment ago may still be importing, and would die of the signal instead.
-        await wait_for(lambda: gang.all_say(GRACEFUL), 60, "every worker to be up", every=0.1)
-        gang.signal_all(signal.SIGTERM)
-
-        async def stopped() -> str:
-            return f"exit statuses: {gang.returncodes()}"
-
-        await wait_for(lambda: gang.finished() == workers, 60, "every worker to stop", explain=stopped)
+        await stop_gracefully(gang, GRACEFUL, "worker")  # (nothing is held any more)
     finally:
         gang.kill_all()
     if server is None:

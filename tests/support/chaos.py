@@ -165,6 +165,19 @@ async def wait_for(
         await asyncio.sleep(every)
 
 
+async def stop_gracefully(gang: ProcessGang, ready: str, what: str) -> None:
+    """SIGTERM every member once each has printed ``ready`` (it handles the signal now: one
+    restarted a moment ago may still be importing, and would die of it instead), then wait until
+    each has exited with 0."""
+    await wait_for(lambda: gang.all_say(ready), 60, f"every {what} to be up", every=0.1)
+    gang.signal_all(signal.SIGTERM)
+
+    async def stopped() -> str:
+        return f"exit statuses: {gang.returncodes()}"
+
+    await wait_for(lambda: gang.finished() == len(gang.members), 60, f"every {what} to stop", explain=stopped)
+
+
 async def unfinished(conn: asyncpg.Connection) -> str:
     """The flows with no ``FlowCompleted`` yet (their event codes) and the active jobs."""
     flows = await conn.fetch(
