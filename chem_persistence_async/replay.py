@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import chain
 from operator import attrgetter
 from typing import Any, cast
 from uuid import UUID
@@ -127,13 +128,15 @@ def apply_events(
     # flow it holds: copying every slot made an append O(steps), a long flow's run quadratic).
     slots: list[_SlotState | None] = [None] * len(before)
     touched: list[int] = []
-    signals: list[tuple[str, str, Any]] = list(instance.signals)
+    signals: list[tuple[str, str, Any]] = []
+    """The fold's new signals (and below, signals received): the flow's own are not copied, so an
+    append costs nothing per signal the flow holds already."""
     completed = instance.completed
     flow_fp: str | None = instance.fingerprint
     version = instance.version
     initialized = version > 0
     inputs = instance.inputs
-    received: list[ReceivedSignal] = list(instance.received)
+    received: list[ReceivedSignal] = []
     last_received: dict[str, int] | None = None
     """The version at which each signal name last arrived: built at the first suspension of a
     fold, so a suspension asks it once instead of walking every signal received."""
@@ -243,7 +246,7 @@ def apply_events(
                 slot.resumable = False
             else:
                 if last_received is None:
-                    last_received = {r.name: r.version for r in received}  # (versions ascend)
+                    last_received = {r.name: r.version for r in chain(instance.received, received)}
                 slot.resumable = last_received.get(kind.signal, 0) > slot.started_version
 
     steps = list(before)
@@ -265,9 +268,9 @@ def apply_events(
         steps=tuple(steps),
         fingerprint=flow_fp,
         version=version,
-        signals=tuple(signals),
+        signals=(*instance.signals, *signals) if signals else instance.signals,
         inputs=inputs,
-        received=tuple(received),
+        received=(*instance.received, *received) if received else instance.received,
     )
 
 

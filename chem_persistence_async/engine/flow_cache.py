@@ -13,6 +13,10 @@ enters: only the parts new since the state it extends, so a warm load costs noth
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from itertools import compress
+from operator import attrgetter, is_, is_not
+from typing import Any, TypeVar
 from uuid import UUID
 
 from chem_persistence_async.codec.fast import collector_paused
@@ -21,6 +25,8 @@ from chem_persistence_async.domain.flow import FlowInstance, ReceivedSignal, Ste
 from chem_persistence_async.domain.frozen import FrozenDict, freeze
 from chem_persistence_async.engine.repository import Replayed
 from chem_persistence_async.errors import InvalidInputError
+
+T = TypeVar("T")
 
 DEFAULT_FLOW_CACHE_SIZE = 1_000
 """Flows an engine keeps replayed (a worker's engine sees the flows its jobs name, over and over)."""
@@ -76,25 +82,29 @@ def frozen(after: FlowInstance, before: FlowInstance | None) -> FlowInstance:
 
 
 def _frozen(after: FlowInstance, before: FlowInstance | None) -> FlowInstance:
+    """``frozen``'s work. What ``after`` shares with ``before`` (its tuples, when ``apply_events``
+    left them as they were; its unchanged slots) is found by identity at C speed; when nothing
+    needs freezing, ``after`` itself is the answer (an engine's append of a step's events: no
+    signal, no failure, no new inputs)."""
     inputs = after.inputs
     if before is None or inputs is not before.inputs:
         inputs = freeze(dict(inputs))
-    old_signals = () if before is None else before.signals
-    signals = tuple(
-        s if _kept(old_signals, i, s) else (s[0], s[1], freeze(s[2])) for i, s in enumerate(after.signals)
-    )
-    old_received = () if before is None else before.received
-    received = tuple(
-        r
-        if _kept(old_received, i, r)
-        else ReceivedSignal(r.name, freeze(r.data), r.send_id, r.step_index, r.version)
-        for i, r in enumerate(after.received)
-    )
+    signals = _frozen_items(after.signals, () if before is None else before.signals, _frozen_signal)
+    received = _frozen_items(after.received, () if before is None else before.received, _frozen_received)
+    steps = after.steps
     old_steps = () if before is None else before.steps
-    steps = tuple(
-        slot if not slot.errors or _kept(old_steps, i, slot) else _frozen_slot(slot, old_steps, i)
-        for i, slot in enumerate(after.steps)
-    )
+    if steps is not old_steps and _new_errors_in(steps, old_steps):
+        steps = tuple(
+            slot if not slot.errors or _kept(old_steps, i, slot) else _frozen_slot(slot, old_steps, i)
+            for i, slot in enumerate(steps)
+        )
+    if (
+        inputs is after.inputs
+        and signals is after.signals
+        and received is after.received
+        and steps is after.steps
+    ):
+        return after
     return FlowInstance(
         after.flow_id,
         after.definition_hash,
@@ -107,6 +117,39 @@ def _frozen(after: FlowInstance, before: FlowInstance | None) -> FlowInstance:
         inputs,
         received,
     )
+
+
+def _new_errors_in(steps: tuple[StepSlot, ...], old_steps: tuple[StepSlot, ...]) -> bool:
+    """Whether a slot of ``steps`` that is not the very slot of ``old_steps`` at its index has
+    errors (which then need freezing). Found by ``map`` and ``compress``, with no Python frame per
+    slot: an append changes one slot or two of the flow's."""
+    if len(steps) != len(old_steps):
+        return any(map(_errors_of, steps))
+    return any(map(_errors_of, compress(steps, map(is_not, steps, old_steps))))
+
+
+_errors_of = attrgetter("errors")
+
+
+def _frozen_items(items: tuple[T, ...], old: tuple[T, ...], freeze_item: Callable[[T], T]) -> tuple[T, ...]:
+    """``items`` with each one that is not the very object at its index of ``old`` frozen. An
+    append extends the flow's signals: when ``old`` is the start of ``items`` (proved by ``map``
+    at C speed), only the new ones past it are looked at, so a flow that takes a signal per step
+    no longer walks all it took at every step (3,000 steps: ~750 µs per step at the end)."""
+    if items is old:
+        return items
+    kept = len(old)
+    if kept <= len(items) and all(map(is_, items, old)):
+        return items if kept == len(items) else (*items[:kept], *map(freeze_item, items[kept:]))
+    return tuple(item if _kept(old, i, item) else freeze_item(item) for i, item in enumerate(items))
+
+
+def _frozen_signal(signal: tuple[str, str, Any]) -> tuple[str, str, Any]:
+    return (signal[0], signal[1], freeze(signal[2]))
+
+
+def _frozen_received(r: ReceivedSignal) -> ReceivedSignal:
+    return ReceivedSignal(r.name, freeze(r.data), r.send_id, r.step_index, r.version)
 
 
 def _kept(old: tuple[object, ...], index: int, item: object) -> bool:

@@ -8,6 +8,7 @@ import copy
 import gc
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -25,8 +26,9 @@ from chem_persistence_async import (
     RetryPolicy,
     replay,
 )
-from chem_persistence_async.domain.flow import ReceivedSignal
-from chem_persistence_async.domain.frozen import FrozenDict
+from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
+from chem_persistence_async.domain.flow import ReceivedSignal, StepStatus
+from chem_persistence_async.domain.frozen import FrozenDict, FrozenList
 from chem_persistence_async.engine.flow_cache import frozen
 from chem_persistence_async.engine.planner import RunStep
 from chem_persistence_async.ports.event_store import AsyncEventStore
@@ -284,6 +286,38 @@ def test_freezing_takes_what_the_state_it_extends_froze_already() -> None:
         warm.received[1].data["k"].append(3)
     with pytest.raises(TypeError, match="read-only"):
         warm.signals[1][2]["y"] = 2
+    # Not an extension of the frozen state (its first signal replaced): each one is looked at.
+    other = replace(after, signals=(("a", "go", [7]), *after.signals[1:]))
+    mixed = frozen(other, cold)
+    assert mixed.signals == other.signals
+    assert [type(signal[2]) for signal in mixed.signals] == [FrozenList, FrozenDict]
+
+
+def test_freezing_an_append_that_brings_nothing_to_freeze_is_the_state_itself() -> None:
+    """An engine's append of a step's start or finish shares every tuple but the changed slot's
+    with the state it extends: nothing is copied. A changed slot with a new error still has its
+    details frozen, and a slot of another length of steps is looked at whole."""
+    fid = uuid.uuid4()
+    cold = frozen(replace(replay(fid, [], DEFINITION), inputs={"n": [1]}), None)
+    started = replace(cold.steps[1], status=StepStatus.RUNNING, attempts=1)
+    after = replace(cold, steps=(cold.steps[0], started, *cold.steps[2:]), version=cold.version + 1)
+    assert frozen(after, cold) is after
+
+    error = StepExecutionError(
+        fid, "signal", 1, ErrorClass.TRANSIENT, "boom", {"k": [1]}, 0, 3, datetime.now(UTC)
+    )
+    failed = replace(started, status=StepStatus.FAILED, errors=(error,))
+    later = replace(after, steps=(after.steps[0], failed, *after.steps[2:]), version=after.version + 1)
+    warm = frozen(later, after)
+    assert warm is not later
+    assert warm == later
+    assert warm.steps[0] is after.steps[0]
+    assert warm.inputs is after.inputs
+    with pytest.raises(TypeError, match="read-only"):
+        warm.steps[1].errors[0].details["k"].append(2)  # type: ignore[index]
+    assert frozen(replace(later, steps=later.steps[:2]), after).steps[1].errors[0].details == {"k": [1]}
+    with pytest.raises(TypeError, match="read-only"):
+        frozen(replace(later, steps=later.steps[:2]), after).steps[1].errors[0].details["k"].append(2)  # type: ignore[index]
 
 
 async def test_commits_that_carry_their_job_keep_the_cache(harness: Harness) -> None:
