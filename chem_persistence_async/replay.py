@@ -14,7 +14,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from chem_persistence_async.codec.fast import COLUMNS_FROM as _COLUMNS_FROM
-from chem_persistence_async.codec.fast import column_builder
+from chem_persistence_async.codec.fast import column_builder, object_builder
 from chem_persistence_async.domain.events import (
     FlowCompleted,
     FlowEvent,
@@ -259,18 +259,20 @@ def apply_events(
 
     # Every step before the instance's cursor was finished, and only touched ones changed.
     first = min(instance.cursor, min(touched)) if touched else instance.cursor
-    cursor = next((i for i in range(first, len(steps)) if steps[i].status is not finished), len(steps))
-    return FlowInstance(
-        flow_id=flow_id,
-        definition_hash=definition.hash,
-        completed=completed,
-        cursor=cursor,
-        steps=tuple(steps),
-        fingerprint=flow_fp,
-        version=version,
-        signals=(*instance.signals, *signals) if signals else instance.signals,
-        inputs=inputs,
-        received=(*instance.received, *received) if received else instance.received,
+    cursor, end = first, len(steps)
+    while cursor < end and steps[cursor].status is finished:
+        cursor += 1
+    return new_instance(
+        flow_id,
+        definition.hash,
+        completed,
+        cursor,
+        tuple(steps),
+        flow_fp,
+        version,
+        (*instance.signals, *signals) if signals else instance.signals,
+        inputs,
+        (*instance.received, *received) if received else instance.received,
     )
 
 
@@ -356,6 +358,23 @@ _SLOT_FIELDS = (
     "started_version",
 )
 _new_slots = column_builder(StepSlot, _SLOT_FIELDS)
+_new_slot = object_builder(StepSlot, _SLOT_FIELDS)
+new_instance = object_builder(
+    FlowInstance,
+    (
+        "flow_id",
+        "definition_hash",
+        "completed",
+        "cursor",
+        "steps",
+        "fingerprint",
+        "version",
+        "signals",
+        "inputs",
+        "received",
+    ),
+)
+"""``FlowInstance(...)`` from every field, positionally, at two thirds of its ``__init__``."""
 """``StepSlot``s filled column by column through their slot descriptors (``codec.fast``): the
 slots a load rebuilds (every step of the flow) at about half the cost of ``StepSlot(...)``."""
 _state_columns = tuple(attrgetter(name) for name in _SLOT_FIELDS[1:])
@@ -382,13 +401,13 @@ def _build_slots(
     count = len(states)
     if count < _COLUMNS_FROM:  # an engine's append touches one slot or two: no columns for those
         return [
-            StepSlot(
+            _new_slot(
                 step_ids[index],
                 s.status,
                 s.outputs,
                 s.fingerprint,
                 s.retry_count,
-                s.errors,  # type: ignore[arg-type]  # (a tuple now)
+                s.errors,  # (a tuple now)
                 s.attempts,
                 s.not_before,
                 s.lease_until,

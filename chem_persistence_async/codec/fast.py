@@ -6,7 +6,8 @@ hot path, kept here with the guard that keeps it honest.
 * ``build_events``: ``FlowEvent`` objects filled slot by slot through their descriptors, a third of
   the cost of ``__init__``; an import-time guard fails loudly if ``FlowEvent``'s slots change.
   ``column_builder`` makes such a builder for another frozen slotted dataclass (replay's
-  ``StepSlot``, a load's ``StepExecutionError``), with the same guard.
+  ``StepSlot``, a load's ``StepExecutionError``), with the same guard; ``object_builder`` one
+  that builds a single object (an append's new state and slots).
 """
 
 from __future__ import annotations
@@ -63,19 +64,43 @@ if FlowEvent.__slots__ != ("seq", "flow_id", "flow_version", "ts", "kind", "even
     raise RuntimeError("decode_events fills FlowEvent's slots by hand: update it with FlowEvent")
 
 
-def column_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., list[T]]:
-    """``build(count, *columns)``: ``count`` ``cls`` objects from one column per slot, in the order
-    of ``names``, filled as ``build_events`` fills ``FlowEvent``s (a third of the cost of
-    ``__init__`` and its keyword arguments). Checked here, once: ``cls`` must be a dataclass whose
-    slots are exactly ``names`` (every slot is filled: none is left unset) with no
-    ``__post_init__``, so the objects are those ``__init__`` would build from the same values."""
+def object_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
+    """``build(*values)``: one ``cls`` object from its slots' values in the order of ``names``,
+    filled through the slots' descriptors; checked as ``column_builder`` checks ``cls``. A frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__`` (a lookup, an argument
+    tuple and a generic set per field): this builds the same object at about half of that
+    (measured: a 13-slot ``StepSlot`` 1.9 -> 1.0 µs, a ``FlowInstance`` 1.55 -> 0.8). For the
+    objects the engine builds at every append (the flow's state, its changed slots)."""
+    _check_slots(cls, names)
+    # One straight-line function per class, as ``dataclasses`` makes ``__init__``: a loop over the
+    # setters cost a third of the building. ``names`` are the checked slot names (identifiers).
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"set_{name}": getattr(cls, name).__set__ for name in names})
+    lines = [f"def build({', '.join(names)}):", "    made = new(cls)"]
+    lines += [f"    set_{name}(made, {name})" for name in names]
+    lines.append("    return made")
+    exec("\n".join(lines), scope)  # noqa: S102 - code made from the checked slot names alone
+    build: Callable[..., T] = scope["build"]
+    return build
+
+
+def _check_slots(cls: type[Any], names: tuple[str, ...]) -> None:
     if (
         not dataclasses.is_dataclass(cls)
         or getattr(cls, "__slots__", None) != names
         or tuple(f.name for f in dataclasses.fields(cls) if f.init) != names
         or hasattr(cls, "__post_init__")
     ):
-        raise RuntimeError(f"column_builder({cls.__name__}): its slots changed; update the caller")
+        raise RuntimeError(f"{cls.__name__}'s slots changed; update the builder's caller")
+
+
+def column_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., list[T]]:
+    """``build(count, *columns)``: ``count`` ``cls`` objects from one column per slot, in the order
+    of ``names``, filled as ``build_events`` fills ``FlowEvent``s (a third of the cost of
+    ``__init__`` and its keyword arguments). Checked here, once: ``cls`` must be a dataclass whose
+    slots are exactly ``names`` (every slot is filled: none is left unset) with no
+    ``__post_init__``, so the objects are those ``__init__`` would build from the same values."""
+    _check_slots(cls, names)
     setters = tuple(getattr(cls, name).__set__ for name in names)
     new = object.__new__
 

@@ -25,6 +25,7 @@ from chem_persistence_async.domain.flow import FlowInstance, ReceivedSignal, Ste
 from chem_persistence_async.domain.frozen import FrozenDict, freeze
 from chem_persistence_async.engine.repository import Replayed
 from chem_persistence_async.errors import InvalidInputError
+from chem_persistence_async.replay import new_instance
 
 T = TypeVar("T")
 
@@ -105,7 +106,7 @@ def _frozen(after: FlowInstance, before: FlowInstance | None) -> FlowInstance:
         and steps is after.steps
     ):
         return after
-    return FlowInstance(
+    return new_instance(
         after.flow_id,
         after.definition_hash,
         after.completed,

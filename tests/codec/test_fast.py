@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 
 from chem_persistence_async.codec.decode import decode_error_json
-from chem_persistence_async.codec.fast import column_builder
+from chem_persistence_async.codec.fast import column_builder, object_builder
 from chem_persistence_async.domain.failures import ErrorClass, StepExecutionError
 
 
@@ -29,11 +30,21 @@ def test_built_by_columns_or_by_init_alike(count: int) -> None:
     assert all(type(p) is _Pair for p in made)
 
 
-def test_a_builder_refuses_other_slots() -> None:
+def test_one_object_built_by_its_slots_equals_init() -> None:
+    build = object_builder(_Pair, ("a", "b"))
+    made = build(1, "one")
+    assert made == _Pair(1, "one")
+    assert type(made) is _Pair
+    with pytest.raises(TypeError):
+        build(1)  # every slot is given: none is left unset
+
+
+@pytest.mark.parametrize("builder", [column_builder, object_builder])
+def test_a_builder_refuses_other_slots(builder: Callable[..., object]) -> None:
     with pytest.raises(RuntimeError, match="slots changed"):
-        column_builder(_Pair, ("b", "a"))
+        builder(_Pair, ("b", "a"))
     with pytest.raises(RuntimeError, match="slots changed"):
-        column_builder(_Pair, ("a",))
+        builder(_Pair, ("a",))
 
 
 @pytest.mark.parametrize("count", [0, 3, 20])
