@@ -94,6 +94,10 @@ def _check_slots(cls: type[Any], names: tuple[str, ...]) -> None:
         raise RuntimeError(f"{cls.__name__}'s slots changed; update the builder's caller")
 
 
+new_event: Callable[..., FlowEvent] = object_builder(FlowEvent, FlowEvent.__slots__)
+"""``FlowEvent(seq, flow_id, flow_version, ts, kind, event_id)``, at half the cost (an append's)."""
+
+
 def column_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., list[T]]:
     """``build(count, *columns)``: ``count`` ``cls`` objects from one column per slot, in the order
     of ``names``, filled as ``build_events`` fills ``FlowEvent``s (a third of the cost of

@@ -26,7 +26,7 @@ from uuid import UUID, uuid4, uuid5
 
 import anyio
 
-from chem_persistence_async.codec.fast import collector_paused
+from chem_persistence_async.codec.fast import collector_paused, new_event
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.canonical import content_hash, normalize_json
 from chem_persistence_async.domain.definitions import definition_ref
@@ -790,7 +790,7 @@ class FlowEngine:
         """What the plan will be once ``kinds`` are appended (on provisional events)."""
         now = self._clock()
         provisional = [
-            FlowEvent(0, instance.flow_id, instance.version + i, now, kind, _NO_ID)
+            new_event(0, instance.flow_id, instance.version + i, now, kind, _NO_ID)
             for i, kind in enumerate(kinds, 1)
         ]
         return plan(
@@ -1119,7 +1119,7 @@ def projected_append(
     ``named_only``, the records hold only the stages ``kinds`` name."""
     fid, version = instance.flow_id, instance.version
     provisional = [
-        FlowEvent(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
+        new_event(0, fid, version + i, APPEND_TIME, kind, _NO_ID) for i, kind in enumerate(kinds, 1)
     ]
     after = apply_events(instance, provisional, definition)
     return after, project_flow(after, definition, provisional, named_only=named_only)

@@ -31,7 +31,7 @@ from chem_persistence_async.codec.decode import (
     decode_events,
     decode_positioned,
 )
-from chem_persistence_async.codec.fast import collector_paused
+from chem_persistence_async.codec.fast import collector_paused, new_event
 from chem_persistence_async.codec.prepare import AppendBatch, PreparedArtifact, StoreLimits
 from chem_persistence_async.domain.artifacts import Artifact
 from chem_persistence_async.domain.events import FlowEvent
@@ -638,7 +638,7 @@ def _lean_events(batch: AppendBatch, base: int, rows: Sequence[Any]) -> list[Flo
     if len(batch.events) > 1:
         return batch.events_at(base, rows)
     event = batch.events[0]
-    return [FlowEvent(rows[0][1], batch.flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
+    return [new_event(rows[0][1], batch.flow_id, base + 1, rows[0][2], event.kind, event.event_id)]
 
 
 def _jobs_values(jobs: Sequence[tuple[int, JobWrite]]) -> dict[str, Any]:
