@@ -358,7 +358,10 @@ _SLOT_FIELDS = (
     "started_version",
 )
 _new_slots = column_builder(StepSlot, _SLOT_FIELDS)
+"""``StepSlot``s filled column by column through their slot descriptors (``codec.fast``): the
+slots a load rebuilds (every step of the flow) at about half the cost of ``StepSlot(...)``."""
 _new_slot = object_builder(StepSlot, _SLOT_FIELDS)
+"""One ``StepSlot`` (an append's changed slot) at half the cost of ``StepSlot(...)``."""
 new_instance = object_builder(
     FlowInstance,
     (
@@ -374,9 +377,7 @@ new_instance = object_builder(
         "received",
     ),
 )
-"""``FlowInstance(...)`` from every field, positionally, at two thirds of its ``__init__``."""
-"""``StepSlot``s filled column by column through their slot descriptors (``codec.fast``): the
-slots a load rebuilds (every step of the flow) at about half the cost of ``StepSlot(...)``."""
+"""``FlowInstance(...)`` from every field, positionally, at half the cost of its ``__init__``."""
 _state_columns = tuple(attrgetter(name) for name in _SLOT_FIELDS[1:])
 
 

@@ -72,16 +72,21 @@ def object_builder(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
     (measured: a 13-slot ``StepSlot`` 1.9 -> 1.0 µs, a ``FlowInstance`` 1.55 -> 0.8). For the
     objects the engine builds at every append (the flow's state, its changed slots)."""
     _check_slots(cls, names)
+    if _BUILDER_NAMES & set(names):
+        raise RuntimeError(f"object_builder({cls.__name__}): a slot is named as the builder's own locals")
     # One straight-line function per class, as ``dataclasses`` makes ``__init__``: a loop over the
     # setters cost a third of the building. ``names`` are the checked slot names (identifiers).
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    scope.update({f"set_{name}": getattr(cls, name).__set__ for name in names})
-    lines = [f"def build({', '.join(names)}):", "    made = new(cls)"]
-    lines += [f"    set_{name}(made, {name})" for name in names]
-    lines.append("    return made")
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    scope.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
+    lines = [f"def build({', '.join(names)}):", "    _made = _new(_cls)"]
+    lines += [f"    _set_{name}(_made, {name})" for name in names]
+    lines.append("    return _made")
     exec("\n".join(lines), scope)  # noqa: S102 - code made from the checked slot names alone
     build: Callable[..., T] = scope["build"]
     return build
+
+
+_BUILDER_NAMES = frozenset({"_new", "_cls", "_made"})
 
 
 def _check_slots(cls: type[Any], names: tuple[str, ...]) -> None:

@@ -39,6 +39,16 @@ def test_one_object_built_by_its_slots_equals_init() -> None:
         build(1)  # every slot is given: none is left unset
 
 
+@dataclass(frozen=True, slots=True)
+class _Clash:
+    _made: int
+
+
+def test_an_object_builder_refuses_a_slot_named_as_its_locals() -> None:
+    with pytest.raises(RuntimeError, match="named as the builder's own locals"):
+        object_builder(_Clash, ("_made",))
+
+
 @pytest.mark.parametrize("builder", [column_builder, object_builder])
 def test_a_builder_refuses_other_slots(builder: Callable[..., object]) -> None:
     with pytest.raises(RuntimeError, match="slots changed"):
