@@ -2,7 +2,7 @@
 
 On a shared 2-core machine a wall-clock ratio moves 0.8-1.3 from one run to the next, so a change
 worth less than about 20% cannot be seen in the suite's figures. The instructions the client
-process executes are repeatable to a fraction of a percent whatever else the machine does: the
+process executes are repeatable (within 0.1-2% between runs) whatever else the machine does: the
 measure for the library's own cost per call, the part of each missed per-call goal it controls.
 
 Each workload's library variant and raw variant run in a child Python process under
