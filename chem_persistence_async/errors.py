@@ -100,7 +100,8 @@ class UnknownStatusError(InvalidInputError):
 class ValueOutOfRangeError(InvalidInputError):
     """An integer argument of a store outside the range of the ``INT`` column it reaches or is
     compared with (-2**31 .. 2**31 - 1): an ``expected_version``, or one that the versions of the
-    events appended after it would carry past 2**31 - 1.
+    events appended after it would carry past 2**31 - 1. Also a text argument longer than the
+    column it goes to (a name, a job key).
 
     The rule: a store checks its *arguments* (this error); an event checks its own *fields*. The
     integer fields of events (``attempt``, ``retry_count``, ``max_retries``, ``step_index``,

@@ -96,13 +96,13 @@ def check_batch_size(value: object, what: str = "batch_size") -> int:
 
 def text_argument(value: object, what: str, *, max_length: int | None = None) -> str:
     """A string PostgreSQL can take as a text argument (no NUL, valid UTF-8: else
-    ``UnstorableValueError``), within ``max_length``."""
+    ``UnstorableValueError``), within ``max_length`` (else ``ValueOutOfRangeError``)."""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
     if not value.isascii() or "\x00" in value:
         check_text(value, what)
     if max_length is not None and len(value) > max_length:
-        raise InvalidInputError(f"{what} is {len(value)} characters; at most {max_length}")
+        raise ValueOutOfRangeError(f"{what} is {len(value)} characters; at most {max_length}")
     return value
 
 
@@ -113,11 +113,9 @@ MAX_NAME_LENGTH = 200
 def check_name(value: object, what: str, *, max_length: int = MAX_NAME_LENGTH, empty: bool = False) -> str:
     """A name PostgreSQL can store: a string ``text_argument`` takes, not empty (unless ``empty``),
     and at most ``max_length`` characters (else ``ValueOutOfRangeError``)."""
-    text = text_argument(value, what)
+    text = text_argument(value, what, max_length=max_length)
     if not text and not empty:
         raise InvalidInputError(f"{what} must not be empty")
-    if len(text) > max_length:
-        raise ValueOutOfRangeError(f"{what} is {len(text)} characters; at most {max_length}")
     return text
 
 
