@@ -32,7 +32,7 @@ async def test_an_append_workload_writes_one_event_per_operation_on_both_sides(
 
 async def test_the_engine_step_workload_writes_two_events_per_step_on_both_sides(db_url: str) -> None:
     workload = ins.WORKLOADS["engine_step"]
-    flows = -(-(ins.WARM + 6) // 10)
+    flows = ins._flows_for(6)
     before = await _events(db_url)
     assert await workload.library(db_url, 2, 6) == ins.WARM + 2
     assert await _events(db_url) - before == flows + 2 * (ins.WARM + 2)  # each flow's FlowInitialized first

@@ -86,12 +86,17 @@ def _append(kind: str) -> tuple[Run, Run]:
     return library, raw_run
 
 
+def _flows_for(span: int) -> int:
+    """Flows of ``SHAPE_STEPS_PER_FLOW`` steps enough for ``WARM + span`` steps."""
+    return -(-(WARM + span) // sh.SHAPE_STEPS_PER_FLOW)
+
+
 async def _step_library(url: str, n: int, span: int) -> int:
     db, store = await _open(url)
     try:
         engine = FlowEngine(store, FlowRepository(), sh._step_definition())
         per_flow = sh.SHAPE_STEPS_PER_FLOW
-        flows = [await engine.load(await engine.start()) for _ in range(-(-(WARM + span) // per_flow))]
+        flows = [await engine.load(await engine.start()) for _ in range(_flows_for(span))]
         done = 0
         for instance in flows:
             for _ in range(per_flow):
@@ -114,7 +119,7 @@ async def _step_raw(url: str, n: int, span: int) -> int:
         events.append(
             wl.as_dict(StepFinished(step_index=i, step_id=f"s{i}", fingerprint=wl._fingerprint("x", i)))
         )
-    flows = [[dict(e) for e in events] for _ in range(-(-(WARM + span) // per_flow))]
+    flows = [[dict(e) for e in events] for _ in range(_flows_for(span))]
     conn = await asyncpg.connect(url)
     try:
         done = 0

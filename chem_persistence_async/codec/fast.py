@@ -55,10 +55,10 @@ def build_events(count: int, *columns: Iterable[Any]) -> list[FlowEvent]:
     return events
 
 
-_EVENT_SLOT_SETTERS = tuple(
-    getattr(FlowEvent, name).__set__ for name in ("seq", "flow_id", "flow_version", "ts", "kind", "event_id")
-)
-if FlowEvent.__slots__ != ("seq", "flow_id", "flow_version", "ts", "kind", "event_id") or hasattr(
+_EVENT_SLOTS = ("seq", "flow_id", "flow_version", "ts", "kind", "event_id")
+"""The order ``build_events`` and ``new_event`` take a ``FlowEvent``'s values in."""
+_EVENT_SLOT_SETTERS = tuple(getattr(FlowEvent, name).__set__ for name in _EVENT_SLOTS)
+if FlowEvent.__slots__ != _EVENT_SLOTS or hasattr(
     FlowEvent, "__post_init__"
 ):  # pragma: no cover - a guard for whoever changes FlowEvent
     raise RuntimeError("decode_events fills FlowEvent's slots by hand: update it with FlowEvent")
@@ -99,7 +99,7 @@ def _check_slots(cls: type[Any], names: tuple[str, ...]) -> None:
         raise RuntimeError(f"{cls.__name__}'s slots changed; update the builder's caller")
 
 
-new_event: Callable[..., FlowEvent] = object_builder(FlowEvent, FlowEvent.__slots__)
+new_event: Callable[..., FlowEvent] = object_builder(FlowEvent, _EVENT_SLOTS)
 """``FlowEvent(seq, flow_id, flow_version, ts, kind, event_id)``, at half the cost (an append's)."""
 
 
